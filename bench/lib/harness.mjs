@@ -1,0 +1,111 @@
+// The harness every bench section receives: options, a temp dir, the shared backend, a logger,
+// `problem()` to report something that went wrong without stopping the run, and `measure()`
+// (one wrk pass against a peer with the peer's CPU, the backend's new connections and the
+// box's load around it).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CLK_TCK, boxTicks, groupTicks, onCleanup } from './proc.mjs';
+import { startBackend } from './peers.mjs';
+import { wrk } from './wrk.mjs';
+
+export async function createHarness(opts) {
+  const t0 = Date.now();
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'homing-bench-'));
+  onCleanup(() => {
+    if (opts.keepTmp) console.error(`bench: temp files kept in ${tmp}`);
+    else rmSync(tmp, { recursive: true, force: true });
+  });
+  const ncpu = os.availableParallelism?.() ?? os.cpus().length;
+  const bins = new Map();
+
+  const h = {
+    opts,
+    tmp,
+    ncpu,
+    /** Everything that went wrong but did not stop the run; printed at the end and kept in the JSON. */
+    problems: [],
+    log(msg) {
+      console.error(`[bench ${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${msg}`);
+    },
+    problem(section, msg) {
+      h.problems.push({ section, message: msg });
+      h.log(`PROBLEM (${section}): ${msg}`);
+    },
+    bin(cmd) {
+      if (!bins.has(cmd)) {
+        let p;
+        try {
+          p = execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim() || undefined;
+        } catch {
+          p = undefined;
+        }
+        bins.set(cmd, p);
+      }
+      return bins.get(cmd);
+    },
+    have(cmd) {
+      return h.bin(cmd) !== undefined;
+    },
+    backend: undefined,
+
+    /**
+     * One measured wrk pass against `peer` ({url, pgids}), preceded by an unmeasured warm-up
+     * pass at the same concurrency. Returns the wrk figures plus:
+     *   proxyCpuUsPerReq   CPU (user+sys, all processes of the peer's groups) ÷ requests
+     *   upstreamOpened     backend connections opened during the measured pass
+     *   upstreamOpenedWarmup  … during the warm-up pass
+     *   boxBusyPct / otherCpuPct  the whole box's busy time and what is left after the proxy,
+     *                      backend and wrk (other engineers' work; 100 = one core)
+     */
+    async measure(peer, { conns, seconds, warmupS = 0 }) {
+      const backend = h.backend;
+      const s0 = await backend.stats();
+      if (warmupS > 0) await wrk(peer.url, { conns, seconds: warmupS });
+      const s1 = await backend.stats();
+      const p1 = groupTicks(peer.pgids);
+      const b1 = groupTicks(backend.pgids);
+      const x1 = boxTicks();
+      const w1 = Date.now();
+      const w = await wrk(peer.url, { conns, seconds });
+      const w2 = Date.now();
+      const x2 = boxTicks();
+      const p2 = groupTicks(peer.pgids);
+      const b2 = groupTicks(backend.pgids);
+      const s2 = await backend.stats();
+      const wallS = (w2 - w1) / 1000;
+      const proxyCpuS = peer.pgids.length ? (p2.ticks - p1.ticks) / CLK_TCK : undefined;
+      const backendCpuS = (b2.ticks - b1.ticks) / CLK_TCK;
+      const boxBusyS = ((x2.busy - x1.busy) / (x2.total - x1.total || 1)) * ncpu * wallS;
+      const pct = (s) => (s === undefined ? undefined : (100 * s) / wallS);
+      return {
+        peer: peer.name,
+        conns,
+        seconds,
+        rps: w.rps,
+        requests: w.requests,
+        latencyMs: w.latencyMs,
+        errors: w.errors,
+        proxyCpuUsPerReq: proxyCpuS === undefined ? undefined : (proxyCpuS * 1e6) / w.requests,
+        proxyCpuPct: pct(proxyCpuS),
+        proxyProcesses: peer.pgids.length ? p2.pids.length : 0,
+        backendCpuUsPerReq: (backendCpuS * 1e6) / w.requests,
+        backendCpuPct: pct(backendCpuS),
+        wrkCpuPct: pct(w.clientCpuS),
+        boxBusyPct: pct(boxBusyS),
+        otherCpuPct: pct(boxBusyS - (proxyCpuS ?? 0) - backendCpuS - (w.clientCpuS ?? 0)),
+        upstreamOpenedWarmup: s1.connections - s0.connections,
+        upstreamOpened: s2.connections - s1.connections,
+        backendRequests: s2.requests - s1.requests,
+        backendOpenConnections: s2.open,
+        wrkOutput: w.raw,
+      };
+    },
+  };
+
+  h.log(`temp dir ${tmp}; starting the backend`);
+  h.backend = await startBackend(h);
+  h.log(`backend on 127.0.0.1:${h.backend.port}`);
+  return h;
+}

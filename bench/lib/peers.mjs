@@ -1,0 +1,229 @@
+// Starting the things the bench measures. Every start function returns a Peer:
+//   { name, label, url?, port?, pgids: [pid…] (process groups whose CPU counts as the peer's),
+//     child, stop() }  or  { name, label, skipped: 'reason' }.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+import { start, startNode, stop, freePort, sleep } from './proc.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const PEERS_DIR = path.resolve(here, '../peers');
+export const REPO = path.resolve(here, '../..');
+export const HOMING_CLI = path.join(REPO, 'dist/cli/main.js');
+
+function tail(file, n = 2000) {
+  try {
+    const s = readFileSync(file, 'utf8');
+    return s.slice(-n).trim();
+  } catch {
+    return '';
+  }
+}
+
+/** Waits for an IPC {type:'ready', port} from a forked peer script. */
+function readyPort(child, name, timeoutMs = 10_000) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${name}: no ready message within ${timeoutMs} ms; log: ${tail(child.logFile)}`)), timeoutMs);
+    child.on('message', (m) => {
+      if (m?.type === 'ready') {
+        clearTimeout(t);
+        resolve(m.port);
+      }
+    });
+    child.exited.then((info) => {
+      clearTimeout(t);
+      reject(new Error(`${name} exited (${info.code ?? info.signal}) before ready; log: ${tail(child.logFile)}`));
+    });
+  });
+}
+
+/** One GET; resolves {status, headers, length} or rejects. */
+export function httpGet(url, timeoutMs = 2000) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+      let length = 0;
+      res.on('data', (d) => (length += d.length));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, length }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+/** Polls `url` until it answers with any HTTP status; fails early if `child` exits. */
+async function waitHttp(url, child, name, timeoutMs = 15_000) {
+  const until = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < until) {
+    if (child.exitInfo) throw new Error(`${name} exited (${child.exitInfo.code ?? child.exitInfo.signal}) before answering; log:\n${tail(child.logFile)}`);
+    try {
+      return await httpGet(url, 1000);
+    } catch (e) {
+      last = e;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${name}: ${url} did not answer within ${timeoutMs} ms (${last?.message}); log:\n${tail(child.logFile)}`);
+}
+
+/** Sends PING to a RESP port; resolves true on +PONG. */
+export function respPing(port, timeoutMs = 1000) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = '';
+    const done = (v) => {
+      sock.destroy();
+      resolve(v);
+    };
+    sock.setTimeout(timeoutMs, () => done(false));
+    sock.on('error', () => done(false));
+    sock.on('connect', () => sock.write('*1\r\n$4\r\nPING\r\n'));
+    sock.on('data', (d) => {
+      buf += d;
+      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
+    });
+  });
+}
+
+export async function waitRespPing(port, timeoutMs) {
+  const until = Date.now() + timeoutMs;
+  do {
+    if (await respPing(port)) return true;
+    await sleep(100);
+  } while (Date.now() < until);
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** The shared backend: its own process; stats() → {connections, open, requests}. */
+export async function startBackend(h) {
+  const child = startNode('backend', path.join(PEERS_DIR, 'backend.mjs'), [], { logFile: path.join(h.tmp, 'backend.log') });
+  const port = await readyPort(child, 'backend');
+  let seq = 0;
+  const pending = new Map();
+  child.on('message', (m) => {
+    if (m?.type === 'stats' && pending.has(m.id)) {
+      pending.get(m.id)(m);
+      pending.delete(m.id);
+    }
+  });
+  return {
+    name: 'backend',
+    label: 'backend',
+    port,
+    url: `http://127.0.0.1:${port}/bench`,
+    pgids: [child.pid],
+    child,
+    stats: () =>
+      new Promise((resolve, reject) => {
+        const id = ++seq;
+        const t = setTimeout(() => {
+          pending.delete(id);
+          reject(new Error('backend did not answer stats'));
+        }, 3000);
+        pending.set(id, (m) => {
+          clearTimeout(t);
+          resolve({ connections: m.connections, open: m.open, requests: m.requests });
+        });
+        child.send({ type: 'stats', id });
+      }),
+    stop: () => stop(child),
+  };
+}
+
+export function directPeer(h) {
+  return { name: 'direct', label: 'direct to the backend', kind: 'direct', url: h.backend.url, pgids: [], stop: async () => {} };
+}
+
+export async function startHttpProxy(h) {
+  const name = 'http-proxy';
+  if (!existsSync(path.join(REPO, 'node_modules/http-proxy'))) return { name, label: name, skipped: 'node_modules/http-proxy missing (npm install)' };
+  const child = startNode(name, path.join(PEERS_DIR, 'http-proxy.mjs'), [String(h.backend.port)], { logFile: path.join(h.tmp, 'http-proxy.log') });
+  const port = await readyPort(child, name);
+  return { name, label: '`http-proxy` package, 1 process', kind: 'proxy', port, url: `http://127.0.0.1:${port}/bench`, pgids: [child.pid], child, stop: () => stop(child) };
+}
+
+export async function startNginx(h, { keepalive = 512 } = {}) {
+  const name = 'nginx';
+  if (!h.have('nginx')) return { name, label: name, skipped: 'nginx not installed (scripts/install-system-deps.sh)' };
+  const prefix = path.join(h.tmp, 'nginx');
+  mkdirSync(prefix, { recursive: true });
+  const port = await freePort();
+  const conf = readFileSync(path.join(PEERS_DIR, 'nginx.conf.tmpl'), 'utf8')
+    .replaceAll('{{PREFIX}}', prefix)
+    .replaceAll('{{PORT}}', String(port))
+    .replaceAll('{{BACKEND}}', String(h.backend.port))
+    .replaceAll('{{KEEPALIVE}}', String(keepalive));
+  const confFile = path.join(prefix, 'nginx.conf');
+  writeFileSync(confFile, conf);
+  const child = start(name, h.bin('nginx'), ['-p', prefix, '-e', path.join(prefix, 'error.log'), '-c', confFile, '-g', 'daemon off;'], {
+    logFile: path.join(prefix, 'stdout.log'),
+  });
+  const url = `http://127.0.0.1:${port}/bench`;
+  try {
+    await waitHttp(url, child, name);
+  } catch (e) {
+    await stop(child);
+    throw new Error(`${e.message}\nnginx error.log:\n${tail(path.join(prefix, 'error.log'))}`);
+  }
+  return {
+    name,
+    label: `nginx, 1 worker, upstream keepalive ${keepalive}`,
+    kind: 'proxy',
+    port,
+    url,
+    pgids: [child.pid],
+    child,
+    stop: () => stop(child, { signal: 'SIGQUIT' }),
+  };
+}
+
+/**
+ * homing itself: `node dist/cli/main.js serve -c <tmp yaml>`. `routes`/`extra` let later sections
+ * add their own routes (affinity…) or top-level keys (resp…). Skips with a message when the CLI
+ * is not built.
+ */
+export async function startHoming(h, { name = 'homing', label, workers = 1, routes, pools, extra = {}, logLevel = 'warn' } = {}) {
+  label ??= `homing, workers: ${workers}`;
+  if (!existsSync(HOMING_CLI)) return { name, label, skipped: `${path.relative(REPO, HOMING_CLI)} does not exist (npm run build; the CLI may not be written yet)` };
+  const port = await freePort();
+  const adminPort = await freePort();
+  const cfg = {
+    listen: { http: `127.0.0.1:${port}` },
+    admin: `127.0.0.1:${adminPort}`,
+    workers,
+    log: { level: logLevel },
+    pools: pools ?? { bench: { members: [`127.0.0.1:${h.backend.port}`] } },
+    routes: routes ?? [{ name: 'bench', match: { path: '/' }, pool: 'bench', hash: { key: 'path', algorithm: 'ring' } }],
+    ...extra,
+  };
+  const dir = path.join(h.tmp, name);
+  mkdirSync(dir, { recursive: true });
+  const cfgFile = path.join(dir, 'homing.yaml');
+  writeFileSync(cfgFile, YAML.stringify(cfg));
+  const logFile = path.join(dir, 'homing.log');
+  const child = start(name, process.execPath, [HOMING_CLI, 'serve', '-c', cfgFile], { logFile, cwd: REPO });
+  const url = `http://127.0.0.1:${port}/bench`;
+  try {
+    await waitHttp(url, child, name, 20_000);
+  } catch (e) {
+    await stop(child);
+    throw e;
+  }
+  // Admin readiness (all workers up) if the admin side answers; not fatal when it does not.
+  const until = Date.now() + 5000;
+  while (Date.now() < until) {
+    const r = await httpGet(`http://127.0.0.1:${adminPort}/readyz`, 500).catch(() => undefined);
+    if (r?.status === 200) break;
+    await sleep(100);
+  }
+  if (workers !== 1) await sleep(500);
+  return { name, label, kind: 'proxy', homing: true, port, adminPort, url, cfgFile, logFile, config: cfg, pgids: [child.pid], child, stop: () => stop(child, { graceMs: 3000 }) };
+}
+
+export { tail };

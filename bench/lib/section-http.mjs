@@ -1,0 +1,213 @@
+// Section "http": a 1 KiB GET under wrk through homing (1 worker and auto) against direct to the
+// backend, nginx proxy_pass with upstream keep-alive, and the `http-proxy` package; peers are
+// started once and measured in interleaved rounds; then one c256 pass per proxy peer to check
+// upstream connection churn. Targets: issue 2 "Bench targets".
+import { directPeer, httpGet, startHoming, startHttpProxy, startNginx } from './peers.mjs';
+import { fmtInt, fmtK, fmtNum, median, table } from './format.mjs';
+
+const TARGETS = {
+  vsHttpProxy: 1.5, // homing 1 worker ≥ 1.5 × http-proxy req/s
+  vsNginx: 0.5, // ≥ 0.5 × nginx 1 worker
+  cpuUsPerReq: 40, // aim: under 40 µs of CPU per request
+  churnPerReq: 0.001, // "no churn": backend connections opened in the measured c256 pass < 0.1% of requests
+};
+
+export async function httpSection(h) {
+  const o = h.opts;
+  const starters = [
+    ['direct', async () => directPeer(h)],
+    ['nginx', () => startNginx(h, { keepalive: 512 })],
+    ['http-proxy', () => startHttpProxy(h)],
+    ['homing-1', () => startHoming(h, { name: 'homing-1', label: 'homing, workers: 1, hash ring', workers: 1 })],
+    ['homing-auto', () => startHoming(h, { name: 'homing-auto', label: `homing, workers: auto, hash ring`, workers: 'auto' })],
+  ];
+  const peers = [];
+  const skipped = {};
+  for (const [name, fn] of starters) {
+    try {
+      const p = await fn();
+      if (p.skipped) {
+        skipped[name] = p.skipped;
+        h.log(`skip ${name}: ${p.skipped}`);
+      } else {
+        peers.push(p);
+        h.log(`${name} up at ${p.url}${p.pgids.length ? ` (pid ${p.pgids.join(',')})` : ''}`);
+      }
+    } catch (e) {
+      skipped[name] = `failed to start: ${e.message}`;
+      h.problem('http', `${name} failed to start: ${e.message}`);
+    }
+  }
+
+  try {
+    // Preflight: one GET each; a non-200 or a wrong body length is reported, and the peer is still measured.
+    const preflight = {};
+    for (const p of peers) {
+      try {
+        const r = await httpGet(p.url);
+        preflight[p.name] = { status: r.status, length: r.length, headers: r.headers };
+        if (r.status !== 200 || r.length !== 1024) h.problem('http', `${p.name} preflight GET ${p.url} → ${r.status}, ${r.length} bytes (want 200, 1024)`);
+      } catch (e) {
+        preflight[p.name] = { error: e.message };
+        h.problem('http', `${p.name} preflight GET ${p.url} failed: ${e.message}`);
+      }
+    }
+
+    // Interleaved rounds at c64; the starting peer rotates from round to round.
+    const rounds = [];
+    for (let r = 0; r < o.rounds; r++) {
+      const order = peers.map((_, i) => peers[(i + r) % peers.length]);
+      const runs = {};
+      for (const p of order) {
+        h.log(`round ${r + 1}/${o.rounds}: ${p.name} c${o.conns} ${o.seconds}s`);
+        runs[p.name] = await measureSafe(h, p, { conns: o.conns, seconds: o.seconds, warmupS: o.warmupS });
+      }
+      rounds.push(runs);
+    }
+
+    // One high-concurrency pass per proxy peer: upstream connection churn.
+    const high = {};
+    for (const p of peers.filter((x) => x.kind === 'proxy')) {
+      h.log(`churn check: ${p.name} c${o.connsHigh} ${o.seconds}s`);
+      high[p.name] = await measureSafe(h, p, { conns: o.connsHigh, seconds: o.seconds, warmupS: o.warmupS });
+    }
+
+    const summary = summarize(peers, rounds);
+    const result = {
+      method: { tool: 'wrk', threads: 1, conns: o.conns, connsHigh: o.connsHigh, rounds: o.rounds, seconds: o.seconds, warmupS: o.warmupS, body: 1024 },
+      peers: peers.map((p) => ({ name: p.name, label: p.label, url: p.url, config: p.config })),
+      skipped,
+      preflight,
+      rounds: rounds.map((runs) => Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, stripRaw(v)]))),
+      high: Object.fromEntries(Object.entries(high).map(([k, v]) => [k, stripRaw(v)])),
+      summary,
+    };
+    result.targets = checkTargets(result);
+    for (const [name, run] of [...rounds.flatMap((x) => Object.entries(x)), ...Object.entries(high)]) {
+      if (run.error) continue;
+      if (run.errors.total > 0) h.problem('http', `${name} c${run.conns}: ${run.errors.total} errors (${JSON.stringify(run.errors)})\n${run.wrkOutput}`);
+    }
+    print(h, result);
+    return result;
+  } finally {
+    for (const p of peers) await p.stop();
+  }
+}
+
+async function measureSafe(h, p, opts) {
+  try {
+    return await h.measure(p, opts);
+  } catch (e) {
+    h.problem('http', `${p.name} c${opts.conns}: ${e.message}`);
+    return { peer: p.name, conns: opts.conns, error: e.message };
+  }
+}
+
+function stripRaw(run) {
+  if (!run || run.error) return run;
+  const { wrkOutput, ...rest } = run;
+  return rest.errors?.total ? { ...rest, wrkOutput } : rest;
+}
+
+function summarize(peers, rounds) {
+  const ok = (r) => r && !r.error;
+  const ratio = (runs, a, b) => (ok(runs[a]) && ok(runs[b]) && runs[b].rps ? runs[a].rps / runs[b].rps : undefined);
+  const out = {};
+  for (const p of peers) {
+    const mine = rounds.map((runs) => runs[p.name]).filter(ok);
+    out[p.name] = {
+      label: p.label,
+      rps: median(mine.map((r) => r.rps)),
+      rpsByRound: rounds.map((runs) => (ok(runs[p.name]) ? runs[p.name].rps : null)),
+      p50Ms: median(mine.map((r) => r.latencyMs.p50)),
+      p99Ms: median(mine.map((r) => r.latencyMs.p99)),
+      errors: mine.reduce((a, r) => a + r.errors.total, 0),
+      proxyCpuUsPerReq: median(mine.map((r) => r.proxyCpuUsPerReq)),
+      proxyCpuPct: median(mine.map((r) => r.proxyCpuPct)),
+      backendCpuUsPerReq: median(mine.map((r) => r.backendCpuUsPerReq)),
+      otherCpuPct: median(mine.map((r) => r.otherCpuPct)),
+      otherCpuPctMax: Math.max(...mine.map((r) => r.otherCpuPct ?? 0)),
+      upstreamOpened: median(mine.map((r) => r.upstreamOpened)),
+      vsDirect: median(rounds.map((runs) => ratio(runs, p.name, 'direct'))),
+      vsNginx: median(rounds.map((runs) => ratio(runs, p.name, 'nginx'))),
+      vsHttpProxy: median(rounds.map((runs) => ratio(runs, p.name, 'http-proxy'))),
+    };
+  }
+  return out;
+}
+
+function checkTargets(result) {
+  const s = result.summary['homing-1'];
+  if (!s) return { skipped: result.skipped['homing-1'] ?? 'homing-1 not measured' };
+  const hp = result.summary['http-proxy'];
+  const hi = result.high['homing-1'];
+  const churn = hi && !hi.error ? hi.upstreamOpened / hi.requests : undefined;
+  const t = [
+    { target: `req/s ≥ ${TARGETS.vsHttpProxy} × http-proxy`, value: s.vsHttpProxy, pass: s.vsHttpProxy >= TARGETS.vsHttpProxy },
+    { target: `req/s ≥ ${TARGETS.vsNginx} × nginx (1 worker)`, value: s.vsNginx, pass: s.vsNginx >= TARGETS.vsNginx },
+    { target: 'p99 ≤ http-proxy p99', value: hp ? `${fmtNum(s.p99Ms)} vs ${fmtNum(hp.p99Ms)} ms` : undefined, pass: hp ? s.p99Ms <= hp.p99Ms : undefined },
+    { target: `CPU < ${TARGETS.cpuUsPerReq} µs/request (aim)`, value: s.proxyCpuUsPerReq, pass: s.proxyCpuUsPerReq < TARGETS.cpuUsPerReq },
+    {
+      target: `no upstream churn at c${result.method.connsHigh} (opened < ${TARGETS.churnPerReq * 100}% of requests)`,
+      value: hi && !hi.error ? `${hi.upstreamOpened} opened / ${hi.requests} req` : hi?.error,
+      pass: churn === undefined ? undefined : churn < TARGETS.churnPerReq,
+    },
+    { target: 'no errors (c64 rounds and c256)', value: s.errors + (hi?.errors?.total ?? 0), pass: s.errors + (hi?.errors?.total ?? 0) === 0 },
+  ];
+  return t;
+}
+
+function print(h, r) {
+  const o = h.opts;
+  const s = r.summary;
+  console.log(`\n== HTTP: 1 KiB GET, wrk -t1 -c${o.conns}, ${o.rounds} round(s) × ${o.seconds}s (+${o.warmupS}s warm-up each), peers interleaved; medians; ratios = median of per-round ratios`);
+  const rows = Object.entries(s).map(([name, x]) => [
+    name,
+    fmtInt(x.rps),
+    x.rpsByRound.map((v) => fmtK(v ?? NaN)).join(' / '),
+    fmtNum(x.p50Ms),
+    fmtNum(x.p99Ms),
+    fmtInt(x.errors),
+    fmtNum(x.proxyCpuUsPerReq, 1),
+    fmtNum(x.proxyCpuPct, 0),
+    fmtNum(x.vsDirect),
+    fmtNum(x.vsNginx),
+    name.startsWith('homing') ? fmtNum(x.vsHttpProxy) : '–',
+    fmtNum(x.otherCpuPct, 0),
+  ]);
+  console.log(
+    table(['peer', 'req/s', 'by round', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/req', 'CPU %', '÷ direct', '÷ nginx', '÷ http-proxy', 'other %'], rows),
+  );
+  for (const [name, why] of Object.entries(r.skipped)) console.log(`  (skipped ${name}: ${why.split('\n')[0]})`);
+  console.log('  CPU % = the proxy\'s processes (100 = one core); other % = box busy minus proxy, backend and wrk (noise from other work).');
+
+  if (Object.keys(r.high).length) {
+    console.log(`\n== Upstream churn check: wrk -t1 -c${o.connsHigh}, ${o.seconds}s, one pass per proxy peer (after a ${o.warmupS}s warm-up at c${o.connsHigh}); "opened" = new backend connections`);
+    const hrows = Object.entries(r.high).map(([name, x]) =>
+      x.error
+        ? [name, `error: ${x.error.split('\n')[0]}`]
+        : [
+            name,
+            fmtInt(x.rps),
+            fmtNum(x.latencyMs.p99),
+            fmtInt(x.errors.total),
+            fmtNum(x.proxyCpuUsPerReq, 1),
+            fmtInt(x.upstreamOpenedWarmup),
+            fmtInt(x.upstreamOpened),
+            fmtNum((1000 * x.upstreamOpened) / x.requests, 2),
+          ],
+    );
+    console.log(table(['peer', 'req/s', 'p99 ms', 'errors', 'CPU µs/req', 'opened (warm-up)', 'opened (measured)', 'per 1k req'], hrows));
+  }
+
+  if (Array.isArray(r.targets)) {
+    console.log('\n== Targets (issue 2) for homing, workers: 1');
+    console.log(
+      table(
+        ['target', 'value', 'result'],
+        r.targets.map((t) => [t.target, typeof t.value === 'number' ? fmtNum(t.value) : t.value, t.pass === undefined ? 'n/a' : t.pass ? 'PASS' : 'FAIL']),
+        'lrl',
+      ),
+    );
+  } else console.log(`\n== Targets (issue 2): not checked — ${r.targets.skipped}`);
+}

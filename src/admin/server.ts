@@ -1,0 +1,110 @@
+/**
+ * The admin HTTP API (DESIGN §7): health, readiness, metrics, status, pools and route look-ups.
+ * Bound to loopback by default; an optional bearer token guards everything but /healthz.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import { errorBody, ERRORS, type ErrorCode } from '../errors.js';
+import type { Runtime } from '../runtime.js';
+
+export interface AdminOptions {
+  token?: string;
+  /** Whether the process is ready (listeners bound, discovery loaded). */
+  ready(): boolean;
+  startedAt: number;
+  version: string;
+}
+
+export type AdminHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>;
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+function fail(res: ServerResponse, code: ErrorCode, message: string): void {
+  const text = errorBody(code, message);
+  res.writeHead(ERRORS[code].status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function tokenOk(req: IncomingMessage, token: string): boolean {
+  const h = req.headers.authorization ?? '';
+  const want = Buffer.from(`Bearer ${token}`);
+  const got = Buffer.from(h);
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+export class AdminServer {
+  readonly server: Server;
+  /** Extra handlers (affinity, directory, cache, dashboard) registered by their features. */
+  private readonly extra: AdminHandler[] = [];
+
+  constructor(private readonly rt: Runtime, private readonly opts: AdminOptions) {
+    this.server = createServer({ maxHeaderSize: 16384 }, (req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        rt.log.error({ err }, 'admin handler failed');
+        if (!res.headersSent) fail(res, 'HOMING_ERR_INTERNAL', 'internal error');
+        else res.destroy();
+      });
+    });
+  }
+
+  use(h: AdminHandler): void {
+    this.extra.push(h);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://admin.invalid');
+    const path = url.pathname;
+    if (path === '/healthz') return json(res, 200, { status: 'ok' });
+    if (this.opts.token && !tokenOk(req, this.opts.token)) return fail(res, 'HOMING_ERR_ADMIN_UNAUTHORIZED', 'missing or wrong bearer token');
+    if (req.method === 'GET') {
+      if (path === '/readyz') return this.opts.ready() ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'not ready' });
+      if (path === '/metrics') {
+        const text = await this.rt.metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': this.rt.metrics.registry.contentType });
+        res.end(text);
+        return;
+      }
+      if (path === '/status') return json(res, 200, this.status());
+      if (path === '/api/v1/pools') return json(res, 200, { pools: this.pools() });
+      const lm = /^\/api\/v1\/routes\/([^/]+)\/lookup$/.exec(path);
+      if (lm) {
+        const route = this.rt.route(decodeURIComponent(lm[1]!));
+        if (!route) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no route "${decodeURIComponent(lm[1]!)}"`);
+        const key = url.searchParams.get('key');
+        if (key === null) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', 'missing ?key=');
+        const d = await route.lookupKey(key);
+        return json(res, 200, { route: route.name, key, target: d?.member.id ?? null, pool: route.pool.name, by: d?.by ?? null });
+      }
+    }
+    for (const h of this.extra) if (await h(req, res, url)) return;
+    fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no admin endpoint ${req.method} ${path}`);
+  }
+
+  pools(): unknown[] {
+    return [...this.rt.pools.values()].map((p) => ({
+      name: p.name,
+      members: p.members.members.map((m) => ({ id: m.id, weight: m.weight, up: p.isUp(m.id), inflight: m.inflight })),
+      live: p.live.size,
+    }));
+  }
+
+  status(): unknown {
+    return {
+      version: this.opts.version,
+      pid: process.pid,
+      uptimeSeconds: Math.round((Date.now() - this.opts.startedAt) / 1000),
+      ready: this.opts.ready(),
+      routes: this.rt.routes.map((r) => ({
+        name: r.name,
+        pool: r.pool.name,
+        strategy: r.config.hash ? `hash:${r.config.hash.algorithm}` : `balance:${r.config.balance}`,
+        affinity: Boolean(r.config.affinity),
+      })),
+      pools: this.pools(),
+    };
+  }
+}

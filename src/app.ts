@@ -1,0 +1,76 @@
+/**
+ * One homing process: runtime + faces (HTTP/HTTPS listeners, admin, RESP). Used by the CLI and by
+ * tests, which start real instances on port 0.
+ */
+import { pino, type Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import type { HostPort } from './config/units.js';
+import { Runtime } from './runtime.js';
+import { AdminServer } from './admin/server.js';
+import { Metrics } from './admin/metrics.js';
+import { addressOf, createListeners, listen, type Listener } from './proxy/server.js';
+import { VERSION } from './version.js';
+
+export interface StartOptions {
+  log?: Logger;
+  /** Serve the admin API from this process (false in cluster workers: the primary serves it). */
+  admin?: boolean;
+  metrics?: Metrics;
+}
+
+export interface Homing {
+  readonly runtime: Runtime;
+  readonly listeners: readonly Listener[];
+  readonly admin: AdminServer | undefined;
+  /** Bound addresses (port 0 resolved). */
+  readonly http: HostPort | undefined;
+  readonly https: HostPort | undefined;
+  readonly adminAddress: HostPort | undefined;
+  close(): Promise<void>;
+}
+
+export function createLogger(cfg: Config): Logger {
+  return pino({ level: cfg.log.level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+}
+
+function closeServer(s: { close(cb: () => void): unknown; closeAllConnections?: () => void }): Promise<void> {
+  return new Promise((resolve) => {
+    s.close(() => resolve());
+    s.closeAllConnections?.();
+  });
+}
+
+export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise<Homing> {
+  const log = opts.log ?? createLogger(cfg);
+  const runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics() });
+  const listeners = createListeners(cfg, runtime.proxy);
+  let ready = false;
+  let admin: AdminServer | undefined;
+  try {
+    for (const l of listeners) await listen(l.server, l.proto === 'http' ? cfg.listen.http! : cfg.listen.https!.address);
+    if (cfg.admin && opts.admin !== false) {
+      admin = new AdminServer(runtime, { token: cfg.admin.token, ready: () => ready, startedAt: Date.now(), version: VERSION });
+      await listen(admin.server, cfg.admin.address);
+    }
+  } catch (e) {
+    await Promise.all(listeners.map((l) => (l.server.listening ? closeServer(l.server) : undefined)));
+    await runtime.close();
+    throw e;
+  }
+  ready = true;
+  const httpL = listeners.find((l) => l.proto === 'http');
+  const httpsL = listeners.find((l) => l.proto === 'https');
+  return {
+    runtime,
+    listeners,
+    admin,
+    http: httpL?.address(),
+    https: httpsL?.address(),
+    adminAddress: admin ? addressOf(admin.server) : undefined,
+    async close() {
+      ready = false;
+      await Promise.all([...listeners.map((l) => closeServer(l.server)), admin ? closeServer(admin.server) : undefined]);
+      await runtime.close();
+    },
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * `homing serve`: one process, or with `workers: auto|n` a node:cluster primary that forks the
+ * workers (they share the listeners) and replaces any that dies. The admin API is served by the
+ * primary, with metrics aggregated from every worker.
+ */
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { AggregatorRegistry } from 'prom-client';
+import type { Config } from '../config/schema.js';
+import { createLogger, startHoming, type Homing } from '../app.js';
+import { Metrics } from '../admin/metrics.js';
+import { Runtime } from '../runtime.js';
+import { AdminServer } from '../admin/server.js';
+import { listen } from '../proxy/server.js';
+import { VERSION } from '../version.js';
+
+export function workerCount(cfg: Config): number {
+  return cfg.workers === 'auto' ? Math.max(1, availableParallelism()) : cfg.workers;
+}
+
+function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (): void => {
+    if (stopping) return;
+    stopping = true;
+    stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+}
+
+export async function serve(cfg: Config): Promise<void> {
+  const log = createLogger(cfg);
+  const n = workerCount(cfg);
+  if (n <= 1) {
+    const h = await startHoming(cfg, { log });
+    announce(log, h);
+    onSignals(() => h.close());
+    return;
+  }
+  if (cluster.isWorker) {
+    const metrics = new Metrics();
+    AggregatorRegistry.setRegistries([metrics.registry]);
+    const h = await startHoming(cfg, { log, admin: false, metrics });
+    process.send?.({ homing: 'ready' });
+    onSignals(() => h.close());
+    return;
+  }
+  // Primary: fork workers, serve admin with aggregated metrics, replace dead workers.
+  let stopping = false;
+  const fork = (): void => {
+    const w = cluster.fork();
+    w.on('error', () => {});
+  };
+  cluster.on('exit', (w, code, signal) => {
+    if (stopping) return;
+    log.warn({ worker: w.process.pid, code, signal }, 'worker died; starting a new one');
+    setTimeout(fork, 100).unref();
+  });
+  for (let i = 0; i < n; i++) fork();
+  const aggregator = new AggregatorRegistry();
+  let admin: AdminServer | undefined;
+  let rt: Runtime | undefined;
+  if (cfg.admin) {
+    // The primary keeps its own runtime (same config ⇒ same rings) for status and look-ups.
+    const metrics = new Metrics(false);
+    rt = await Runtime.create(cfg, { log, metrics });
+    metrics.registry.metrics = async () => (await aggregator.clusterMetrics()) as string;
+    admin = new AdminServer(rt, { token: cfg.admin.token, ready: () => Object.keys(cluster.workers ?? {}).length > 0, startedAt: Date.now(), version: VERSION });
+    await listen(admin.server, cfg.admin.address);
+  }
+  log.info({ workers: n, http: cfg.listen.http, admin: cfg.admin?.address }, 'homing primary started');
+  onSignals(async () => {
+    stopping = true;
+    for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM');
+    admin?.server.close();
+    await rt?.close();
+  });
+}
+
+function announce(log: ReturnType<typeof createLogger>, h: Homing): void {
+  log.info({ http: h.http, https: h.https, admin: h.adminAddress }, 'homing started');
+}

@@ -1,0 +1,257 @@
+/**
+ * The config schema (DESIGN §3). Every key is validated here, with its default; an error names the
+ * YAML path (see load.ts, which adds the line). Unknown keys are errors: a typo must not be ignored.
+ */
+import { z } from 'zod';
+import { parseDuration, parseHostPort, parseSize } from './units.js';
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseDuration(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const size = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseSize(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const hostPort = (allowZeroPort: boolean) => z.string().transform((v, ctx) => {
+  try {
+    return parseHostPort(v, allowZeroPort);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+/** A member or remote address: port 1..65535. */
+const address = hostPort(false);
+/** A local listening address: port 0 lets the OS pick (tests). */
+const bindAddress = hostPort(true);
+
+/** A key expression (DESIGN §4); compiled and checked further in routing/keys.ts. */
+const keyExpr = z
+  .string()
+  .regex(/^(host|path|uri|method|(header|cookie|query):[!#$%&'*+\-.^_`|~0-9A-Za-z]+|path:\d+)$/, 'invalid key expression (host, path, uri, method, header:<name>, cookie:<name>, query:<name>, path:<n>)');
+
+const memberEntry = z.union([
+  address.transform((a) => ({ ...a, weight: 1 })),
+  z.strictObject({ address, weight: z.number().int().min(1).max(1000).default(1) }).transform((m) => ({ ...m.address, weight: m.weight })),
+]);
+
+const health = z.strictObject({
+  active: z
+    .strictObject({
+      path: z.string().startsWith('/').default('/health'),
+      interval: duration.default(2000),
+      timeout: duration.default(1000),
+      rise: z.number().int().min(1).default(2),
+      fall: z.number().int().min(1).default(3),
+      /** Status codes counted as healthy: 2xx and 3xx by default. */
+      expectStatus: z.array(z.number().int()).optional(),
+    })
+    .optional(),
+  passive: z
+    .strictObject({
+      failures: z.number().int().min(1).default(5),
+      ejectFor: duration.default(30_000),
+    })
+    .optional(),
+});
+
+const discovery = z.strictObject({
+  file: z.string().optional(),
+  dns: z.strictObject({ name: z.string(), port: z.number().int().min(1).max(65535).optional(), type: z.enum(['A', 'AAAA', 'SRV']).default('A'), interval: duration.default(30_000) }).optional(),
+  etcd: z.strictObject({ endpoints: z.array(z.string()).min(1), prefix: z.string() }).optional(),
+  http: z.strictObject({ url: z.url(), interval: duration.default(10_000) }).optional(),
+}).refine((d) => [d.file, d.dns, d.etcd, d.http].filter(Boolean).length === 1, 'discovery needs exactly one of file, dns, etcd, http');
+
+const pool = z
+  .strictObject({
+    members: z.array(memberEntry).optional(),
+    discovery: discovery.optional(),
+    health: health.optional(),
+    /** Keep-alive connections per member (undici Pool `connections`); sized for peak concurrency. */
+    connections: z.number().int().min(1).max(4096).default(256),
+    /** Idle keep-alive sockets are closed after this; keep it below the backend's own idle timeout. */
+    keepAliveTimeout: duration.default(4000),
+  })
+  .refine((p) => (p.members ? 1 : 0) + (p.discovery ? 1 : 0) === 1, 'a pool needs exactly one of members, discovery');
+
+const balance = z.enum(['round-robin', 'random', 'least-connections', 'power-of-two-choices']);
+
+const hash = z.strictObject({
+  key: keyExpr,
+  algorithm: z.enum(['ring', 'maglev', 'rendezvous']).default('ring'),
+  /** Points per unit of weight on the ring (ketama uses 160). */
+  vnodes: z.number().int().min(1).max(10_000).default(160),
+  /** Maglev lookup table size; must be prime and larger than 100 × members. */
+  tableSize: z.number().int().min(7).default(65537),
+  /** Consistent hashing with bounded loads: no member above ceil(c × average in-flight). */
+  boundedLoad: z.number().min(1).optional(),
+});
+
+const affinity = z.strictObject({
+  key: keyExpr,
+  redirect: z
+    .strictObject({
+      header: z.string().default('X-Accel-Redirect'),
+      prefix: z.string().startsWith('/').default('/internal_redirect/'),
+      maxHops: z.number().int().min(1).max(16).default(2),
+    })
+    .optional(),
+  owner: z.string().optional(),
+  ttl: duration.default(3_600_000),
+  capacity: z.number().int().min(1).default(1_000_000),
+  maxReplayBody: size.default(1024 * 1024),
+});
+
+const directory = z.strictObject({
+  key: keyExpr,
+  lookup: z.strictObject({
+    url: z.string().optional(),
+    resp: z.string().optional(),
+    timeout: duration.default(500),
+  }),
+  ttl: duration.default(300_000),
+  negativeTtl: duration.default(10_000),
+  staleIfError: duration.default(3_600_000),
+  seed: z.string().optional(),
+});
+
+const routeCache = z.union([
+  z.boolean(),
+  z.strictObject({ ttl: duration.optional(), maxObject: size.optional() }),
+]);
+
+const route = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'route names use letters, digits, _ . -'),
+    match: z
+      .strictObject({
+        host: z.string().optional(),
+        path: z.string().startsWith('/').optional(),
+        pathRegex: z.string().optional(),
+        method: z.union([z.string(), z.array(z.string())]).optional(),
+      })
+      .default({ path: '/' }),
+    pool: z.string().optional(),
+    pools: z.array(z.string()).optional(),
+    affinity: affinity.optional(),
+    hash: hash.optional(),
+    directory: directory.optional(),
+    balance: balance.default('round-robin'),
+    cache: routeCache.optional(),
+    /** Opt-in `X-Homing` response header (DESIGN §5). */
+    debugHeader: z.boolean().default(false),
+    /** Largest request body accepted (413 above). */
+    maxBody: size.default(64 * 1024 * 1024),
+    timeouts: z
+      .strictObject({
+        connect: duration.default(2000),
+        header: duration.default(60_000),
+        body: duration.default(300_000),
+      })
+      .default({ connect: 2000, header: 60_000, body: 300_000 }),
+    /** Further members tried when connecting fails (nothing sent). */
+    retries: z.number().int().min(0).max(10).default(2),
+  })
+  .superRefine((r, ctx) => {
+    if (!r.pool && !r.pools) ctx.addIssue({ code: 'custom', message: 'a route needs pool (or pools with a directory)', path: ['pool'] });
+    if (r.pools && !r.directory) ctx.addIssue({ code: 'custom', message: 'pools (a list) is only for routes with a directory', path: ['pools'] });
+    if (r.match.pathRegex !== undefined) {
+      try {
+        new RegExp(r.match.pathRegex);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: `invalid regex: ${(e as Error).message}`, path: ['match', 'pathRegex'] });
+      }
+    }
+  });
+
+const listen = z
+  .strictObject({
+    http: bindAddress.optional(),
+    https: z.strictObject({ address: bindAddress, cert: z.string(), key: z.string() }).optional(),
+    /** Node server timeouts (PITFALLS §E 24): keepAlive < headers ≤ request. */
+    keepAliveTimeout: duration.default(65_000),
+    headersTimeout: duration.default(66_000),
+    requestTimeout: duration.default(300_000),
+  })
+  .refine((l) => l.http || l.https, 'listen needs http or https')
+  .refine((l) => l.headersTimeout > l.keepAliveTimeout && l.headersTimeout <= l.requestTimeout, 'needs keepAliveTimeout < headersTimeout ≤ requestTimeout');
+
+const admin = z.union([
+  bindAddress.transform((a) => ({ address: a, token: undefined as string | undefined })),
+  z.strictObject({ address: bindAddress, token: z.string().min(16).optional() }),
+]);
+
+const resp = z.strictObject({
+  address: bindAddress,
+  route: z.string().optional(),
+  routes: z.array(z.string()).optional(),
+  maxClients: z.number().int().min(1).default(10_000),
+  idleTimeout: duration.default(300_000),
+  maxPipeline: z.number().int().min(1).default(1024),
+});
+
+const cache = z.strictObject({
+  memory: size.default(256 * 1024 * 1024),
+  maxObject: size.default(8 * 1024 * 1024),
+  maxVariants: z.number().int().min(1).default(64),
+  principal: z
+    .strictObject({ key: keyExpr, headers: z.array(z.string()).min(1), ttl: duration.default(600_000) })
+    .optional(),
+});
+
+const shared = z.strictObject({
+  redis: z.union([
+    z.strictObject({ url: z.string() }),
+    z.strictObject({ sentinels: z.array(address).min(1), name: z.string() }),
+    z.strictObject({ cluster: z.array(address).min(1) }),
+  ]),
+  prefix: z.string().default('homing:'),
+});
+
+export const configSchema = z
+  .strictObject({
+    listen,
+    admin: admin.optional(),
+    resp: resp.optional(),
+    workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
+    log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).default({ level: 'info' }),
+    pools: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), pool),
+    routes: z.array(route).min(1),
+    cache: cache.optional(),
+    shared: shared.optional(),
+  })
+  .superRefine((c, ctx) => {
+    const names = new Set<string>();
+    c.routes.forEach((r, i) => {
+      if (names.has(r.name)) ctx.addIssue({ code: 'custom', message: `duplicate route name "${r.name}"`, path: ['routes', i, 'name'] });
+      names.add(r.name);
+      if (r.pool && !c.pools[r.pool]) ctx.addIssue({ code: 'custom', message: `unknown pool "${r.pool}"`, path: ['routes', i, 'pool'] });
+      r.pools?.forEach((p, j) => {
+        if (!c.pools[p]) ctx.addIssue({ code: 'custom', message: `unknown pool "${p}"`, path: ['routes', i, 'pools', j] });
+      });
+    });
+    if (c.resp) {
+      const list = c.resp.routes ?? (c.resp.route ? [c.resp.route] : []);
+      if (list.length === 0) ctx.addIssue({ code: 'custom', message: 'resp needs route or routes', path: ['resp'] });
+      for (const r of list) if (!names.has(r)) ctx.addIssue({ code: 'custom', message: `unknown route "${r}"`, path: ['resp', c.resp.routes ? 'routes' : 'route'] });
+    }
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type PoolConfig = Config['pools'][string];
+export type RouteConfig = Config['routes'][number];
+export type HashConfig = NonNullable<RouteConfig['hash']>;
+export type AffinityConfig = NonNullable<RouteConfig['affinity']>;
+export type BalanceName = RouteConfig['balance'];
+export type HealthConfig = NonNullable<PoolConfig['health']>;

@@ -1,0 +1,33 @@
+/** Picks the MemberSource for a pool's config (DESIGN §3 discovery). */
+import type { PoolConfig } from '../config/schema.js';
+import { DnsSource } from './dns.js';
+import { FileSource, type FileSourceOptions } from './file.js';
+import { HttpSource } from './http.js';
+import type { MemberSource } from './source.js';
+import { StaticSource } from './static.js';
+
+export type { MemberSource } from './source.js';
+export { parseMemberList, ReloadingSource } from './source.js';
+export { StaticSource } from './static.js';
+export { FileSource, type FileSourceOptions } from './file.js';
+export { DnsSource, type DnsSourceOptions, type DnsRecordType } from './dns.js';
+export { HttpSource, type HttpSourceOptions } from './http.js';
+
+export interface CreateSourceOptions {
+  /** Passed to the file source (tests shorten the poll). */
+  file?: FileSourceOptions;
+}
+
+/**
+ * The source for one pool. `discovery.file` is expected absolute (parseConfig resolves it against
+ * the config's directory). Throws for `etcd`, which is not implemented yet.
+ */
+export function createMemberSource(pool: PoolConfig, opts: CreateSourceOptions = {}): MemberSource {
+  if (pool.members) return new StaticSource(pool.members);
+  const d = pool.discovery;
+  if (d?.file !== undefined) return new FileSource(d.file, opts.file);
+  if (d?.dns) return new DnsSource({ name: d.dns.name, type: d.dns.type, port: d.dns.port, intervalMs: d.dns.interval });
+  if (d?.http) return new HttpSource(d.http.url, { intervalMs: d.http.interval });
+  if (d?.etcd) throw new Error('discovery.etcd is not implemented yet (use file, dns or http)');
+  throw new Error('a pool needs members or discovery');
+}

@@ -1,0 +1,131 @@
+/**
+ * Header rules of the proxy (PITFALLS §B): hop-by-hop headers removed both ways, client-nominated
+ * hop-by-hop headers removed before homing adds its own, forwarding headers overwritten (the
+ * upstream sees exactly one copy), underscore spellings dropped (like nginx), CR/LF/NUL refused.
+ */
+
+/** RFC 9110 §7.6.1 hop-by-hop headers, plus ones undici refuses to forward. */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'proxy-authorization', 'proxy-authenticate', 'http2-settings',
+]);
+
+/** Headers homing sets itself on the way up; a client's copies are dropped. */
+export const FORWARDING: ReadonlySet<string> = new Set([
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip', 'x-request-id', 'x-homing', 'via',
+]);
+
+/** Headers a client's `Connection` may never nominate away. */
+const PROTECTED = new Set(['host', 'content-length', 'transfer-encoding', 'authorization', 'cookie', ...FORWARDING]);
+
+/** Tokens of a Connection header that nominate extra hop-by-hop headers (not close/keep-alive/upgrade). */
+export function nominatedHeaders(value: string, into: Set<string>): void {
+  for (const t of value.split(',')) {
+    const tok = t.trim().toLowerCase();
+    if (tok && tok !== 'close' && tok !== 'keep-alive' && tok !== 'upgrade' && !PROTECTED.has(tok)) into.add(tok);
+  }
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:\-/+=]{1,128}$/;
+export function validRequestId(v: string | undefined): v is string {
+  return v !== undefined && REQUEST_ID.test(v);
+}
+
+export interface UpstreamHead {
+  /** Flat [name, value, name, value…] list for undici. */
+  headers: string[];
+  /** The client's Host header (original case and port), if exactly one. */
+  host: string | undefined;
+  /** Number of Host headers seen (more than one is a 400). */
+  hostCount: number;
+  /** Client's X-Request-Id when valid. */
+  requestId: string | undefined;
+  /** Client's Via, to append to. */
+  via: string | undefined;
+  /** The client asked to upgrade (value of Upgrade), for websockets. */
+  upgrade: string | undefined;
+  /** An `Expect` other than 100-continue. */
+  badExpect: boolean;
+}
+
+/**
+ * Copy the client's headers for the upstream request, minus hop-by-hop, forwarding, internal
+ * (`drop`, lower-case) and underscore-spelled headers. Forwarding headers are appended by the caller.
+ */
+export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>): UpstreamHead {
+  const out: string[] = [];
+  let host: string | undefined;
+  let hostCount = 0;
+  let requestId: string | undefined;
+  let via: string | undefined;
+  let upgrade: string | undefined;
+  let nominated: Set<string> | undefined;
+  let badExpect = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    const lower = name.toLowerCase();
+    if (lower === 'host') {
+      hostCount++;
+      host = value;
+      out.push(name, value);
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') nominatedHeaders(value, (nominated ??= new Set()));
+      else if (lower === 'upgrade') upgrade = value;
+      continue;
+    }
+    if (FORWARDING.has(lower)) {
+      if (lower === 'x-request-id') requestId = value;
+      else if (lower === 'via') via = via === undefined ? value : `${via}, ${value}`;
+      continue;
+    }
+    if (lower === 'expect') {
+      if (value.trim().toLowerCase() !== '100-continue') badExpect = true;
+      continue;
+    }
+    if (name.includes('_') || drop.has(lower)) continue;
+    out.push(name, value);
+  }
+  if (nominated && nominated.size) {
+    const kept: string[] = [];
+    for (let i = 0; i < out.length; i += 2) if (!nominated.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
+    return { headers: kept, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, upgrade, badExpect };
+  }
+  return { headers: out, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, upgrade, badExpect };
+}
+
+/**
+ * The upstream's response headers for the client: hop-by-hop (and those its Connection nominates)
+ * and internal ones (`drop`, lower-case) removed. Set-Cookie lines stay separate.
+ */
+export function downstreamHeaders(raw: readonly Buffer[] | readonly string[], drop: ReadonlySet<string>): string[] {
+  const out: string[] = [];
+  let nominated: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString();
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection') nominatedHeaders(raw[i + 1]!.toString('latin1' as never), (nominated ??= new Set()));
+      continue;
+    }
+    if (drop.has(lower)) continue;
+    out.push(name, raw[i + 1]!.toString('latin1' as never));
+  }
+  if (nominated && nominated.size) {
+    const kept: string[] = [];
+    for (let i = 0; i < out.length; i += 2) if (!nominated.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
+    return kept;
+  }
+  return out;
+}
+
+/** Value of a header in a raw Buffer/string list (case-insensitive name, lower-case), or undefined. */
+export function rawHeader(raw: readonly Buffer[] | readonly string[], lowerName: string): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length === lowerName.length && n.toString().toLowerCase() === lowerName) return raw[i + 1]!.toString('latin1' as never);
+  }
+  return undefined;
+}

@@ -1,0 +1,81 @@
+/**
+ * The client-facing listeners: plain HTTP and optional TLS termination, both on the same Proxy.
+ * Node's strict parser is kept (no insecureHTTPParser): CL+TE, bad chunk framing, bare CR and
+ * obs-fold are refused by llhttp and answered here as JSON 400/431 (PITFALLS §A).
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import type { Config } from '../config/schema.js';
+import { formatHostPort, type HostPort } from '../config/units.js';
+import type { Proxy } from './proxy.js';
+import { socketError } from './respond.js';
+
+/** 16 KiB head limit, as Node and undici (PITFALLS §2.1); 431 above it. */
+export const MAX_HEADER_SIZE = 16 * 1024;
+
+export interface Listener {
+  server: Server;
+  proto: 'http' | 'https';
+  address(): HostPort;
+}
+
+function onClientError(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  if (err.code === 'HPE_HEADER_OVERFLOW') return socketError(socket, 'HOMING_ERR_HEADERS_TOO_LARGE', 'request head larger than 16 KiB');
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT') {
+    socket.destroy();
+    return;
+  }
+  socketError(socket, 'HOMING_ERR_BAD_REQUEST', `malformed request (${err.code ?? 'parse error'})`);
+}
+
+export function createListeners(cfg: Config, proxy: Proxy): Listener[] {
+  const common = {
+    maxHeaderSize: MAX_HEADER_SIZE,
+    insecureHTTPParser: false,
+    requireHostHeader: false, // answered by the proxy as a JSON 400
+    joinDuplicateHeaders: false,
+    keepAliveTimeout: cfg.listen.keepAliveTimeout,
+    headersTimeout: cfg.listen.headersTimeout,
+    requestTimeout: cfg.listen.requestTimeout,
+    noDelay: true,
+  };
+  const out: Listener[] = [];
+  const wire = (server: Server, proto: 'http' | 'https'): void => {
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => proxy.handle(req, res, proto));
+    server.on('clientError', onClientError);
+    // Set again after construction in the right order (PITFALLS §E 24: assigning later can swap them).
+    server.keepAliveTimeout = cfg.listen.keepAliveTimeout;
+    server.headersTimeout = cfg.listen.headersTimeout;
+    server.requestTimeout = cfg.listen.requestTimeout;
+    out.push({ server, proto, address: () => addressOf(server) });
+  };
+  if (cfg.listen.http) wire(createHttpServer(common), 'http');
+  if (cfg.listen.https) {
+    const { cert, key } = cfg.listen.https;
+    wire(createHttpsServer({ ...common, cert: readFileSync(cert), key: readFileSync(key) }) as unknown as Server, 'https');
+  }
+  return out;
+}
+
+export function addressOf(server: { address(): unknown }): HostPort {
+  const a = server.address() as { address: string; port: number } | null;
+  if (!a) throw new Error('server is not listening');
+  return { host: a.address, port: a.port };
+}
+
+export function listen(server: { listen(port: number, host: string, cb: () => void): unknown; once(ev: 'error', cb: (e: Error) => void): unknown }, at: HostPort): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, () => resolve());
+  });
+}
+
+export function describe(at: HostPort, proto = 'http'): string {
+  return `${proto}://${formatHostPort(at.host, at.port)}`;
+}

@@ -1,0 +1,142 @@
+/**
+ * The hash every hash strategy uses, so that every homing instance (and anything else that wants
+ * to agree with it, such as a Lua script in an nginx tier) computes the same value for a key.
+ *
+ * `hash32` is MurmurHash3 x86_32 (Austin Appleby's reference `MurmurHash3_x86_32`) over the
+ * **UTF-8 bytes** of the string, exactly the bytes `Buffer.from(key, 'utf8')` or `TextEncoder`
+ * produce (a lone surrogate counts as U+FFFD, EF BF BD). It is computed from the UTF-16 code units
+ * directly, without encoding to a buffer: runs of four ASCII code units are one block (the usual
+ * case for paths, tokens and host names), and anything else is encoded to UTF-8 on the fly. The
+ * result is identical on every platform (only 32-bit integer arithmetic via `Math.imul`), equals
+ * the reference implementation's output, and `hash32Bytes` gives the same value for the encoded
+ * bytes (the RESP router can hash a key straight from its input buffer).
+ *
+ * No allocation per call.
+ */
+
+const C1 = 0xcc9e2d51;
+const C2 = 0x1b873593;
+
+/** MurmurHash3's finaliser (`fmix32`): a bijective avalanche of a 32-bit integer. Unsigned result. */
+export function mix32(x: number): number {
+  let h = x | 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * Mixes two 32-bit values into one (unsigned). Two rounds, because `mix32(a ^ b)` alone would
+ * give every pair with the same XOR the same output (the pairs `(k, m1)` and `(k ^ m1 ^ m2, m2)`
+ * would always tie), which skews rendezvous hashing. Not symmetric: `combine32(a, b)` differs
+ * from `combine32(b, a)`.
+ */
+export function combine32(a: number, b: number): number {
+  const x = mix32((a ^ b) + 0x9e3779b9);
+  return mix32(x + Math.imul(b | 0, 0x85ebca77));
+}
+
+/** MurmurHash3 x86_32 of the UTF-8 encoding of `key`. Unsigned 32-bit result. */
+export function hash32(key: string, seed = 0): number {
+  let h = seed | 0;
+  const n = key.length;
+  let i = 0;
+  // Fast path: four ASCII code units are four UTF-8 bytes, one little-endian block.
+  while (i + 4 <= n) {
+    const c0 = key.charCodeAt(i);
+    const c1 = key.charCodeAt(i + 1);
+    const c2 = key.charCodeAt(i + 2);
+    const c3 = key.charCodeAt(i + 3);
+    if ((c0 | c1 | c2 | c3) >= 0x80) break;
+    let k = c0 | (c1 << 8) | (c2 << 16) | (c3 << 24);
+    k = Math.imul(k, C1);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, C2);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+    i += 4;
+  }
+  let len = i; // bytes hashed so far
+  let k = 0; // pending bytes, little-endian
+  let kn = 0; // how many (0..3)
+  // General path: encode each code point to UTF-8 and feed its bytes one at a time.
+  for (; i < n; i++) {
+    const c = key.charCodeAt(i);
+    let bytes: number; // the code point's UTF-8 bytes, first byte lowest
+    let count: number;
+    if (c < 0x80) {
+      bytes = c;
+      count = 1;
+    } else if (c < 0x800) {
+      bytes = (0xc0 | (c >>> 6)) | ((0x80 | (c & 0x3f)) << 8);
+      count = 2;
+    } else if (c < 0xd800 || c > 0xdfff) {
+      bytes = (0xe0 | (c >>> 12)) | ((0x80 | ((c >>> 6) & 0x3f)) << 8) | ((0x80 | (c & 0x3f)) << 16);
+      count = 3;
+    } else {
+      const d = c <= 0xdbff && i + 1 < n ? key.charCodeAt(i + 1) : 0;
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        bytes = (0xf0 | (cp >>> 18)) | ((0x80 | ((cp >>> 12) & 0x3f)) << 8) | ((0x80 | ((cp >>> 6) & 0x3f)) << 16) | ((0x80 | (cp & 0x3f)) << 24);
+        count = 4;
+        i++;
+      } else {
+        bytes = 0xef | (0xbf << 8) | (0xbd << 16); // lone surrogate → U+FFFD
+        count = 3;
+      }
+    }
+    len += count;
+    for (let j = 0; j < count; j++) {
+      k |= (bytes & 0xff) << (kn << 3);
+      bytes >>>= 8;
+      if (++kn === 4) {
+        k = Math.imul(k, C1);
+        k = (k << 15) | (k >>> 17);
+        k = Math.imul(k, C2);
+        h ^= k;
+        h = (h << 13) | (h >>> 19);
+        h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+        k = 0;
+        kn = 0;
+      }
+    }
+  }
+  if (kn > 0) {
+    k = Math.imul(k, C1);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, C2);
+    h ^= k;
+  }
+  return mix32(h ^ len);
+}
+
+/** MurmurHash3 x86_32 of `bytes[start, end)`; equals `hash32(s)` when the bytes are `s` in UTF-8. */
+export function hash32Bytes(bytes: Uint8Array, seed = 0, start = 0, end = bytes.length): number {
+  let h = seed | 0;
+  let i = start;
+  const blocksEnd = start + ((end - start) & ~3);
+  for (; i < blocksEnd; i += 4) {
+    let k = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
+    k = Math.imul(k, C1);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, C2);
+    h ^= k;
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  const rest = end - i;
+  if (rest > 0) {
+    let k = bytes[i]!;
+    if (rest > 1) k |= bytes[i + 1]! << 8;
+    if (rest > 2) k |= bytes[i + 2]! << 16;
+    k = Math.imul(k, C1);
+    k = (k << 15) | (k >>> 17);
+    k = Math.imul(k, C2);
+    h ^= k;
+  }
+  return mix32(h ^ (end - start));
+}

@@ -1,0 +1,61 @@
+/**
+ * Consistent hashing for a route's `hash:` block (DESIGN §3): picks the algorithm and wraps it in
+ * bounded loads when `boundedLoad` is set. The factory validates its options at once, naming them;
+ * each call builds a frozen picker for one snapshot of live members (off the hot path, CONVENTIONS
+ * habit 2).
+ *
+ * A hash picker answers undefined when the key is undefined or the snapshot is empty, and is
+ * otherwise deterministic: the same members (in any insertion order) give the same answer for a
+ * key on every instance.
+ */
+import type { MemberSet } from '../../members/member.js';
+import type { HashConfig } from '../../config/schema.js';
+import { BoundedLoadPicker } from './bounded.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE, MaglevPicker, validateTableSize } from './maglev.js';
+import type { HashPicker } from './picker.js';
+import { RendezvousPicker } from './rendezvous.js';
+import { DEFAULT_VNODES, RingPicker } from './ring.js';
+
+export { BoundedLoadPicker } from './bounded.js';
+export { combine32, hash32, hash32Bytes, mix32 } from './hash.js';
+export { DEFAULT_MAGLEV_TABLE_SIZE, isPrime, MaglevPicker } from './maglev.js';
+export { HashPicker } from './picker.js';
+export { RendezvousPicker } from './rendezvous.js';
+export { DEFAULT_VNODES, RingPicker } from './ring.js';
+
+/** The options the pickers read; a whole `HashConfig` fits (its `key` is the route's business). */
+export type HashPickerOptions = Pick<HashConfig, 'algorithm'> & Partial<Pick<HashConfig, 'vnodes' | 'tableSize' | 'boundedLoad'>>;
+
+export type HashPickerFactory = (live: MemberSet) => HashPicker;
+
+/**
+ * A factory of hash pickers for `cfg`. Throws a RangeError naming the option (`hash.vnodes`,
+ * `hash.tableSize`, `hash.boundedLoad`, `hash.algorithm`) when one is invalid. Building a Maglev
+ * picker also throws when the live set has as many members as `tableSize` or more.
+ */
+export function createHashPickerFactory(cfg: HashPickerOptions): HashPickerFactory {
+  const vnodes = cfg.vnodes ?? DEFAULT_VNODES;
+  const tableSize = cfg.tableSize ?? DEFAULT_MAGLEV_TABLE_SIZE;
+  const c = cfg.boundedLoad;
+  if (c !== undefined && (!(c >= 1) || !Number.isFinite(c))) {
+    throw new RangeError(`hash.boundedLoad must be a number ≥ 1 (got ${c})`);
+  }
+  let build: (live: MemberSet) => HashPicker;
+  switch (cfg.algorithm) {
+    case 'ring':
+      if (!Number.isInteger(vnodes) || vnodes < 1) throw new RangeError(`hash.vnodes must be an integer ≥ 1 (got ${vnodes})`);
+      build = (live) => new RingPicker(live, vnodes);
+      break;
+    case 'maglev':
+      validateTableSize(tableSize);
+      build = (live) => new MaglevPicker(live, tableSize);
+      break;
+    case 'rendezvous':
+      build = (live) => new RendezvousPicker(live);
+      break;
+    default:
+      throw new RangeError(`hash.algorithm must be ring, maglev or rendezvous (got ${String(cfg.algorithm)})`);
+  }
+  if (c === undefined) return build;
+  return (live) => new BoundedLoadPicker(build(live), c);
+}

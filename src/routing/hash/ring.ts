@@ -1,0 +1,120 @@
+/**
+ * Ketama-style consistent hash ring.
+ *
+ * Each member gets `vnodes × weight` points; point j of a member is `hash32(id + "-" + j)`, so a
+ * member's points depend on nothing but its own id (adding or removing a member never moves
+ * another member's points, and raising a weight only adds points). The points are kept in one
+ * sorted `Int32Array` (each stored as `point ^ 0x80000000`, which orders unsigned values as
+ * signed ones, so the binary search stays in int32 arithmetic) with a parallel array of member
+ * indices. A key's owner is the member of the first point ≥ its hash, wrapping at the top.
+ * Two points with equal hashes are ordered by member id, so the order is the same on every
+ * instance.
+ *
+ * Fallback attempt n is the n-th distinct member met walking clockwise from the key's position
+ * (the walk is capped at one lap).
+ */
+import type { MemberSet } from '../../members/member.js';
+import { hash32 } from './hash.js';
+import { HashPicker, totalWeight, weightOf } from './picker.js';
+
+/** Default points per unit of weight: ketama's 160 (40 MD5 digests × 4 points). */
+export const DEFAULT_VNODES = 160;
+/** Most points a ring may have (8 Mi: 64 MiB of points and owners). vnodes × total weight above this throws. */
+export const MAX_RING_POINTS = 1 << 23;
+/** Most members a ring may have (the build packs a member index into 21 bits). */
+const MAX_RING_MEMBERS = 1 << 21;
+const SIGN = 0x80000000;
+
+export class RingPicker extends HashPicker {
+  /** Sorted points, each `point ^ 0x80000000` as int32. */
+  private readonly points: Int32Array;
+  /** `owners[i]` is the member index of `points[i]`. */
+  private readonly owners: Int32Array;
+  /** Generation marks for the fallback walk (`seen[m] === gen` ⇒ already taken). */
+  private readonly seen: Uint32Array;
+  private gen = 0;
+
+  /** `vnodes`: points per unit of weight (an integer ≥ 1; default 160). */
+  constructor(live: MemberSet, readonly vnodes = DEFAULT_VNODES) {
+    super(live);
+    if (!Number.isInteger(vnodes) || vnodes < 1) throw new RangeError(`hash.vnodes must be an integer ≥ 1 (got ${vnodes})`);
+    const ms = this.members;
+    if (ms.length > MAX_RING_MEMBERS) throw new RangeError(`a ring holds at most ${MAX_RING_MEMBERS} members (got ${ms.length})`);
+    const total = vnodes * totalWeight(ms);
+    if (total > MAX_RING_POINTS) {
+      throw new RangeError(`hash.vnodes × total weight is ${total} ring points, above the limit of ${MAX_RING_POINTS}; lower hash.vnodes or the weights`);
+    }
+    // Pack (point, member index) into one exact double so a typed-array sort orders by point,
+    // then by member index (= by id): (2^32 − 1) · 2^21 + (2^21 − 1) = 2^53 − 1, still exact.
+    const packed = new Float64Array(total);
+    let p = 0;
+    for (let i = 0; i < ms.length; i++) {
+      const m = ms[i]!;
+      const count = vnodes * weightOf(m);
+      const prefix = `${m.id}-`;
+      for (let j = 0; j < count; j++) packed[p++] = hash32(prefix + j) * MAX_RING_MEMBERS + i;
+    }
+    packed.sort();
+    this.points = new Int32Array(total);
+    this.owners = new Int32Array(total);
+    for (let k = 0; k < total; k++) {
+      const v = packed[k]!;
+      const point = Math.floor(v / MAX_RING_MEMBERS);
+      this.points[k] = (point ^ SIGN) | 0;
+      this.owners[k] = v - point * MAX_RING_MEMBERS;
+    }
+    this.seen = new Uint32Array(Math.max(1, ms.length));
+  }
+
+  /** How many points the ring has. */
+  get size(): number {
+    return this.points.length;
+  }
+
+  /** The ring's points (unsigned, ascending) and their owners' ids; for the admin dashboard. */
+  *entries(): IterableIterator<{ point: number; member: string }> {
+    for (let k = 0; k < this.points.length; k++) {
+      yield { point: (this.points[k]! ^ SIGN) >>> 0, member: this.members[this.owners[k]!]!.id };
+    }
+  }
+
+  /** Index of the first point ≥ h, or 0 past the top (the ring wraps). */
+  private position(h: number): number {
+    const pts = this.points;
+    const x = (h ^ SIGN) | 0;
+    let lo = 0;
+    let hi = pts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (pts[mid]! < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo === pts.length ? 0 : lo;
+  }
+
+  override ownerIndex(h: number): number {
+    return this.owners[this.position(h)]!;
+  }
+
+  override order(h: number, out: Int32Array, limit: number): number {
+    const len = this.points.length;
+    const want = Math.min(limit, this.members.length);
+    let gen = (this.gen + 1) >>> 0;
+    if (gen === 0) {
+      this.seen.fill(0);
+      gen = 1;
+    }
+    this.gen = gen;
+    let pos = this.position(h);
+    let got = 0;
+    for (let step = 0; step < len && got < want; step++) {
+      const m = this.owners[pos]!;
+      if (this.seen[m] !== gen) {
+        this.seen[m] = gen;
+        out[got++] = m;
+      }
+      if (++pos === len) pos = 0;
+    }
+    return got;
+  }
+}

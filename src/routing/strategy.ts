@@ -1,0 +1,26 @@
+/**
+ * Where a request lands, apart from which key it has (CONVENTIONS habit 3). A Picker is built
+ * from one frozen snapshot of live members and never mutated; a route builds a new one when the
+ * pool's live set changes.
+ */
+import type { Member, MemberSet } from '../members/member.js';
+
+export interface Picker {
+  /**
+   * The member for this request. `key` is the routing key (hash strategies need one; balancers
+   * ignore it). `attempt` 0 is the first choice; attempt n > 0 is the n-th fallback, a different
+   * member from earlier attempts while there are any (used to retry after a connect failure).
+   * Answers undefined only when the snapshot is empty (or a hash picker gets no key).
+   */
+  pick(key: string | undefined, attempt: number): Member | undefined;
+}
+
+export type PickerFactory = (live: MemberSet) => Picker;
+
+/** How a target was chosen, as shown in `X-Homing` and the admin look-up. */
+export type By = 'affinity' | 'directory' | 'hash' | 'balance';
+
+export interface Decision {
+  readonly member: Member;
+  readonly by: By;
+}
