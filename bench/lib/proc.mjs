@@ -9,6 +9,11 @@ import net from 'node:net';
 const live = new Set();
 let cleanupHooks = [];
 let installed = false;
+let shuttingDown = false;
+
+function refuseWhenStopping(name) {
+  if (shuttingDown) throw new Error(`not starting ${name}: the bench is stopping`);
+}
 
 export const CLK_TCK = (() => {
   try {
@@ -48,6 +53,7 @@ function track(child, name, logFile) {
 
 /** Spawns `cmd args` in its own process group; stdout+stderr go to `logFile` unless `capture`. */
 export function start(name, cmd, args, { logFile, capture = false, env, cwd } = {}) {
+  refuseWhenStopping(name);
   const child = spawn(cmd, args, {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -66,6 +72,7 @@ export function start(name, cmd, args, { logFile, capture = false, env, cwd } = 
 
 /** Forks a Node script with an IPC channel, in its own process group. */
 export function startNode(name, script, args, { logFile, env, execArgv = [] } = {}) {
+  refuseWhenStopping(name);
   const child = fork(script, args, {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -109,6 +116,7 @@ export async function stop(child, { signal = 'SIGTERM', graceMs = 2000 } = {}) {
 }
 
 export async function stopAll() {
+  shuttingDown = true;
   await Promise.all([...live].map((c) => stop(c)));
   for (const hook of cleanupHooks.splice(0)) {
     try {

@@ -76,7 +76,7 @@ export class ActiveHealthCheck {
         s = { successes: 0, failures: 0, running: false };
         this.state.set(m.id, s);
       }
-      if (s.running) continue;
+      
       s.running = true;
       const p = this.checkOne(m, s);
       this.pending.add(p);
@@ -111,7 +111,7 @@ export class ActiveHealthCheck {
     } else {
       s.successes = 0;
       s.failures = Math.min(s.failures + 1, this.cfg.fall);
-      if (s.failures >= this.cfg.fall - 1 && !this.tracker.isDown('active', m.id)) {
+      if (s.failures >= this.cfg.fall && !this.tracker.isDown('active', m.id)) {
         this.tracker.set('active', m.id, true, `active: ${this.cfg.fall} consecutive failed checks (last: ${detail})`);
       }
     }

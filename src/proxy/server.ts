@@ -43,6 +43,9 @@ export function createListeners(cfg: Config, proxy: Proxy): Listener[] {
     keepAliveTimeout: cfg.listen.keepAliveTimeout,
     headersTimeout: cfg.listen.headersTimeout,
     requestTimeout: cfg.listen.requestTimeout,
+    // How often Node enforces headersTimeout/requestTimeout (default 30 s would let a slow-loris
+    // client trickle headers far past headersTimeout).
+    connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(cfg.listen.headersTimeout / 4))),
     noDelay: true,
   };
   const out: Listener[] = [];
