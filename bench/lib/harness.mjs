@@ -56,6 +56,8 @@ export async function createHarness(opts) {
      *   proxyCpuUsPerReq   CPU (user+sys, all processes of the peer's groups) ÷ requests
      *   upstreamOpened     backend connections opened during the measured pass
      *   upstreamOpenedWarmup  … during the warm-up pass
+     *   steady             {seconds, opened, closed, requests} in a window from 20% to 90% of
+     *                      the pass: churn without the connect burst and the end-of-run aborts
      *   boxBusyPct / otherCpuPct  the whole box's busy time and what is left after the proxy,
      *                      backend and wrk (other engineers' work; 100 = one core)
      */
@@ -68,8 +70,22 @@ export async function createHarness(opts) {
       const b1 = groupTicks(backend.pgids);
       const x1 = boxTicks();
       const w1 = Date.now();
-      const w = await wrk(peer.url, { conns, seconds });
+      // Steady-state window inside the pass (skips the connect burst at its start and the aborted
+      // in-flight requests at its end): backend connections opened ÷ requests served in it.
+      const wrkRun = wrk(peer.url, { conns, seconds });
+      const secs = Math.max(1, Math.round(seconds));
+      const at = (ms) => new Promise((r) => setTimeout(r, Math.max(0, w1 + ms - Date.now())));
+      const steady = (async () => {
+        await at(Math.max(500, secs * 200));
+        const a = await backend.stats();
+        const ta = Date.now();
+        await at(secs * 900);
+        const b = await backend.stats();
+        return { seconds: (Date.now() - ta) / 1000, opened: b.connections - a.connections, closed: b.closed - a.closed, requests: b.requests - a.requests };
+      })().catch(() => undefined);
+      const w = await wrkRun;
       const w2 = Date.now();
+      const st = await steady;
       const x2 = boxTicks();
       const p2 = groupTicks(peer.pgids);
       const b2 = groupTicks(backend.pgids);
@@ -97,6 +113,9 @@ export async function createHarness(opts) {
         otherCpuPct: pct(boxBusyS - (proxyCpuS ?? 0) - backendCpuS - (w.clientCpuS ?? 0)),
         upstreamOpenedWarmup: s1.connections - s0.connections,
         upstreamOpened: s2.connections - s1.connections,
+        upstreamClosed: s2.closed - s1.closed,
+        /** Mid-pass window: backend connections opened/closed and requests served in it. */
+        steady: st,
         backendRequests: s2.requests - s1.requests,
         backendOpenConnections: s2.open,
         wrkOutput: w.raw,

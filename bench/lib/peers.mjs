@@ -128,7 +128,7 @@ export async function startBackend(h) {
         }, 3000);
         pending.set(id, (m) => {
           clearTimeout(t);
-          resolve({ connections: m.connections, open: m.open, requests: m.requests });
+          resolve({ connections: m.connections, closed: m.closed, open: m.open, requests: m.requests });
         });
         child.send({ type: 'stats', id });
       }),

@@ -1,12 +1,13 @@
 // Bench backend: node:http answering every GET with a 1 KiB body, keep-alive.
 // Started by bench/run.mjs with an IPC channel: sends {type:'ready', port} once listening and
-// answers {type:'stats'} with {type:'stats', connections, open, requests}: `connections` counts
+// answers {type:'stats'} with {type:'stats', connections, closed, open, requests}: `connections` counts
 // every 'connection' event since start (the harness takes deltas to see upstream churn).
 import http from 'node:http';
 
 const body = Buffer.alloc(1024, 'x');
 let connections = 0;
 let open = 0;
+let closed = 0;
 let requests = 0;
 
 const server = http.createServer((req, res) => {
@@ -26,7 +27,10 @@ server.requestTimeout = 0;
 server.on('connection', (sock) => {
   connections++;
   open++;
-  sock.once('close', () => open--);
+  sock.once('close', () => {
+    open--;
+    closed++;
+  });
 });
 
 server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
@@ -36,7 +40,7 @@ server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
 });
 
 process.on('message', (m) => {
-  if (m?.type === 'stats') process.send({ type: 'stats', id: m.id, connections, open, requests });
+  if (m?.type === 'stats') process.send({ type: 'stats', id: m.id, connections, closed, open, requests });
 });
 // The harness went away: do not linger.
 process.on('disconnect', () => process.exit(0));

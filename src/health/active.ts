@@ -76,7 +76,7 @@ export class ActiveHealthCheck {
         s = { successes: 0, failures: 0, running: false };
         this.state.set(m.id, s);
       }
-      
+      if (s.running) continue;
       s.running = true;
       const p = this.checkOne(m, s);
       this.pending.add(p);

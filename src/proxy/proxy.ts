@@ -1,10 +1,11 @@
 /**
- * The HTTP proxy: match → resolve → forward (DESIGN §2). One Exchange object per request is the
- * undici dispatch handler (no per-request closures); response bodies stream with backpressure.
+ * The HTTP proxy: match → resolve → forward → learn (DESIGN §2). One Exchange object per request
+ * is the undici dispatch handler (no per-request closures on the plain path); response bodies
+ * stream with backpressure; backend redirects are followed inside (DESIGN §5).
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import type { ErrorCode } from '../errors.js';
@@ -13,9 +14,11 @@ import type { Route } from '../routing/route.js';
 import type { RequestView } from '../routing/keys.js';
 import type { Decision } from '../routing/strategy.js';
 import type { Metrics } from '../admin/metrics.js';
-import { downstreamHeaders, upstreamHead } from './headers.js';
+import { parseHostPort, formatHostPort } from '../config/units.js';
+import { downstreamHeaders, rawHeader, upstreamHead } from './headers.js';
 import { parseTarget, routingHost } from './path.js';
 import { sendError } from './respond.js';
+import { BodyLimit, collectBody } from './body.js';
 import type { UpstreamOptions, Upstreams } from './upstreams.js';
 
 export interface HealthReporter {
@@ -24,12 +27,20 @@ export interface HealthReporter {
   success(route: Route, member: Member): void;
 }
 
+/** Optional observers of the affinity protocol (metrics). */
+export interface AffinityObserver {
+  hit(route: Route): void;
+  miss(route: Route): void;
+  redirect(route: Route, hops: number): void;
+}
+
 export interface ProxyDeps {
   routes: readonly Route[];
   upstreams: Upstreams;
   upstreamOptions(route: Route): UpstreamOptions;
   metrics: Metrics;
   health?: HealthReporter;
+  affinity?: AffinityObserver;
   log: Logger;
   /** Request headers never forwarded (lower-case): principal metadata, internal protocol headers. */
   dropRequestHeaders: ReadonlySet<string>;
@@ -48,31 +59,15 @@ function onResClose(this: Res): void {
 function onResDrain(this: Res): void {
   this[kExchange]?.drained();
 }
-function onReqError(): void {
+function ignoreError(): void {
   // The client's upload failed (abort/reset); undici aborts the upstream request via its own listener.
 }
 
-/** Counts request body bytes for chunked uploads and fails past the route's maxBody. */
-class BodyLimit extends Transform {
-  private seen = 0;
-  exceeded = false;
-  constructor(private readonly limit: number) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.seen += chunk.length;
-    if (this.seen > this.limit) {
-      this.exceeded = true;
-      cb(new Error('request body too large'));
-      return;
-    }
-    cb(null, chunk);
-  }
-}
+type Body = Buffer | IncomingMessage | Readable | null;
 
 export class Proxy {
   private readonly routes: readonly Route[];
-  constructor(private readonly deps: ProxyDeps) {
+  constructor(readonly deps: ProxyDeps) {
     this.routes = deps.routes;
   }
 
@@ -86,41 +81,32 @@ export class Proxy {
   }
 
   handle(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https'): void {
-    req.on('error', onReqError);
+    req.on('error', ignoreError);
     const target = parseTarget(req.url ?? '');
-    if (!target) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'invalid request target');
+    if (!target) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'invalid request target', true);
     const rawHost = target.authority ?? req.headers.host;
-    if (rawHost === undefined) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'missing Host header');
+    if (rawHost === undefined) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'missing Host header', true);
     const host = routingHost(rawHost);
-    if (host === undefined) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'invalid Host header');
+    if (host === undefined) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'invalid Host header', true);
     const method = req.method ?? 'GET';
     const found = this.match(method, host, target.path);
     if (!found) return this.fail(res, undefined, 'HOMING_ERR_NO_ROUTE', 'no route matches this request');
     const { route } = found;
 
     const head = upstreamHead(req.rawHeaders, this.deps.dropRequestHeaders);
-    if (head.hostCount > 1) return this.fail(res, route, 'HOMING_ERR_BAD_REQUEST', 'more than one Host header');
-    if (head.badExpect) return this.fail(res, route, 'HOMING_ERR_EXPECTATION_FAILED', 'only Expect: 100-continue is supported');
+    if (head.hostCount > 1) return this.fail(res, route, 'HOMING_ERR_BAD_REQUEST', 'more than one Host header', true);
+    if (head.badExpect) return this.fail(res, route, 'HOMING_ERR_EXPECTATION_FAILED', 'only Expect: 100-continue is supported', true);
     if (target.authority !== undefined) {
       // Absolute-form: the target's authority is the host (RFC 9112 §3.2.2).
-      for (let i = 0; i < head.headers.length; i += 2) if (head.headers[i]!.toLowerCase() === 'host') head.headers[i + 1] = target.authority;
-      if (head.hostCount === 0) head.headers.push('host', target.authority);
+      let replaced = false;
+      for (let i = 0; i < head.headers.length; i += 2) {
+        if (head.headers[i]!.toLowerCase() === 'host') {
+          head.headers[i + 1] = target.authority;
+          replaced = true;
+        }
+      }
+      if (!replaced) head.headers.push('host', target.authority);
     }
-
-    const cl = req.headers['content-length'];
-    const chunked = req.headers['transfer-encoding'] !== undefined;
-    let body: IncomingMessage | BodyLimit | null = null;
-    if (cl !== undefined) {
-      const n = Number(cl);
-      if (n > route.config.maxBody) return this.fail(res, route, 'HOMING_ERR_BODY_TOO_LARGE', `request body over ${route.config.maxBody} bytes`, true);
-      if (n > 0) body = req;
-    } else if (chunked) {
-      const limit = new BodyLimit(route.config.maxBody);
-      req.pipe(limit);
-      limit.on('error', onReqError);
-      body = limit;
-    }
-
     const remote = req.socket.remoteAddress ?? '';
     head.headers.push(
       'x-forwarded-for', remote.startsWith('::ffff:') ? remote.slice(7) : remote,
@@ -129,16 +115,50 @@ export class Proxy {
       'via', head.via === undefined ? '1.1 homing' : `${head.via}, 1.1 homing`,
       'x-request-id', head.requestId ?? randomUUID(),
     );
-
     const view: RequestView = { method, uri: target.uri, path: target.path, host, headers: req.headers, match: found.match };
-    const ex = new Exchange(this.deps, route, req, res as Res, view, head.headers, body);
-    ex.start();
+
+    const cfg = route.config;
+    const cl = req.headers['content-length'];
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    if (cl === undefined && !chunked) {
+      new Exchange(this.deps, route, req, res as Res, view, head.headers, null, true).start();
+      return;
+    }
+    const n = cl === undefined ? -1 : Number(cl);
+    if (n > cfg.maxBody) return this.fail(res, route, 'HOMING_ERR_BODY_TOO_LARGE', `request body over ${cfg.maxBody} bytes`, true);
+    if (n === 0) {
+      new Exchange(this.deps, route, req, res as Res, view, head.headers, null, true).start();
+      return;
+    }
+    const replayCap = cfg.affinity?.redirect ? cfg.affinity.maxReplayBody : -1;
+    if (replayCap >= 0 && n <= replayCap) {
+      // May have to be re-sent after a redirect: read it first (bounded by maxReplayBody).
+      collectBody(req, replayCap, cfg.maxBody, (r) => {
+        if (r.kind === 'aborted') return void res.destroy();
+        if (r.kind === 'too-large') return this.fail(res, route, 'HOMING_ERR_BODY_TOO_LARGE', `request body over ${cfg.maxBody} bytes`, true);
+        // A buffered body goes up with a Content-Length (undici sets it), never chunked framing.
+        new Exchange(this.deps, route, req, res as Res, view, head.headers, r.body, r.kind === 'buffer').start();
+      });
+      return;
+    }
+    if (chunked) {
+      const limit = new BodyLimit(cfg.maxBody);
+      limit.on('error', ignoreError);
+      new Exchange(this.deps, route, req, res as Res, view, head.headers, req.pipe(limit), false).start();
+      return;
+    }
+    new Exchange(this.deps, route, req, res as Res, view, head.headers, req, false).start();
   }
 
   fail(res: ServerResponse, route: Route | undefined, code: ErrorCode, message: string, close = false): void {
     this.deps.metrics.errors.labels(route?.name ?? '', code).inc();
     sendError(res, code, message, close);
   }
+}
+
+interface PendingRedirect {
+  member: Member;
+  uri: string;
 }
 
 /** One proxied request: the undici dispatch handler (legacy raw-header API: no header parsing twice). */
@@ -153,6 +173,12 @@ class Exchange implements Dispatcher.DispatchHandler {
   private finished = false;
   private resetRetried = false;
   private started = 0;
+  private uri: string;
+  private hops = 0;
+  private redirect: PendingRedirect | { error: ErrorCode; message: string } | undefined;
+  private visited: Set<Member> | undefined;
+  /** The request's affinity key, when the route has affinity. */
+  private readonly affKey: string | undefined;
 
   constructor(
     private readonly deps: ProxyDeps,
@@ -161,27 +187,54 @@ class Exchange implements Dispatcher.DispatchHandler {
     private readonly res: Res,
     private readonly view: RequestView,
     private readonly headers: string[],
-    private readonly body: IncomingMessage | BodyLimit | null,
+    private readonly body: Body,
+    /** Whether the body can be sent again (absent or fully buffered). */
+    private readonly replayable: boolean,
   ) {
+    this.uri = view.uri;
+    this.affKey = route.affinityKey?.(view);
     res[kExchange] = this;
     res.on('close', onResClose);
   }
 
   start(): void {
-    const d = this.route.resolve(this.view, this.attempt, this.tried);
+    const d = this.route.resolve(this.view, this.attempt, this.tried, this.affKey);
+    if (d === undefined || 'member' in d) this.dispatchTo(d);
+    else
+      d.then(
+        (x) => this.dispatchTo(x),
+        (err: unknown) => {
+          this.deps.log.error({ err, route: this.route.name }, 'resolve failed');
+          this.error('HOMING_ERR_INTERNAL', 'could not resolve a target');
+        },
+      );
+  }
+
+  private dispatchTo(d: Decision | undefined): void {
+    if (this.finished) return;
     if (!d) {
       if (this.attempt === 0) return this.error('HOMING_ERR_NO_LIVE_MEMBER', `pool "${this.route.pool.name}" has no live member`);
       return this.error('HOMING_ERR_UPSTREAM_CONNECT', 'no member could be connected to');
     }
+    if (this.affKey !== undefined && this.attempt === 0 && this.hops === 0 && this.deps.affinity) {
+      if (d.by === 'affinity') this.deps.affinity.hit(this.route);
+      else this.deps.affinity.miss(this.route);
+    }
+    this.send(d);
+  }
+
+  private send(d: Decision): void {
+    if (this.finished) return;
     this.decision = d;
     this.connected = false;
+    this.responded = false;
     d.member.inflight++;
     this.started = performance.now();
     const cfg = this.route.config;
     const pool = this.deps.upstreams.get(d.member, this.deps.upstreamOptions(this.route));
     pool.dispatch(
       {
-        path: this.view.uri,
+        path: this.uri,
         method: this.view.method,
         headers: this.headers,
         body: this.body,
@@ -193,9 +246,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   private release(): void {
-    if (this.decision) {
-      this.decision.member.inflight--;
-    }
+    if (this.decision) this.decision.member.inflight--;
   }
 
   // --- undici handler -------------------------------------------------------------------------
@@ -214,9 +265,21 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.deps.health?.success(route, d.member);
     this.deps.metrics.request(route.name, d.member.id, statusCode);
     this.deps.metrics.latency(route.name, d.member.id, (performance.now() - this.started) / 1000);
-    const headers = downstreamHeaders(rawHeaders, NO_DROP);
+    const aff = route.config.affinity;
+    if (aff) {
+      if (aff.redirect) {
+        const v = rawHeader(rawHeaders, route.redirectHeader!);
+        if (v !== undefined) {
+          // Follow it once this response is read (its body is discarded): the client never sees it.
+          this.redirect = this.parseRedirect(v);
+          return true;
+        }
+      }
+      if (this.affKey !== undefined && statusCode < 500) this.learn(d, rawHeaders);
+    }
+    const headers = downstreamHeaders(rawHeaders, route.dropResponseHeaders);
     if (route.config.debugHeader) {
-      headers.push('x-homing', `route=${route.name}; target=${d.member.id}; by=${d.by}; cache=bypass; hops=0`);
+      headers.push('x-homing', `route=${route.name}; target=${d.member.id}; by=${d.by}; cache=bypass; hops=${this.hops}`);
     }
     const res = this.res;
     if (res.destroyed) return false;
@@ -231,7 +294,43 @@ class Exchange implements Dispatcher.DispatchHandler {
     return true;
   }
 
+  /** key → owner: the owner header when it names a pool member, else the member that served. */
+  private learn(d: Decision, rawHeaders: Buffer[]): void {
+    const route = this.route;
+    let owner = d.member.id;
+    if (route.ownerHeader) {
+      const v = rawHeader(rawHeaders, route.ownerHeader);
+      if (v !== undefined) {
+        const id = memberId(v.trim());
+        if (id !== undefined && route.pool.members.has(id)) owner = id;
+      }
+    }
+    if (d.by !== 'affinity' || owner !== d.member.id) route.affinity?.set(this.affKey!, owner);
+  }
+
+  private parseRedirect(v: string): PendingRedirect | { error: ErrorCode; message: string } {
+    const prefix = this.route.config.affinity!.redirect!.prefix;
+    const bad = { error: 'HOMING_ERR_REDIRECT_TARGET' as const, message: 'backend redirect has an invalid target' };
+    if (!v.startsWith(prefix)) return bad;
+    const rest = v.slice(prefix.length);
+    const slash = rest.indexOf('/');
+    const q = rest.indexOf('?');
+    const end = slash >= 0 && (q < 0 || slash < q) ? slash : q >= 0 ? q : rest.length;
+    const id = memberId(rest.slice(0, end));
+    let uri = rest.slice(end);
+    if (uri === '' || uri[0] === '?') uri = '/' + uri;
+    const t = parseTarget(uri);
+    if (id === undefined || !t || t.authority !== undefined) return bad;
+    const member = this.route.pool.members.get(id);
+    if (!member) {
+      this.deps.log.warn({ route: this.route.name, from: this.decision?.member.id, target: id }, 'refused backend redirect to an address outside the pool');
+      return { error: 'HOMING_ERR_REDIRECT_TARGET', message: `backend redirect to ${id}, which is not a member of pool "${this.route.pool.name}"` };
+    }
+    return { member, uri: t.uri };
+  }
+
   onData(chunk: Buffer): boolean {
+    if (this.redirect) return true; // the redirect response's body is discarded
     return this.res.write(chunk);
   }
 
@@ -240,29 +339,52 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
+    this.release();
+    const r = this.redirect;
+    if (r) {
+      this.redirect = undefined;
+      return this.follow(r);
+    }
     // Trailers are dropped (PITFALLS §C 16).
     this.finished = true;
-    this.release();
     this.res.end();
+  }
+
+  private follow(r: PendingRedirect | { error: ErrorCode; message: string }): void {
+    if (this.finished) return;
+    if ('error' in r) return this.error(r.error, r.message);
+    const aff = this.route.config.affinity!.redirect!;
+    const from = this.decision!.member;
+    (this.visited ??= new Set()).add(from);
+    this.hops++;
+    this.deps.affinity?.redirect(this.route, this.hops);
+    if (this.hops > aff.maxHops) return this.error('HOMING_ERR_REDIRECT_LOOP', `more than ${aff.maxHops} backend redirects`);
+    if (this.visited.has(r.member)) return this.error('HOMING_ERR_REDIRECT_LOOP', `backend redirects loop back to ${r.member.id}`);
+    if (!this.replayable) return this.error('HOMING_ERR_REDIRECT_BODY_TOO_LARGE', `backend redirect needs the request body re-sent, and it is larger than maxReplayBody (${this.route.config.affinity!.maxReplayBody} bytes)`);
+    this.uri = r.uri;
+    this.send({ member: r.member, by: this.decision!.by });
   }
 
   onError(err: Error & { code?: string }): void {
     this.release();
     const d = this.decision;
     const route = this.route;
-    if (this.finished) return; // client went away and we aborted
-    if (this.responded) {
+    if (this.finished) return; // the client went away and we aborted
+    if (this.responded && !this.redirect) {
       // Mid-body failure: cut the client connection so it cannot take a truncated body as whole.
       this.finished = true;
       this.res.destroy();
       return;
     }
+    this.redirect = undefined;
     const code = err.code ?? '';
+    const limited = this.body instanceof BodyLimit && this.body.exceeded;
     if (!this.connected && d) {
       // Nothing was written upstream: passive failure, then the next candidate.
       this.deps.health?.failure(route, d.member);
-      if (this.body instanceof BodyLimit && this.body.exceeded) return this.error('HOMING_ERR_BODY_TOO_LARGE', 'request body too large', true);
-      if (CONNECT_ERRORS.has(code) && this.attempt < route.config.retries && !this.req.destroyed) {
+      if (d.by === 'affinity' || this.hops > 0) route.affinity?.dropOwner(d.member.id);
+      if (limited) return this.error('HOMING_ERR_BODY_TOO_LARGE', 'request body too large', true);
+      if (CONNECT_ERRORS.has(code) && this.attempt < route.config.retries && !this.req.destroyed && this.hops === 0) {
         (this.tried ??= new Set()).add(d.member);
         this.attempt++;
         this.deps.metrics.retries.labels(route.name).inc();
@@ -271,7 +393,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       if (code === 'UND_ERR_CONNECT_TIMEOUT') return this.error('HOMING_ERR_UPSTREAM_TIMEOUT', `connecting to ${d.member.id} timed out`);
       return this.error('HOMING_ERR_UPSTREAM_CONNECT', `cannot connect to ${d.member.id}: ${code || err.message}`);
     }
-    if (this.body instanceof BodyLimit && this.body.exceeded) return this.error('HOMING_ERR_BODY_TOO_LARGE', 'request body too large', true);
+    if (limited) return this.error('HOMING_ERR_BODY_TOO_LARGE', 'request body too large', true);
     if (code === 'UND_ERR_HEADERS_TIMEOUT') {
       if (d) this.deps.health?.failure(route, d.member);
       return this.error('HOMING_ERR_UPSTREAM_TIMEOUT', `${d?.member.id} sent no response head within ${route.config.timeouts.header} ms`);
@@ -287,11 +409,10 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     // Sent (or began sending) and the connection failed before a response head. A stale pooled
     // socket closed by the upstream looks the same: one re-send when it is provably safe.
-    if (d && !this.resetRetried && this.body === null && IDEMPOTENT.has(this.view.method) && (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')) {
+    if (d && !this.resetRetried && this.replayable && IDEMPOTENT.has(this.view.method) && (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')) {
       this.resetRetried = true;
-      (this.tried ??= new Set()).add(d.member);
       this.deps.metrics.retries.labels(route.name).inc();
-      return this.start();
+      return this.send(d);
     }
     if (d) this.deps.health?.failure(route, d.member);
     this.error('HOMING_ERR_UPSTREAM_RESET', `${d?.member.id} closed the connection before a response: ${code || err.message}`);
@@ -301,7 +422,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.finished || this.res.writableEnded) return;
     this.finished = true;
     this.abortUpstream?.(new Error('client closed'));
-    if (this.body && this.body !== this.req) this.body.destroy();
+    const b = this.body;
+    if (b && !Buffer.isBuffer(b) && b !== this.req) (b as Readable).destroy();
   }
 
   private error(code: ErrorCode, message: string, close = false): void {
@@ -309,8 +431,18 @@ class Exchange implements Dispatcher.DispatchHandler {
     const d = this.decision;
     if (d && code !== 'HOMING_ERR_NO_LIVE_MEMBER') this.deps.log.warn({ route: this.route.name, member: d.member.id, code }, message);
     this.deps.metrics.errors.labels(this.route.name, code).inc();
-    sendError(this.res, code, message, close || this.body !== null);
+    // A body we did not read to the end leaves the connection unusable: close it.
+    sendError(this.res, code, message, close || !this.replayable);
   }
 }
 
-const NO_DROP: ReadonlySet<string> = new Set();
+/** `host:port` → canonical member id, or undefined when it is not one. */
+function memberId(s: string): string | undefined {
+  if (s.length > 300 || /[\s\0]/.test(s)) return undefined;
+  try {
+    const hp = parseHostPort(s);
+    return formatHostPort(hp.host, hp.port);
+  } catch {
+    return undefined;
+  }
+}

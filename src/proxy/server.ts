@@ -11,6 +11,7 @@ import type { Config } from '../config/schema.js';
 import { formatHostPort, type HostPort } from '../config/units.js';
 import type { Proxy } from './proxy.js';
 import { socketError } from './respond.js';
+import { handleUpgrade } from './upgrade.js';
 
 /** 16 KiB head limit, as Node and undici (PITFALLS §2.1); 431 above it. */
 export const MAX_HEADER_SIZE = 16 * 1024;
@@ -51,6 +52,7 @@ export function createListeners(cfg: Config, proxy: Proxy): Listener[] {
   const out: Listener[] = [];
   const wire = (server: Server, proto: 'http' | 'https'): void => {
     server.on('request', (req: IncomingMessage, res: ServerResponse) => proxy.handle(req, res, proto));
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handleUpgrade(proxy, req, socket, head, proto));
     server.on('clientError', onClientError);
     // Set again after construction in the right order (PITFALLS §E 24: assigning later can swap them).
     server.keepAliveTimeout = cfg.listen.keepAliveTimeout;

@@ -9,10 +9,18 @@ import type { Pool } from '../members/pool.js';
 import { compileKey, type KeyFn, type RequestView } from './keys.js';
 import type { Decision, Picker, PickerFactory } from './strategy.js';
 
-/** Learned key → owner (issue 3). Synchronous on the hot path; a shared tier may fill it later. */
+/**
+ * Learned key → owner id (issue 3). `get` answers synchronously from the local tier; only a local
+ * miss with a shared tier (Redis read-through) returns a promise.
+ */
 export interface AffinityLookup {
-  get(key: string): string | undefined;
+  get(key: string): string | undefined | Promise<string | undefined>;
+  set(key: string, owner: string): void;
+  delete(key: string): void;
+  dropOwner(owner: string): number;
 }
+
+export type MaybePromise<T> = T | Promise<T>;
 
 export interface RouteDeps {
   pool: Pool;
@@ -44,6 +52,12 @@ export class Route {
   private readonly hashFactory: PickerFactory | undefined;
   private readonly balanceFactory: PickerFactory;
   readonly affinity: AffinityLookup | undefined;
+  /** Lower-case name of the backend redirect header (affinity routes). */
+  readonly redirectHeader: string | undefined;
+  /** Lower-case name of the owner response header (affinity routes). */
+  readonly ownerHeader: string | undefined;
+  /** Backend-protocol headers never shown to clients. */
+  readonly dropResponseHeaders: ReadonlySet<string>;
   private hashPicker: Picker | undefined;
   private balancePicker!: Picker;
   private readonly unsubscribe: () => void;
@@ -62,6 +76,9 @@ export class Route {
     this.hashFactory = deps.hash;
     this.balanceFactory = deps.balance;
     this.affinity = deps.affinity;
+    this.redirectHeader = config.affinity?.redirect?.header.toLowerCase();
+    this.ownerHeader = config.affinity?.owner?.toLowerCase();
+    this.dropResponseHeaders = new Set([this.redirectHeader, this.ownerHeader].filter((h): h is string => h !== undefined));
     this.rebuild();
     this.unsubscribe = this.pool.onChange(() => this.rebuild());
   }
@@ -93,17 +110,27 @@ export class Route {
    * The target for a request. `attempt` > 0 asks for an alternative after a connect failure;
    * `tried` holds members already tried for this request (skipped while others remain).
    */
-  resolve(view: RequestView, attempt: number, tried?: ReadonlySet<Member>): Decision | undefined {
-    if (attempt === 0 && this.affinity && this.affinityKey) {
-      const k = this.affinityKey(view);
+  resolve(view: RequestView, attempt: number, tried?: ReadonlySet<Member>, affinityKey?: string): MaybePromise<Decision | undefined> {
+    if (attempt === 0 && this.affinity) {
+      const k = affinityKey;
       if (k !== undefined) {
         const owner = this.affinity.get(k);
-        if (owner !== undefined) {
+        if (typeof owner === 'string') {
           const m = this.pool.live.get(owner);
           if (m) return { member: m, by: 'affinity' };
+        } else if (owner !== undefined) {
+          return owner.then((o) => {
+            const m = o === undefined ? undefined : this.pool.live.get(o);
+            return m ? { member: m, by: 'affinity' as const } : this.resolveUnowned(view, attempt, tried);
+          });
         }
       }
     }
+    return this.resolveUnowned(view, attempt, tried);
+  }
+
+  /** Hash, then balance: the "guess" when no owner is known. */
+  resolveUnowned(view: RequestView, attempt: number, tried?: ReadonlySet<Member>): Decision | undefined {
     if (this.hashPicker && this.hashKey) {
       const k = this.hashKey(view);
       if (k !== undefined) {
@@ -116,15 +143,25 @@ export class Route {
   }
 
   /** The target for a bare key (RESP `GET`, admin look-up): learned owner, else hash. */
-  lookupKey(key: string): Decision | undefined {
+  lookupKey(key: string): MaybePromise<Decision | undefined> {
     if (this.affinity) {
       const owner = this.affinity.get(key);
-      if (owner !== undefined) {
+      if (typeof owner === 'string') {
         const m = this.pool.live.get(owner);
         if (m) return { member: m, by: 'affinity' };
+      } else if (owner !== undefined) {
+        return owner.then((o) => {
+          const m = o === undefined ? undefined : this.pool.live.get(o);
+          return m ? { member: m, by: 'affinity' as const } : this.lookupUnowned(key);
+        });
       }
-      if (!this.hashPicker) return undefined;
     }
+    return this.lookupUnowned(key);
+  }
+
+  private lookupUnowned(key: string): Decision | undefined {
+    // An affinity route without a hash has no answer for an unknown key: any member would be a guess.
+    if (this.affinity && !this.hashPicker) return undefined;
     if (this.hashPicker) {
       const m = this.hashPicker.pick(key, 0);
       return m ? { member: m, by: 'hash' } : undefined;

@@ -111,3 +111,273 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 5000, s
   }
   throw new Error('condition not met in time');
 }
+
+// --- Helpers for the PITFALLS tests (raw sockets, response parsing, plain requests) -----------
+
+/** One HTTP/1.1 response parsed from raw bytes. */
+export interface RawResponse {
+  status: number;
+  /** Header lines in order, names lower-cased. */
+  headers: [string, string][];
+  body: Buffer;
+  /** Trailer lines of a chunked body, names lower-cased. */
+  trailers: [string, string][];
+  /** The body's framing was complete (CL bytes seen, or the last chunk and its CRLF). */
+  complete: boolean;
+  /** Framing: content-length, chunked, or until-close. */
+  framing: 'length' | 'chunked' | 'close' | 'none';
+}
+
+/** Values of header `name` (lower-case) in a parsed response. */
+export function headerValues(r: { headers: [string, string][] }, name: string): string[] {
+  return r.headers.filter(([n]) => n === name).map(([, v]) => v);
+}
+
+function parseFields(lines: string[]): [string, string][] {
+  return lines.map((l) => {
+    const c = l.indexOf(':');
+    return c < 0 ? [l.toLowerCase(), ''] : [l.slice(0, c).trim().toLowerCase(), l.slice(c + 1).trim()];
+  });
+}
+
+/**
+ * Parse every response in `buf` (pipelined answers, 1xx interim answers included). The last one may
+ * be incomplete. `closed`: the connection has ended, so an until-close body is complete.
+ */
+export function parseResponses(buf: Buffer, closed = false): RawResponse[] {
+  const out: RawResponse[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    const end = buf.indexOf('\r\n\r\n', at);
+    if (end < 0) break;
+    const lines = buf.subarray(at, end).toString('latin1').split('\r\n');
+    const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
+    if (!m) break;
+    const status = Number(m[1]);
+    const headers = parseFields(lines.slice(1));
+    let p = end + 4;
+    const te = headers.find(([n]) => n === 'transfer-encoding')?.[1];
+    const cl = headers.find(([n]) => n === 'content-length')?.[1];
+    if (status < 200 || status === 204 || status === 304) {
+      out.push({ status, headers, body: Buffer.alloc(0), trailers: [], complete: true, framing: 'none' });
+      at = p;
+      continue;
+    }
+    if (te !== undefined && /chunked/i.test(te)) {
+      const parts: Buffer[] = [];
+      let complete = false;
+      let trailers: [string, string][] = [];
+      for (;;) {
+        const le = buf.indexOf('\r\n', p);
+        if (le < 0) break;
+        const size = parseInt(buf.subarray(p, le).toString('latin1').split(';')[0]!, 16);
+        if (Number.isNaN(size)) break;
+        if (size === 0) {
+          const te2 = buf.indexOf('\r\n\r\n', le);
+          if (te2 < 0 && buf.subarray(le, le + 4).toString() !== '\r\n\r\n') break;
+          const tEnd = buf.subarray(le, le + 4).toString() === '\r\n\r\n' ? le : te2;
+          const tLines = buf.subarray(le + 2, tEnd).toString('latin1').split('\r\n').filter((l) => l !== '');
+          trailers = parseFields(tLines);
+          p = tEnd + 4;
+          complete = true;
+          break;
+        }
+        if (le + 2 + size + 2 > buf.length) {
+          parts.push(buf.subarray(le + 2, Math.min(buf.length, le + 2 + size)));
+          p = buf.length;
+          break;
+        }
+        parts.push(buf.subarray(le + 2, le + 2 + size));
+        p = le + 2 + size + 2;
+      }
+      out.push({ status, headers, body: Buffer.concat(parts), trailers, complete, framing: 'chunked' });
+      if (!complete) break;
+      at = p;
+      continue;
+    }
+    if (cl !== undefined) {
+      const n = Number(cl);
+      const body = buf.subarray(p, Math.min(buf.length, p + n));
+      out.push({ status, headers, body, trailers: [], complete: body.length === n, framing: 'length' });
+      if (body.length < n) break;
+      at = p + n;
+      continue;
+    }
+    out.push({ status, headers, body: buf.subarray(p), trailers: [], complete: closed, framing: 'close' });
+    break;
+  }
+  return out;
+}
+
+/** A raw TCP client: write anything, see everything, know when the peer closed. */
+export class RawClient {
+  readonly chunks: Buffer[] = [];
+  received = 0;
+  closed = false;
+  /** The peer ended (FIN) or the socket errored/closed. */
+  readonly done: Promise<void>;
+  error: (Error & { code?: string }) | undefined;
+
+  private constructor(readonly socket: Socket) {
+    socket.on('data', (c: Buffer) => {
+      this.chunks.push(c);
+      this.received += c.length;
+    });
+    socket.on('error', (e) => {
+      this.error = e;
+    });
+    this.done = new Promise((resolve) => {
+      const fin = (): void => {
+        this.closed = true;
+        resolve();
+      };
+      socket.on('end', fin);
+      socket.on('close', fin);
+    });
+  }
+
+  static connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const s = connect(port, host);
+      s.once('connect', () => {
+        s.removeListener('error', reject);
+        resolve(new RawClient(s));
+      });
+      s.once('error', reject);
+    });
+  }
+
+  /** Write, ignoring EPIPE/ECONNRESET once the server has given up on us. */
+  write(data: string | Buffer): void {
+    if (!this.socket.destroyed && this.socket.writable) this.socket.write(data, () => {});
+  }
+
+  get buffer(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+
+  get text(): string {
+    return this.buffer.toString('latin1');
+  }
+
+  responses(): RawResponse[] {
+    return parseResponses(this.buffer, this.closed);
+  }
+
+  /** Complete final (non-1xx) responses so far. */
+  finalResponses(): RawResponse[] {
+    return this.responses().filter((r) => r.status >= 200 && r.complete);
+  }
+
+  /** Wait until `n` complete final responses arrived; returns them. */
+  async waitResponses(n = 1, ms = 5000): Promise<RawResponse[]> {
+    await until(() => this.finalResponses().length >= n || (this.closed && this.finalResponses().length < n), ms, 5);
+    return this.finalResponses();
+  }
+
+  /** Wait for the peer to close; true when it did within `ms`. */
+  async waitClosed(ms = 5000): Promise<boolean> {
+    let t: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((r) => {
+      t = setTimeout(() => r(false), ms);
+    });
+    const r = await Promise.race([this.done.then(() => true), timeout]);
+    clearTimeout(t);
+    return r;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** A raw TCP "backend": every connection goes to `onConnection`; sockets are tracked and closed. */
+export interface RawBackend {
+  port: number;
+  id: string;
+  server: Server;
+  connections: number;
+  /** Bytes received on each connection, in order of arrival. */
+  received: Buffer[];
+  close(): Promise<void>;
+}
+
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+
+export async function startRawBackend(onConnection: (socket: Socket, index: number, b: RawBackend) => void): Promise<RawBackend> {
+  const sockets = new Set<Socket>();
+  const b = { connections: 0, received: [] as Buffer[] } as unknown as RawBackend;
+  const server: NetServer = createNetServer((s) => {
+    const i = b.connections++;
+    b.received[i] = Buffer.alloc(0);
+    sockets.add(s);
+    s.on('data', (c: Buffer) => {
+      b.received[i] = Buffer.concat([b.received[i]!, c]);
+    });
+    s.on('error', () => {});
+    s.on('close', () => sockets.delete(s));
+    onConnection(s, i, b);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  b.server = server as unknown as Server;
+  b.port = (server.address() as { port: number }).port;
+  b.id = `127.0.0.1:${b.port}`;
+  b.close = () =>
+    new Promise<void>((r) => {
+      server.close(() => r());
+      for (const s of sockets) s.destroy();
+    });
+  return b;
+}
+
+export interface SimpleResponse {
+  status: number;
+  headers: IncomingMessage['headers'];
+  rawHeaders: string[];
+  trailers: IncomingMessage['trailers'];
+  body: Buffer;
+  text: string;
+}
+
+/** One request on a fresh connection (no agent, no pooling), body read in full. */
+export function httpRequest(
+  url: string,
+  opts: { method?: string; headers?: Record<string, string | string[]> | string[]; body?: string | Buffer; timeout?: number } = {},
+): Promise<SimpleResponse> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequestRaw(url, { method: opts.method ?? 'GET', headers: opts.headers as never, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const body = Buffer.concat(chunks);
+        resolve({ status: res.statusCode!, headers: res.headers, rawHeaders: res.rawHeaders, trailers: res.trailers, body, text: body.toString() });
+      });
+    });
+    req.setTimeout(opts.timeout ?? 5000, () => req.destroy(new Error('httpRequest timed out')));
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+import { request as httpRequestRaw } from 'node:http';
+
+/** The `{error:{code,message}}` body of an answer homing gave itself; throws if the shape is wrong. */
+export function errorCode(body: Buffer | string): string {
+  const j = JSON.parse(body.toString()) as { error?: { code?: unknown; message?: unknown } };
+  if (!j.error || typeof j.error.code !== 'string' || typeof j.error.message !== 'string' || !j.error.code.startsWith('HOMING_ERR_')) {
+    throw new Error(`not a homing error body: ${body.toString()}`);
+  }
+  return j.error.code;
+}
+
+/** Minimal YAML for one route `r` over pool `p` with the given members; `extra` merges into the route. */
+export function oneRouteConfig(members: (number | string)[], opts: { route?: string; pool?: string; listen?: string } = {}): string {
+  const ms = members.map((m) => `'${typeof m === 'number' ? `127.0.0.1:${m}` : m}'`).join(', ');
+  return `
+log: { level: silent }
+listen: { http: 127.0.0.1:0${opts.listen ? `, ${opts.listen}` : ''} }
+pools: { p: { members: [${ms}]${opts.pool ? `, ${opts.pool}` : ''} } }
+routes: [ { name: r, match: { path: / }, pool: p, timeouts: { connect: 500ms, header: 2s, body: 2s }${opts.route ? `, ${opts.route}` : ''} } ]
+`;
+}

@@ -14,17 +14,20 @@ import { BoundedLoadPicker } from './bounded.js';
 import { DEFAULT_MAGLEV_TABLE_SIZE, MaglevPicker, validateTableSize } from './maglev.js';
 import type { HashPicker } from './picker.js';
 import { RendezvousPicker } from './rendezvous.js';
-import { DEFAULT_VNODES, RingPicker } from './ring.js';
+import { DEFAULT_RING_PROBES, DEFAULT_VNODES, MAX_RING_PROBES, RingPicker } from './ring.js';
 
 export { BoundedLoadPicker } from './bounded.js';
 export { combine32, hash32, hash32Bytes, mix32 } from './hash.js';
 export { DEFAULT_MAGLEV_TABLE_SIZE, isPrime, MaglevPicker } from './maglev.js';
 export { HashPicker } from './picker.js';
 export { RendezvousPicker } from './rendezvous.js';
-export { DEFAULT_VNODES, RingPicker } from './ring.js';
+export { DEFAULT_RING_PROBES, DEFAULT_VNODES, RingPicker } from './ring.js';
 
-/** The options the pickers read; a whole `HashConfig` fits (its `key` is the route's business). */
-export type HashPickerOptions = Pick<HashConfig, 'algorithm'> & Partial<Pick<HashConfig, 'vnodes' | 'tableSize' | 'boundedLoad'>>;
+/**
+ * The options the pickers read; a whole `HashConfig` fits (its `key` is the route's business).
+ * `probes` (ring only, 1..8, default 2; 1 = classic ketama) is not in the config schema yet.
+ */
+export type HashPickerOptions = Pick<HashConfig, 'algorithm'> & Partial<Pick<HashConfig, 'vnodes' | 'tableSize' | 'boundedLoad'>> & { probes?: number };
 
 export type HashPickerFactory = (live: MemberSet) => HashPicker;
 
@@ -36,6 +39,7 @@ export type HashPickerFactory = (live: MemberSet) => HashPicker;
 export function createHashPickerFactory(cfg: HashPickerOptions): HashPickerFactory {
   const vnodes = cfg.vnodes ?? DEFAULT_VNODES;
   const tableSize = cfg.tableSize ?? DEFAULT_MAGLEV_TABLE_SIZE;
+  const probes = cfg.probes ?? DEFAULT_RING_PROBES;
   const c = cfg.boundedLoad;
   if (c !== undefined && (!(c >= 1) || !Number.isFinite(c))) {
     throw new RangeError(`hash.boundedLoad must be a number ≥ 1 (got ${c})`);
@@ -44,7 +48,10 @@ export function createHashPickerFactory(cfg: HashPickerOptions): HashPickerFacto
   switch (cfg.algorithm) {
     case 'ring':
       if (!Number.isInteger(vnodes) || vnodes < 1) throw new RangeError(`hash.vnodes must be an integer ≥ 1 (got ${vnodes})`);
-      build = (live) => new RingPicker(live, vnodes);
+      if (!Number.isInteger(probes) || probes < 1 || probes > MAX_RING_PROBES) {
+        throw new RangeError(`hash.probes must be an integer from 1 to ${MAX_RING_PROBES} (got ${probes})`);
+      }
+      build = (live) => new RingPicker(live, vnodes, probes);
       break;
     case 'maglev':
       validateTableSize(tableSize);
