@@ -360,6 +360,19 @@ describe('HealthTracker: active and passive combined', () => {
     tracker.close();
   });
 
+  test('a new tracker lifts down marks left by a replaced one (config reload)', () => {
+    const pool = new Pool('p', [{ host: '10.0.0.1', port: 80, weight: 1 }]);
+    const old = new HealthTracker(pool);
+    old.set('active', '10.0.0.1:80', true, 'active: down');
+    old.close();
+    assert.equal(pool.live.size, 0);
+    const rec = recorder();
+    const next = new HealthTracker(pool, rec.onTransition);
+    assert.equal(pool.live.size, 1, 'nothing would ever lift the old mark');
+    assert.deepEqual(rec.transitions.map((t) => t.up), [true]);
+    next.close();
+  });
+
   test('PoolHealth wires both from the config; without passive config, failure() is a no-op', async () => {
     const a = await new Backend().listen();
     const pool = new Pool('p', [{ host: '127.0.0.1', port: a.port, weight: 1 }]);

@@ -169,7 +169,7 @@ export async function startNginx(h, { keepalive = 512 } = {}) {
     await waitHttp(url, child, name);
   } catch (e) {
     await stop(child);
-    throw new Error(`${e.message}\nnginx error.log:\n${tail(path.join(prefix, 'error.log'))}`);
+    throw new Error(`${e.message}\nnginx error.log:\n${tail(path.join(prefix, 'error.log'))}`, { cause: e });
   }
   return {
     name,

@@ -118,7 +118,15 @@ export abstract class ReloadingSource implements MemberSource {
     if (this.onMembers) throw new Error('member source already started');
     this.onMembers = onMembers;
     this.onError = onError;
-    const specs = await this.load();
+    let specs: MemberSpec[];
+    try {
+      specs = await this.load();
+    } catch (e) {
+      // Not started: the caller may fix the cause and call start again.
+      this.onMembers = undefined;
+      this.onError = undefined;
+      throw e;
+    }
     if (this.stopped) return;
     this.lastKey = specsKey(specs);
     onMembers(specs);

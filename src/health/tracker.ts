@@ -37,6 +37,14 @@ export class HealthTracker {
     private readonly onTransition?: TransitionListener,
   ) {
     this.known = pool.members;
+    // Down marks left by an earlier tracker (a config reload replaced the health config) have no
+    // owner any more and nothing would ever lift them: start from the Pool's rule, everyone up,
+    // and let the checks find the dead again. (Stop the old tracker's checks first.)
+    for (const m of pool.members.members) {
+      if (pool.isUp(m.id)) continue;
+      pool.setUp(m.id, true);
+      onTransition?.(m, true, 'health tracking (re)started');
+    }
     this.unsubscribe = pool.onChange(() => this.sync());
   }
 

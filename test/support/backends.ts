@@ -381,3 +381,122 @@ pools: { p: { members: [${ms}]${opts.pool ? `, ${opts.pool}` : ''} } }
 routes: [ { name: r, match: { path: / }, pool: p, timeouts: { connect: 500ms, header: 2s, body: 2s }${opts.route ? `, ${opts.route}` : ''} } ]
 `;
 }
+
+/** One request as a recording backend saw it, filled in as it arrives. */
+export interface SeenRequest {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  rawHeaders: string[];
+  trailers: IncomingMessage['trailers'];
+  body: Buffer;
+  /** The body ended normally (all of it arrived). */
+  complete: boolean;
+  /** The request stream closed (normally or not). */
+  closed: boolean;
+  /** Index of the connection it came on (0-based, in order of connection). */
+  connection: number;
+  /** 1 for the first request on its connection, 2 for the second, … */
+  onConnection: number;
+}
+
+export interface RecordingBackend {
+  name: string;
+  port: number;
+  id: string;
+  server: Server;
+  seen: SeenRequest[];
+  connections: number;
+  /** Connections currently open. */
+  open: number;
+  close(): Promise<void>;
+}
+
+export interface RecordingOptions {
+  /** Called when the head arrives; return 'handled' to skip the default answer at the body's end. */
+  onRequest?: (req: IncomingMessage, res: ServerResponse, s: SeenRequest, b: RecordingBackend) => void | 'handled';
+  /** Called when the body has ended (default: JSON `{member,url,method,bytes}`). */
+  onEnd?: (req: IncomingMessage, res: ServerResponse, s: SeenRequest, b: RecordingBackend) => void;
+  /** Listen on this port (restarts on the same port); 0 by default. */
+  port?: number;
+  /** Node server keepAliveTimeout (ms). */
+  keepAliveTimeout?: number;
+}
+
+/** A node:http backend recording every request, complete or not, with per-connection counts. */
+export async function startRecordingBackend(name: string, opts: RecordingOptions = {}): Promise<RecordingBackend> {
+  const sockets = new Set<Socket>();
+  const perSocket = new WeakMap<Socket, { index: number; n: number }>();
+  const b = { name, seen: [] as SeenRequest[], connections: 0, open: 0 } as RecordingBackend;
+  const server = createServer((req, res) => {
+    const info = perSocket.get(req.socket) ?? { index: -1, n: 0 };
+    info.n++;
+    const s: SeenRequest = {
+      method: req.method!,
+      url: req.url!,
+      headers: req.headers,
+      rawHeaders: req.rawHeaders,
+      trailers: {},
+      body: Buffer.alloc(0),
+      complete: false,
+      closed: false,
+      connection: info.index,
+      onConnection: info.n,
+    };
+    b.seen.push(s);
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => {
+      chunks.push(c);
+      s.body = Buffer.concat(chunks);
+    });
+    req.on('error', () => {});
+    req.on('close', () => {
+      s.closed = true;
+    });
+    req.on('end', () => {
+      s.body = Buffer.concat(chunks);
+      s.trailers = req.trailers;
+      s.complete = true;
+      if (handled && !opts.onEnd) return;
+      if (res.headersSent || res.destroyed) return;
+      if (opts.onEnd) return opts.onEnd(req, res, s, b);
+      const text = JSON.stringify({ member: name, method: req.method, url: req.url, bytes: s.body.length });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    });
+    const handled = opts.onRequest?.(req, res, s, b) === 'handled';
+  });
+  if (opts.keepAliveTimeout !== undefined) server.keepAliveTimeout = opts.keepAliveTimeout;
+  server.on('connection', (sock: Socket) => {
+    perSocket.set(sock, { index: b.connections++, n: 0 });
+    b.open++;
+    sockets.add(sock);
+    sock.on('close', () => {
+      b.open--;
+      sockets.delete(sock);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
+  });
+  b.server = server;
+  b.port = (server.address() as { port: number }).port;
+  b.id = `127.0.0.1:${b.port}`;
+  b.close = () =>
+    new Promise<void>((r) => {
+      server.close(() => r());
+      for (const sk of sockets) sk.destroy();
+    });
+  return b;
+}
+
+/** homing still proxies a normal GET to `b` (no crash, nothing wedged); returns the response. */
+export async function assertProxies(homingUrl: string, b: RecordingBackend, path = '/alive'): Promise<SimpleResponse> {
+  const before = b.seen.length;
+  const r = await httpRequest(homingUrl + path);
+  if (r.status !== 200) throw new Error(`a normal request through homing answered ${r.status}: ${r.text}`);
+  const s = b.seen[b.seen.length - 1];
+  if (b.seen.length !== before + 1 || s?.url !== path) throw new Error(`the normal request did not reach ${b.name} as ${path}`);
+  return r;
+}

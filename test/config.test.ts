@@ -1,0 +1,100 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfigFile, parseConfig } from '../src/config/load.js';
+import { parseDuration, parseSize, parseHostPort } from '../src/config/units.js';
+
+const base = `
+listen: { http: 127.0.0.1:0 }
+pools: { p: { members: ['127.0.0.1:9101', { address: '127.0.0.1:9102', weight: 2 }] } }
+routes: [ { name: r, pool: p } ]
+`;
+
+function problems(yaml: string): string[] {
+  try {
+    parseConfig(yaml, process.cwd(), 'x.yaml');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e.problems;
+  }
+  assert.fail('config was accepted');
+}
+
+test('durations and sizes parse with their units', () => {
+  assert.equal(parseDuration('500ms'), 500);
+  assert.equal(parseDuration('2s'), 2000);
+  assert.equal(parseDuration('5m'), 300_000);
+  assert.equal(parseDuration('1h'), 3_600_000);
+  assert.equal(parseSize('64KiB'), 65536);
+  assert.equal(parseSize('256MiB'), 256 * 1024 * 1024);
+  assert.throws(() => parseDuration('5 parsecs'), /invalid duration/);
+  assert.throws(() => parseSize('lots'), /invalid size/);
+  assert.deepEqual(parseHostPort('[::1]:80'), { host: '::1', port: 80 });
+  assert.throws(() => parseHostPort('127.0.0.1:99999'), /port out of range/);
+  assert.throws(() => parseHostPort('evil.com:80/x'), /invalid/);
+});
+
+test('a valid config gets its defaults', () => {
+  const c = parseConfig(base);
+  assert.equal(c.workers, 1);
+  assert.equal(c.routes[0]!.balance, 'round-robin');
+  assert.deepEqual(c.pools.p!.members![1], { host: '127.0.0.1', port: 9102, weight: 2 });
+  assert.equal(c.routes[0]!.timeouts.connect, 2000);
+});
+
+test('errors name the YAML path and line', () => {
+  const p = problems(`
+listen: { http: 127.0.0.1:0 }
+pools:
+  p:
+    members: ['127.0.0.1:9101']
+routes:
+  - name: r
+    pool: p
+    hash: { key: bogus:thing, algorithm: ring }
+`);
+  assert.equal(p.length, 1);
+  assert.match(p[0]!, /^routes\[0\]\.hash\.key: invalid key expression/);
+  assert.match(p[0]!, /x\.yaml:9/);
+});
+
+test('unknown keys, unknown pools, bad durations and duplicate routes are refused', () => {
+  assert.match(problems(base.replace('routes:', 'rouets: []\nroutes:')).join('\n'), /rouets/);
+  assert.match(problems(base.replace('pool: p', 'pool: nope')).join('\n'), /routes\[0\]\.pool: unknown pool "nope"/);
+  assert.match(problems(base.replace('pool: p }', 'pool: p, timeouts: { connect: soon } }')).join('\n'), /routes\[0\]\.timeouts\.connect: invalid duration "soon"/);
+  assert.match(problems(base.replace('[ { name: r, pool: p } ]', '[ { name: r, pool: p }, { name: r, pool: p } ]')).join('\n'), /duplicate route name "r"/);
+  assert.match(problems(base.replace("'127.0.0.1:9101'", "'127.0.0.1:0'")).join('\n'), /pools\.p\.members\[0\]/);
+  assert.match(problems(base.replace('routes:', 'resp: { address: 127.0.0.1:0, route: ghost }\nroutes:')).join('\n'), /resp\.route: unknown route "ghost"/);
+});
+
+test('YAML syntax errors are reported, not thrown raw', () => {
+  assert.match(problems('listen: { http: [').join('\n'), /x\.yaml/);
+});
+
+test('homing check: exit 0 and a summary for a good file; non-zero naming the key for a bad one', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'homing-cfg-'));
+  const good = join(dir, 'good.yaml');
+  writeFileSync(good, base);
+  const ok = spawnSync(process.execPath, ['dist/cli/main.js', 'check', good], { encoding: 'utf8' });
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /route r: path \/ → p via balance round-robin/);
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, base.replace('pool: p', 'pool: p, balance: fastest'));
+  const r = spawnSync(process.execPath, ['dist/cli/main.js', 'check', bad], { encoding: 'utf8' });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /routes\[0\]\.balance/);
+});
+
+test('TLS: missing or invalid certificate files fail the check with the path', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'homing-tls-'));
+  const yaml = base.replace('listen: { http: 127.0.0.1:0 }', `listen: { https: { address: 127.0.0.1:0, cert: ${join(dir, 'nope.pem')}, key: ${join(dir, 'nope-key.pem')} } }`);
+  const f = join(dir, 'c.yaml');
+  writeFileSync(f, yaml);
+  assert.throws(() => loadConfigFile(f), (e: unknown) => e instanceof ConfigError && /listen\.https\.cert: cannot read .*nope\.pem/.test(e.message));
+  writeFileSync(join(dir, 'nope.pem'), 'not a certificate');
+  writeFileSync(join(dir, 'nope-key.pem'), 'not a key');
+  assert.throws(() => loadConfigFile(f), (e: unknown) => e instanceof ConfigError && /not valid PEM/.test(e.message));
+});
