@@ -378,7 +378,7 @@ describe('HealthTracker: active and passive combined', () => {
     const pool = new Pool('p', [{ host: '127.0.0.1', port: a.port, weight: 1 }]);
     const clock = new ManualClock();
     const rec = recorder();
-    const health = new PoolHealth(pool, { active: { path: '/health', interval: 20, timeout: 500, rise: 1, fall: 1 }, passive: { failures: 2, ejectFor: 5000 } }, { clock, onTransition: rec.onTransition });
+    const health = new PoolHealth(pool, { active: { path: '/health', interval: 60_000, timeout: 500, rise: 1, fall: 1 }, passive: { failures: 2, ejectFor: 5000 } }, { clock, onTransition: rec.onTransition });
     health.start();
     await waitFor(() => a.hits >= 1, 'the first check, run at start');
     const m = pool.members.get(a.id)!;

@@ -197,8 +197,8 @@ describe('PITFALLS §A 4: chunk framing abuse → 400/close, memory bounded', ()
       }
       c.destroy();
       assert.ok(process.memoryUsage().rss - rssBefore < 64 * 1024 * 1024, 'memory stays bounded');
-      assert.equal(t.seen.filter((s) => s.complete).length, 0, 'no complete request upstream');
       await assertProxies(t.h.url, t.b);
+      assert.equal(t.seen.filter((s) => s.complete && s.url !== '/alive').length, 0, 'no complete request upstream');
     } finally {
       await t.close();
     }
@@ -215,8 +215,8 @@ describe('PITFALLS §A 4: chunk framing abuse → 400/close, memory bounded', ()
       assert.ok(rs[0]!.status === 400 || rs[0]!.status === 413);
       assert.ok(['HOMING_ERR_BAD_REQUEST', 'HOMING_ERR_BODY_TOO_LARGE'].includes(errorCode(rs[0]!.body)));
       c.destroy();
-      assert.equal(t.seen.filter((s) => s.complete).length, 0);
       await assertProxies(t.h.url, t.b);
+      assert.equal(t.seen.filter((s) => s.complete && s.url !== '/alive').length, 0);
     } finally {
       await t.close();
     }
@@ -242,8 +242,9 @@ describe('PITFALLS §A 4: chunk framing abuse → 400/close, memory bounded', ()
         assert.equal(rs[0]!.status, 400, c.text);
         assert.equal(errorCode(rs[0]!.body), 'HOMING_ERR_BAD_REQUEST');
         c.destroy();
-        assert.equal(t.seen.filter((s) => s.complete).length, 0, `${name}: no complete request upstream`);
         await assertProxies(t.h.url, t.b);
+        // The head may have gone upstream before the bad chunk arrived; its body must never complete.
+        assert.equal(t.seen.filter((s) => s.complete && s.url !== '/alive').length, 0, `${name}: no complete request upstream`);
       } finally {
         await t.close();
       }
@@ -313,7 +314,7 @@ routes:
   test('absolute-form with a malformed authority → 400', async () => {
     const t = await twoRoutes();
     try {
-      for (const target of ['http://a%0d%0ab/public', 'http://internal.example:99999/x', 'http://user@internal.example/x', 'ftp://internal.example/x']) {
+      for (const target of ['http://a%0d%0ab/public', 'http://internal.example:80:80/x', 'http://user@internal.example/x', 'ftp://internal.example/x']) {
         const r = await exchange(t.h.http!.port, `GET ${target} HTTP/1.1\r\nHost: public.example\r\n\r\n`, false);
         assert.equal(r.res?.status, 400, `${target}: ${r.c.text}`);
         assert.equal(errorCode(r.res!.body), 'HOMING_ERR_BAD_REQUEST');
