@@ -43,6 +43,8 @@ export async function serve(cfg: Config): Promise<void> {
   }
   if (cluster.isWorker) {
     const metrics = new Metrics();
+    // Constructing one installs prom-client's worker-side listener that answers the primary.
+    new AggregatorRegistry();
     AggregatorRegistry.setRegistries([metrics.registry]);
     const h = await startHoming(cfg, { log, admin: false, metrics });
     process.send?.({ homing: 'ready' });

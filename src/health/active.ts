@@ -58,7 +58,8 @@ export class ActiveHealthCheck {
     if (this.timer || this.stopped) return;
     this.timer = setInterval(() => void this.round(), this.cfg.interval);
     this.timer.unref();
-    }
+    void this.round();
+  }
 
   /**
    * Check every member that has no check in flight; resolves when the checks started by this

@@ -68,7 +68,7 @@ export class BoundedLoadPicker extends HashPicker {
     // of a longer one), so the usual case — the next member or two qualify — stays cheap.
     const n = this.members.length;
     let checked = 1;
-    let limit = Math.min(n, 2);
+    let limit = Math.min(n, 4);
     for (;;) {
       const got = this.inner.order(h, this.walk, limit);
       for (let k = checked; k < got; k++) {

@@ -1,0 +1,70 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { startBackend, until, deadPort } from './support/backends.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+function children(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+async function ok(url: string): Promise<boolean> {
+  try {
+    const r = await request(url);
+    await r.body.text();
+    return r.statusCode === 200;
+  } catch {
+    return false;
+  }
+}
+
+test('workers: 2 processes share the listener, metrics are aggregated, a dead worker is replaced', async () => {
+  const b = await startBackend('b');
+  cleanups.push(() => b.close());
+  const port = await deadPort();
+  const adminPort = await deadPort();
+  const dir = mkdtempSync(join(tmpdir(), 'homing-workers-'));
+  const file = join(dir, 'homing.yaml');
+  writeFileSync(
+    file,
+    `
+listen: { http: 127.0.0.1:${port} }
+admin: 127.0.0.1:${adminPort}
+workers: 2
+log: { level: warn }
+pools: { p: { members: ['${b.id}'] } }
+routes: [ { name: r, pool: p, hash: { key: path } } ]
+`,
+  );
+  const proc: ChildProcess = spawn(process.execPath, ['dist/cli/main.js', 'serve', '-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  cleanups.push(() => {
+    proc.kill('SIGTERM');
+  });
+  await until(() => children(proc.pid!).length === 2 && ok(`http://127.0.0.1:${port}/`), 15000, 100);
+  for (let i = 0; i < 40; i++) assert.ok(await ok(`http://127.0.0.1:${port}/k${i}`));
+  const metrics = await (await request(`http://127.0.0.1:${adminPort}/metrics`)).body.text();
+  const total = [...metrics.matchAll(/^homing_requests_total\{[^}]*\} (\d+)/gm)].reduce((s, m) => s + Number(m[1]), 0);
+  assert.ok(total >= 41, `aggregated metrics count ${total} requests:\n${metrics.slice(0, 500)}`);
+  const [first] = children(proc.pid!);
+  process.kill(first!, 'SIGKILL');
+  await until(() => {
+    const now = children(proc.pid!);
+    return now.length === 2 && !now.includes(first!);
+  }, 15000, 100);
+  await until(() => ok(`http://127.0.0.1:${port}/after`), 5000, 50);
+  for (let i = 0; i < 10; i++) assert.ok(await ok(`http://127.0.0.1:${port}/again${i}`), stderr);
+});
