@@ -21,6 +21,8 @@ export interface AffinityMemoryResult {
   heapMB: number;
   /** Heap growth divided by entries: what one learned key costs. */
   bytesPerEntry: number;
+  /** RSS before the table was made, MB: the runtime itself (tsx adds ~40 MB over plain node). */
+  baselineRssMB: number;
   /** Time to insert all entries, ms. */
   fillMs: number;
   /** Keys that survived (== entries unless capacity is smaller). */
@@ -39,7 +41,8 @@ function settle(): void {
 export async function runAffinityMemoryBench(entries = 1_000_000, members = 16): Promise<AffinityMemoryResult> {
   // Tokens are made in slices so the random source never holds more than one batch.
   settle();
-  const heap0 = process.memoryUsage().heapUsed;
+  const mu0 = process.memoryUsage();
+  const heap0 = mu0.heapUsed + mu0.arrayBuffers;
   const table = new LocalAffinityTable({ ttl: 3_600_000, capacity: entries });
   const t0 = performance.now();
   const batch = 10_000;
@@ -54,16 +57,17 @@ export async function runAffinityMemoryBench(entries = 1_000_000, members = 16):
   }
   const fillMs = performance.now() - t0;
   settle();
-  const mu = process.memoryUsage(); console.error(JSON.stringify(mu), JSON.stringify((await import("node:v8")).getHeapSpaceStatistics().map(s=>[s.space_name, Math.round(s.space_size/1e6), Math.round(s.space_used_size/1e6)])));
+  const mu = process.memoryUsage();
   const result: AffinityMemoryResult = {
     entries,
     rssMB: round(mu.rss / 1e6),
     heapMB: round(mu.heapUsed / 1e6),
-    bytesPerEntry: Math.round((mu.heapUsed - heap0) / entries),
+    bytesPerEntry: Math.round((mu.heapUsed + mu.arrayBuffers - heap0) / entries),
+    baselineRssMB: round(mu0.rss / 1e6),
     fillMs: Math.round(fillMs),
     size: table.size,
   };
-  if (table.ownerCount !== members) throw new Error(`expected ${members} owners, table has ${table.ownerCount}`);
+  if (table.owners !== members) throw new Error(`expected ${members} owners, table has ${table.owners}`);
   table.clear();
   return result;
 }

@@ -243,6 +243,44 @@ describe('power-of-two-choices', () => {
     assert.equal(nameOf(p.pick(undefined, 0)), 'b');
   });
 
+  test('the second draw is spread over the other members by weight', () => {
+    // weights a1 b2 c1 d3 (prefix 1, 3, 4, 7): the first draw is always b (0.3 × 7 = 2.1), and b
+    // is loaded, so the answer is the second draw: a, c, d in the ratio 1 : 1 : 3.
+    const ms = members([1, 2, 1, 3]);
+    ms[1]!.inflight = 1000;
+    const r = prng(5);
+    let calls = 0;
+    const random = () => (calls++ % 2 === 0 ? 0.3 : r());
+    const p = createBalancerFactory('power-of-two-choices', random)(new MemberSet(ms));
+    const counts = new Map<string, number>();
+    const total = 50_000;
+    for (let i = 0; i < total; i++) {
+      const m = nameOf(p.pick(undefined, 0));
+      counts.set(m, (counts.get(m) ?? 0) + 1);
+    }
+    assert.equal(counts.get('b'), undefined);
+    for (const [m, share] of [['a', 0.2], ['c', 0.2], ['d', 0.6]] as const) {
+      assert.ok(Math.abs(counts.get(m)! / total - share) < 0.015, `${m}: ${counts.get(m)! / total}, expected ${share}`);
+    }
+  });
+
+  test('with exclusions both draws come from the remaining members, by weight', () => {
+    // a excluded, b loaded: the answer is c or d, each half the time (b first → the other of
+    // c, d; c or d first → it wins over b, or ties with the other and stays).
+    const ms = members([1, 1, 1, 1]);
+    ms[1]!.inflight = 100;
+    const p = createBalancerFactory('power-of-two-choices', prng(8))(new MemberSet(ms));
+    const exclude = new Set([ms[0]!]);
+    let c = 0;
+    const total = 40_000;
+    for (let i = 0; i < total; i++) {
+      const m = nameOf(p.pick(undefined, 1, exclude));
+      assert.ok(m === 'c' || m === 'd', m);
+      if (m === 'c') c++;
+    }
+    assert.ok(Math.abs(c / total - 0.5) < 0.015, `c: ${c / total}`);
+  });
+
   test('steers away from a loaded member far more than random does', () => {
     const ms = members([1, 1, 1, 1, 1]);
     ms[0]!.inflight = 50;

@@ -138,7 +138,7 @@ describe('PITFALLS §B 7: static hop-by-hop set removed both ways', () => {
     try {
       const { res } = await send(
         t.port,
-        'GET /b7 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade, HTTP2-Settings\r\nKeep-Alive: timeout=5, max=1000\r\nProxy-Connection: keep-alive\r\n' +
+        'GET /b7 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, HTTP2-Settings\r\nKeep-Alive: timeout=5, max=1000\r\nProxy-Connection: keep-alive\r\n' +
           'TE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\nX-Kept: 1\r\n\r\n',
       );
       assert.equal(res.status, 200, 'undici would throw on a forwarded keep-alive/upgrade: homing must strip them first');
@@ -348,11 +348,12 @@ describe('PITFALLS §B 11: oversized heads', () => {
     }
   });
 
-  for (const [name, header] of [
-    ['one 20 KB header', () => ['X-Big', 'b'.repeat(20 * 1024)]],
-    ['a 17 KB Set-Cookie', () => ['Set-Cookie', `s=${'c'.repeat(17 * 1024)}`]],
-    ['2000 headers', () => null],
-  ] as const) {
+  const upstreamHeads: [string, [string, string] | null][] = [
+    ['one 20 KB header', ['X-Big', 'b'.repeat(20 * 1024)]],
+    ['a 17 KB Set-Cookie', ['Set-Cookie', `s=${'c'.repeat(17 * 1024)}`]],
+    ['2000 headers', null],
+  ];
+  for (const [name, header] of upstreamHeads) {
     test(`upstream response head over 16 KiB (${name}) → 502 JSON`, async () => {
       const t = await setup({
         onEnd: (req, res) => {
@@ -360,8 +361,7 @@ describe('PITFALLS §B 11: oversized heads', () => {
             res.end('ok');
             return;
           }
-          const h = header();
-          if (h) res.setHeader(h[0], h[1]);
+          if (header) res.setHeader(header[0], header[1]);
           else for (let i = 0; i < 2000; i++) res.setHeader(`x-h${i}`, 'vvvv');
           res.end('ok');
         },
@@ -383,7 +383,6 @@ describe('PITFALLS §B 12 (proxy path): CR/LF/NUL never reach a header homing wr
     ['NUL', '\x00'],
     ['bare CR', '\r'],
     ['bare LF (header injection)', '\nSet-Cookie: injected=1'],
-    ['CR LF (header injection)', '\r\nSet-Cookie: injected=1'],
     ['SOH', '\x01'],
     ['DEL', '\x7f'],
   ] as const) {

@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
-import { echo, startBackend, startTestHoming, deadPort, type Backend } from './support/backends.js';
+import { echo, startBackend, startTestHoming, deadPort, until, type Backend } from './support/backends.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 after(async () => {
@@ -202,4 +202,58 @@ routes: [ { name: r, pool: p } ]
   assert.ok(afterBurst <= 33, `${afterBurst} connections for 32 concurrent requests`);
   await Promise.all(Array.from({ length: 32 }, () => get(`${h.url}/`)));
   assert.equal(b!.connections, afterBurst, 'a second burst of the same size opened new upstream connections');
+});
+
+test('active health checks take a member out of the hash route and back in; only its keys move', async () => {
+  let sick = false;
+  const bs = await Promise.all(
+    ['h0', 'h1', 'h2'].map((n, i) =>
+      startBackend(n, (req, res, body, b) => {
+        if (req.url === '/health') {
+          res.writeHead(i === 1 && sick ? 500 : 200);
+          res.end();
+          return;
+        }
+        echo(req, res, body, b);
+      }),
+    ),
+  );
+  for (const b of bs) cleanups.push(() => b.close());
+  const h = await homing(`
+listen: { http: 127.0.0.1:0 }
+pools:
+  p:
+    members: [${bs.map((b) => `'${b.id}'`).join(', ')}]
+    health: { active: { path: /health, interval: 50ms, timeout: 500ms, rise: 1, fall: 1 } }
+routes: [ { name: r, match: { pathRegex: '^/k/(.*)$' }, pool: p, hash: { key: 'path:1' } } ]
+`);
+  const keys = Array.from({ length: 60 }, (_, i) => `key${i}`);
+  const owners = async () => Promise.all(keys.map(async (k) => (await get(`${h.url}/k/${k}`)).json().member as string));
+  const before = await owners();
+  assert.ok(before.includes('h1'));
+  sick = true;
+  await until(async () => !(await owners()).includes('h1'), 5000, 50);
+  const during = await owners();
+  for (let i = 0; i < keys.length; i++) if (before[i] !== 'h1') assert.equal(during[i], before[i], `key ${keys[i]} moved though its member stayed up`);
+  sick = false;
+  await until(async () => (await owners()).join() === before.join(), 5000, 50);
+});
+
+test('file discovery: editing the member file moves traffic without a restart', async () => {
+  const { mkdtempSync, writeFileSync, renameSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const [a, b] = await backends(2);
+  const dir = mkdtempSync(join(tmpdir(), 'homing-disc-'));
+  const file = join(dir, 'members.yaml');
+  writeFileSync(file, `- ${a!.id}\n`);
+  const h = await homing(`
+listen: { http: 127.0.0.1:0 }
+pools: { p: { discovery: { file: ${file} } } }
+routes: [ { name: r, pool: p } ]
+`);
+  assert.equal((await get(`${h.url}/`)).json().member, 'b0');
+  writeFileSync(join(dir, 'tmp.yaml'), `- ${b!.id}\n`);
+  renameSync(join(dir, 'tmp.yaml'), file);
+  await until(async () => (await get(`${h.url}/`)).json().member === 'b1', 8000, 50);
 });

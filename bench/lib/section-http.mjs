@@ -186,7 +186,8 @@ function print(h, r) {
 
   if (Object.keys(r.high).length) {
     console.log(`\n== Upstream churn check: wrk -t1 -c${o.connsHigh}, ${o.seconds}s, one pass per proxy peer (after a ${o.warmupS}s warm-up at c${o.connsHigh})`);
-    console.log('  opened = new backend connections (warm-up pass / measured pass); mid-pass = the window from 20% to 90% of the pass');
+    console.log('  opened = new backend connections (warm-up pass / measured pass); mid-pass = the window from 20% to 90% of the pass;');
+    console.log('  "closed" counts every peer\'s backend connections (an idle pool of a peer measured earlier timing out shows here).');
     const hrows = Object.entries(r.high).map(([name, x]) =>
       x.error
         ? [name, `error: ${x.error.split('\n')[0]}`]

@@ -1,23 +1,30 @@
 /**
  * The process tier of the affinity table (DESIGN §2 "state lives in three tiers"): key → owner
- * (`host:port`) in an LRU with TTL and a capacity, answered synchronously in O(1).
+ * (`host:port`) with a TTL and a capacity (least recently used goes first), answered
+ * synchronously in O(1).
  *
  * Memory is the design constraint (issue 3: 1 M entries under 200 MB RSS, measured by
- * bench/affinity-memory.ts). Per entry we keep the key string, lru-cache's slot (a Map entry plus
- * ~44 bytes of preallocated parallel arrays) and one entry in the owner's reverse-index Set.
- * Owner strings are interned: every entry naming a member points at one string.
+ * bench/affinity-memory.ts). lru-cache plus an owner → Set<key> reverse index cost 138 B per
+ * entry (242 MB RSS at 1 M in plain node), so this table keeps everything but the key strings in
+ * typed arrays indexed by slot:
+ *
+ * - an open-addressing hash index (linear probing, load ≤ 0.5, backward-shift deletion, so no
+ *   tombstones) from a seeded hash of the key to its slot;
+ * - per slot: key string, hash, interned owner index, expiry, LRU links, and links in its
+ *   owner's list, so `dropOwner` walks only that owner's keys.
+ *
+ * ≈ 40 B per entry plus the key string (56 B for a 40-char token). Arrays grow by doubling up to
+ * `capacity`, so a large configured capacity costs nothing until it is used. Probe chains are
+ * capped: keys chosen to collide (hash flooding) can at worst fail to be learned, never make a
+ * look-up slow; the hash is seeded per table so such keys cannot be precomputed.
  */
-import { LRUCache } from 'lru-cache';
+import { randomInt } from 'node:crypto';
 import { systemClock, type Clock } from '../../clock.js';
 
 export interface LocalAffinityOptions {
   /** Lifetime of a learned entry in ms (config `affinity.ttl`, default 1 h). */
   ttl: number;
-  /**
-   * Most entries kept (config `affinity.capacity`, default 1 M); the least recently used goes
-   * first. lru-cache preallocates its index arrays for `capacity` up front (~44 B per slot), so
-   * size it to need.
-   */
+  /** Most entries kept (config `affinity.capacity`, default 1 M); the least recently used goes first. */
   capacity: number;
   /** Time source; tests pass a ManualClock. Default: the system clock. */
   clock?: Clock;
@@ -25,165 +32,482 @@ export interface LocalAffinityOptions {
 
 /**
  * What `learn` changed, so the caller knows whether other tiers must hear of it:
- * `unchanged` same owner, still fresh · `added` a new key, or the same owner with its lease renewed
- * (past half its life) · `moved` the key now names a different owner than before.
+ * `unchanged` same owner, still fresh · `added` a new key, or the same owner with its lease
+ * renewed (past half its life) · `moved` the key now names a different owner than before.
  */
 export type Learned = 'unchanged' | 'added' | 'moved';
 
-/** One member as an owner: its interned id and the keys that name it (the reverse index). */
-interface OwnerEntry {
-  readonly id: string;
-  readonly keys: Set<string>;
-}
+/** Longest probe sequence: far beyond what load ≤ 0.5 produces by chance (≈ 20 at 1 M). */
+const MAX_PROBE = 128;
+const MIN_SLOTS = 1024;
 
 export class LocalAffinityTable {
   readonly ttl: number;
   readonly capacity: number;
-  private readonly lru: LRUCache<string, string>;
-  /** owner id → its interned string and keys. An owner leaves when its last key does. */
-  private readonly owners = new Map<string, OwnerEntry>();
+  private readonly clock: Clock;
+  private readonly seed = randomInt(0x7fffffff);
+
+  // Slots are 1-based: 0 means "none" in every link and in the index.
+  private keys: (string | undefined)[] = [undefined];
+  private hashes: Uint32Array;
+  private ownerOf: Uint32Array;
+  private expires: Float64Array;
+  /** LRU list: `head` is the least recently used, `tail` the most. */
+  private prev: Uint32Array;
+  private next: Uint32Array;
+  /** Per-owner lists. */
+  private oprev: Uint32Array;
+  private onext: Uint32Array;
+  private head = 0;
+  private tail = 0;
+  /** Freed slots, chained through `next`. */
+  private freeHead = 0;
+  /** Slots ever handed out (high-water mark). */
+  private used = 0;
+  private count = 0;
+
+  /** bucket → slot (0 empty); length a power of two ≥ 2 × slots. */
+  private index: Uint32Array;
+  private mask: number;
+
+  /** Interned owners: one string per member, its list head and size. Indices are recycled. */
+  private readonly ownerIds: (string | undefined)[] = [];
+  private readonly ownerHead: number[] = [];
+  private readonly ownerCount: number[] = [];
+  private readonly ownerByName = new Map<string, number>();
+  private readonly freeOwners: number[] = [];
+
+  /** Keys refused because their probe chain was full (see MAX_PROBE); should stay 0. */
+  rejected = 0;
 
   constructor(opts: LocalAffinityOptions) {
     if (!Number.isInteger(opts.ttl) || opts.ttl < 1) throw new TypeError(`affinity ttl must be a positive integer of ms, got ${opts.ttl}`);
-    if (!Number.isInteger(opts.capacity) || opts.capacity < 1) throw new TypeError(`affinity capacity must be a positive integer, got ${opts.capacity}`);
+    if (!Number.isInteger(opts.capacity) || opts.capacity < 1 || opts.capacity > 0x3fffffff) {
+      throw new TypeError(`affinity capacity must be an integer from 1 to ${0x3fffffff}, got ${opts.capacity}`);
+    }
     this.ttl = opts.ttl;
     this.capacity = opts.capacity;
-    const clock = opts.clock ?? systemClock;
-    this.lru = new LRUCache<string, string>({
-      max: opts.capacity,
-      ttl: opts.ttl,
-      // Expired entries are dropped when touched or evicted; timers per entry would cost far more.
-      ttlAutopurge: false,
-      // A read does not extend a lease; `learn` renews it (see there).
-      updateAgeOnGet: false,
-      allowStale: false,
-      // lru-cache treats a start time of 0 as "no TTL"; the +1 keeps a ManualClock at 0 honest.
-      perf: { now: () => clock.now() + 1 },
-      // With an injected clock, read it on every check (lru-cache otherwise caches it for 1 ms
-      // with a timer, which would hide a test's clock.advance()).
-      ttlResolution: clock === systemClock ? 1 : 0,
-      // Keeps the reverse index exact on every removal: evict, expire, delete, replace.
-      dispose: (owner, key) => this.unindex(owner, key),
-    });
+    this.clock = opts.clock ?? systemClock;
+    const n = Math.min(opts.capacity, MIN_SLOTS) + 1;
+    this.hashes = new Uint32Array(n);
+    this.ownerOf = new Uint32Array(n);
+    this.expires = new Float64Array(n);
+    this.prev = new Uint32Array(n);
+    this.next = new Uint32Array(n);
+    this.oprev = new Uint32Array(n);
+    this.onext = new Uint32Array(n);
+    this.index = new Uint32Array(indexSizeFor(n));
+    this.mask = this.index.length - 1;
   }
 
   /** Owner of `key`, or undefined (unknown or expired). Marks the key recently used. */
   get(key: string): string | undefined {
-    return this.lru.get(key);
+    const h = this.hash(key);
+    const b = this.find(key, h);
+    if (b < 0) return undefined;
+    const s = this.index[b]!;
+    if (this.expires[s]! <= this.clock.now()) {
+      this.removeAt(b, s);
+      return undefined;
+    }
+    this.touch(s);
+    return this.ownerIds[this.ownerOf[s]!];
   }
 
   /** Owner of `key` without touching its recency. */
   peek(key: string): string | undefined {
-    return this.lru.peek(key);
+    const s = this.liveSlot(key);
+    return s === 0 ? undefined : this.ownerIds[this.ownerOf[s]!];
   }
 
   has(key: string): boolean {
-    return this.lru.has(key);
+    return this.liveSlot(key) !== 0;
   }
 
-  /** Milliseconds left for `key` (0 when absent). */
+  /** Milliseconds left for `key` (0 when absent or expired). */
   remainingTtl(key: string): number {
-    const r = this.lru.getRemainingTTL(key);
-    return r === Infinity ? this.ttl : Math.max(0, r);
-  }
-
-  /** Store key → owner unconditionally, for `ttl` ms (default the table's). */
-  set(key: string, owner: string, ttl: number = this.ttl): void {
-    if (!(ttl > 0)) return;
-    const opts = ttl === this.ttl ? undefined : { ttl };
-    const prev = this.lru.peek(key);
-    if (prev === owner) {
-      // Same owner: renew in place; `prev` is already the interned string and indexed.
-      this.lru.set(key, prev, opts);
-      return;
-    }
-    // New, moved or expired: remove first, so lru-cache and the reverse index hold one and the
-    // same key string (an in-place update would keep lru-cache's old copy next to ours).
-    this.lru.delete(key);
-    key = flatten(key);
-    let o = this.owners.get(owner);
-    if (o === undefined) o = { id: flatten(owner), keys: new Set() };
-    this.lru.set(key, o.id, opts);
-    o.keys.add(key);
-    // (Re)register after set: at capacity, set() may have evicted this owner's last key and
-    // with it the owner's entry.
-    if (o.keys.size === 1) this.owners.set(owner, o);
+    const s = this.liveSlot(key);
+    return s === 0 ? 0 : this.expires[s]! - this.clock.now();
   }
 
   /**
-   * Record what a response taught: key → owner. Renews the lease when more than half of it has
-   * gone, so a key in use never expires while writes to the other tiers stay at ≤ 2 per TTL.
+   * Store key → owner for `ttl` ms (default the table's), unconditionally. Returns false only
+   * when the key could not be placed (probe chain full) or `ttl` ≤ 0.
+   */
+  set(key: string, owner: string, ttl: number = this.ttl): boolean {
+    if (!(ttl > 0)) return false;
+    const h = this.hash(key);
+    const expires = this.clock.now() + ttl;
+    let b = this.find(key, h);
+    if (b >= 0) {
+      const s = this.index[b]!;
+      this.expires[s] = expires;
+      this.touch(s);
+      if (this.ownerIds[this.ownerOf[s]!] !== owner) {
+        this.unlinkOwner(s);
+        this.linkOwner(s, this.intern(owner));
+      }
+      return true;
+    }
+    if (this.count >= this.capacity) this.evictOne();
+    else if (this.count + 1 > this.index.length >>> 1) this.growIndex();
+    b = this.emptyBucket(h);
+    if (b < 0) {
+      this.rejected++;
+      return false;
+    }
+    const s = this.allocSlot();
+    // A key cut out of a larger string (a cookie value is a slice of the Cookie header) would
+    // keep that string alive for the entry's life: store a copy that owns its characters.
+    this.keys[s] = flatten(key);
+    this.hashes[s] = h;
+    this.expires[s] = expires;
+    this.index[b] = s;
+    this.linkLru(s);
+    this.linkOwner(s, this.intern(owner));
+    this.count++;
+    return true;
+  }
+
+  /**
+   * Record what a response taught: key → owner. Renews the lease only when more than half of it
+   * has gone, so a key in use never expires while writes to the other tiers stay ≤ 2 per TTL.
    */
   learn(key: string, owner: string): Learned {
-    const prev = this.lru.peek(key);
-    if (prev === owner) {
-      if (this.lru.getRemainingTTL(key) > this.ttl / 2) {
-        this.lru.get(key); // recency only
-        return 'unchanged';
+    const h = this.hash(key);
+    const b = this.find(key, h);
+    if (b >= 0) {
+      const s = this.index[b]!;
+      const left = this.expires[s]! - this.clock.now();
+      if (left > 0 && this.ownerIds[this.ownerOf[s]!] === owner) {
+        this.touch(s);
+        if (left > this.ttl / 2) return 'unchanged';
+        this.expires[s] = this.clock.now() + this.ttl;
+        return 'added';
       }
+      const moved = left > 0;
       this.set(key, owner);
-      return 'added';
+      return moved ? 'moved' : 'added';
     }
-    this.set(key, owner);
-    return prev === undefined ? 'added' : 'moved';
+    return this.set(key, owner) ? 'added' : 'unchanged';
   }
 
   delete(key: string): boolean {
-    return this.lru.delete(key);
+    const b = this.find(key, this.hash(key));
+    if (b < 0) return false;
+    this.removeAt(b, this.index[b]!);
+    return true;
   }
 
   /** Forget every key naming `owner` (a dead or ejected member). O(its keys). Returns how many. */
   dropOwner(owner: string): number {
-    const o = this.owners.get(owner);
-    if (!o) return 0;
-    this.owners.delete(owner);
+    const o = this.ownerByName.get(owner);
+    if (o === undefined) return 0;
     let n = 0;
-    // dispose() finds the owner gone and leaves the Set alone while we walk it.
-    for (const key of o.keys) if (this.lru.delete(key)) n++;
+    // removeAt unlinks the slot from the owner's list and frees the owner with its last key.
+    for (let s = this.ownerHead[o]!; s !== 0; s = this.ownerHead[o]!) {
+      this.removeAt(this.bucketOf(s), s);
+      n++;
+      if (this.ownerIds[o] !== owner) break;
+    }
     return n;
   }
 
-  /** Keys naming `owner` (expired ones included until touched). */
-  keysOf(owner: string): ReadonlySet<string> {
-    return this.owners.get(owner)?.keys ?? EMPTY;
+  /** Keys naming `owner`, expired ones included until touched. A snapshot, O(its keys). */
+  keysOf(owner: string): string[] {
+    const o = this.ownerByName.get(owner);
+    const out: string[] = [];
+    if (o === undefined) return out;
+    for (let s = this.ownerHead[o]!; s !== 0; s = this.onext[s]!) out.push(this.keys[s]!);
+    return out;
   }
 
-  /** Owners with at least one entry. */
-  get ownerCount(): number {
-    return this.owners.size;
+  /** Number of owners with at least one entry. */
+  get owners(): number {
+    return this.ownerByName.size;
   }
 
-  /** Entries held, counting expired ones not yet evicted or touched. */
+  /** Entries held, counting expired ones not yet touched or evicted. */
   get size(): number {
-    return this.lru.size;
+    return this.count;
   }
 
-  clear(): void {
-    this.lru.clear();
-    this.owners.clear();
+  /** Live entries, least recently used first: [key, owner, ms left]. */
+  *entries(): IterableIterator<[string, string, number]> {
+    const now = this.clock.now();
+    for (let s = this.head; s !== 0; s = this.next[s]!) {
+      const left = this.expires[s]! - now;
+      if (left > 0) yield [this.keys[s]!, this.ownerIds[this.ownerOf[s]!]!, left];
+    }
   }
 
   /** Remove expired entries now: O(n), for tests and quiet moments, never per request. */
   purgeExpired(): number {
-    const before = this.lru.size;
-    this.lru.purgeStale();
-    return before - this.lru.size;
+    const now = this.clock.now();
+    let n = 0;
+    for (let s = this.head; s !== 0; ) {
+      const nx = this.next[s]!;
+      if (this.expires[s]! <= now) {
+        this.removeAt(this.bucketOf(s), s);
+        n++;
+      }
+      s = nx;
+    }
+    return n;
   }
 
-  private unindex(owner: string, key: string): void {
-    const o = this.owners.get(owner);
-    if (o === undefined) return;
-    o.keys.delete(key);
-    if (o.keys.size === 0) this.owners.delete(owner);
+  clear(): void {
+    for (let s = 1; s <= this.used; s++) this.keys[s] = undefined;
+    this.keys.length = 1;
+    this.index.fill(0);
+    this.prev.fill(0);
+    this.next.fill(0);
+    this.head = this.tail = this.freeHead = this.used = this.count = 0;
+    this.ownerIds.length = this.ownerHead.length = this.ownerCount.length = this.freeOwners.length = 0;
+    this.ownerByName.clear();
+  }
+
+  /** Check every internal invariant (tests): index ↔ slots, LRU list, owner lists, counts. */
+  verify(): void {
+    const fail = (m: string): never => {
+      throw new Error(`LocalAffinityTable invariant: ${m}`);
+    };
+    let inIndex = 0;
+    for (let b = 0; b < this.index.length; b++) {
+      const s = this.index[b]!;
+      if (s === 0) continue;
+      inIndex++;
+      const key = this.keys[s];
+      if (key === undefined) fail(`bucket ${b} names free slot ${s}`);
+      if (this.hash(key!) !== this.hashes[s]) fail(`slot ${s} hash mismatch`);
+      if (this.find(key!, this.hashes[s]!) !== b) fail(`key ${key} not found at its bucket ${b}`);
+    }
+    if (inIndex !== this.count) fail(`index holds ${inIndex}, count ${this.count}`);
+    let n = 0;
+    for (let s = this.head, p = 0; s !== 0; p = s, s = this.next[s]!) {
+      if (this.prev[s] !== p) fail(`lru prev of ${s}`);
+      if (++n > this.count) fail('lru list longer than count');
+      if (this.next[s] === 0 && this.tail !== s) fail('lru tail');
+    }
+    if (n !== this.count) fail(`lru list has ${n}, count ${this.count}`);
+    let owned = 0;
+    for (const [name, o] of this.ownerByName) {
+      if (this.ownerIds[o] !== name) fail(`owner ${name} index`);
+      let c = 0;
+      for (let s = this.ownerHead[o]!, p = 0; s !== 0; p = s, s = this.onext[s]!) {
+        if (this.oprev[s] !== p) fail(`owner list prev of ${s}`);
+        if (this.ownerOf[s] !== o) fail(`slot ${s} in list of ${name} names ${this.ownerIds[this.ownerOf[s]!]}`);
+        c++;
+      }
+      if (c === 0 || c !== this.ownerCount[o]) fail(`owner ${name} count ${this.ownerCount[o]} vs list ${c}`);
+      owned += c;
+    }
+    if (owned !== this.count) fail(`owner lists hold ${owned}, count ${this.count}`);
+  }
+
+  // ——— internals ———
+
+  private hash(s: string): number {
+    // Seeded multiply-xorshift over UTF-16 units, two at a time, with murmur3's finaliser.
+    let h = this.seed ^ s.length;
+    const n = s.length;
+    let i = 0;
+    for (; i + 1 < n; i += 2) {
+      h = Math.imul(h ^ (s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16)), 0x5bd1e995);
+      h ^= h >>> 15;
+    }
+    if (i < n) {
+      h = Math.imul(h ^ s.charCodeAt(i), 0x5bd1e995);
+      h ^= h >>> 15;
+    }
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    return (h ^ (h >>> 16)) >>> 0;
+  }
+
+  /** Bucket holding `key`, or -1. */
+  private find(key: string, h: number): number {
+    const index = this.index;
+    const mask = this.mask;
+    let b = h & mask;
+    for (let p = 0; p < MAX_PROBE; p++) {
+      const s = index[b]!;
+      if (s === 0) return -1;
+      if (this.hashes[s] === h && this.keys[s] === key) return b;
+      b = (b + 1) & mask;
+    }
+    return -1;
+  }
+
+  private emptyBucket(h: number): number {
+    let b = h & this.mask;
+    for (let p = 0; p < MAX_PROBE; p++) {
+      if (this.index[b] === 0) return b;
+      b = (b + 1) & this.mask;
+    }
+    return -1;
+  }
+
+  private bucketOf(s: number): number {
+    let b = this.hashes[s]! & this.mask;
+    while (this.index[b] !== s) b = (b + 1) & this.mask;
+    return b;
+  }
+
+  private liveSlot(key: string): number {
+    const b = this.find(key, this.hash(key));
+    if (b < 0) return 0;
+    const s = this.index[b]!;
+    return this.expires[s]! > this.clock.now() ? s : 0;
+  }
+
+  /** Remove the entry in bucket `b` / slot `s` from the index and every list; free the slot. */
+  private removeAt(b: number, s: number): void {
+    this.deleteBucket(b);
+    this.unlinkLru(s);
+    this.unlinkOwner(s);
+    this.keys[s] = undefined;
+    this.next[s] = this.freeHead;
+    this.freeHead = s;
+    this.count--;
+  }
+
+  /** Backward-shift deletion (Knuth's algorithm R): later entries of the run move up. */
+  private deleteBucket(i: number): void {
+    const index = this.index;
+    const mask = this.mask;
+    index[i] = 0;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const s = index[j]!;
+      if (s === 0) return;
+      const home = this.hashes[s]! & mask;
+      // The entry at j may fill the hole at i if its home is not cyclically in (i, j].
+      if (((j - home) & mask) >= ((j - i) & mask)) {
+        index[i] = s;
+        index[j] = 0;
+        i = j;
+      }
+    }
+  }
+
+  private evictOne(): void {
+    // The least recently used, preferring nothing else: at capacity, expired entries have
+    // usually drifted to the head anyway, since reads never extend a lease.
+    const s = this.head;
+    this.removeAt(this.bucketOf(s), s);
+  }
+
+  private allocSlot(): number {
+    if (this.freeHead !== 0) {
+      const s = this.freeHead;
+      this.freeHead = this.next[s]!;
+      return s;
+    }
+    const s = ++this.used;
+    if (s >= this.hashes.length) this.growSlots();
+    this.keys.push(undefined);
+    return s;
+  }
+
+  private growSlots(): void {
+    const n = Math.min(this.capacity + 1, this.hashes.length * 2);
+    this.hashes = grow(this.hashes, new Uint32Array(n));
+    this.ownerOf = grow(this.ownerOf, new Uint32Array(n));
+    this.expires = grow(this.expires, new Float64Array(n));
+    this.prev = grow(this.prev, new Uint32Array(n));
+    this.next = grow(this.next, new Uint32Array(n));
+    this.oprev = grow(this.oprev, new Uint32Array(n));
+    this.onext = grow(this.onext, new Uint32Array(n));
+  }
+
+  private growIndex(): void {
+    const index = new Uint32Array(this.index.length * 2);
+    const mask = index.length - 1;
+    for (let s = this.head; s !== 0; s = this.next[s]!) {
+      let b = this.hashes[s]! & mask;
+      while (index[b] !== 0) b = (b + 1) & mask;
+      index[b] = s;
+    }
+    this.index = index;
+    this.mask = mask;
+  }
+
+  private linkLru(s: number): void {
+    this.prev[s] = this.tail;
+    this.next[s] = 0;
+    if (this.tail !== 0) this.next[this.tail] = s;
+    else this.head = s;
+    this.tail = s;
+  }
+
+  private unlinkLru(s: number): void {
+    const p = this.prev[s]!;
+    const n = this.next[s]!;
+    if (p !== 0) this.next[p] = n;
+    else this.head = n;
+    if (n !== 0) this.prev[n] = p;
+    else this.tail = p;
+  }
+
+  private touch(s: number): void {
+    if (this.tail === s) return;
+    this.unlinkLru(s);
+    this.linkLru(s);
+  }
+
+  private intern(owner: string): number {
+    let o = this.ownerByName.get(owner);
+    if (o !== undefined) return o;
+    o = this.freeOwners.pop() ?? this.ownerIds.length;
+    const id = flatten(owner);
+    this.ownerIds[o] = id;
+    this.ownerHead[o] = 0;
+    this.ownerCount[o] = 0;
+    this.ownerByName.set(id, o);
+    return o;
+  }
+
+  private linkOwner(s: number, o: number): void {
+    const h = this.ownerHead[o]!;
+    this.ownerOf[s] = o;
+    this.oprev[s] = 0;
+    this.onext[s] = h;
+    if (h !== 0) this.oprev[h] = s;
+    this.ownerHead[o] = s;
+    this.ownerCount[o]!++;
+  }
+
+  private unlinkOwner(s: number): void {
+    const o = this.ownerOf[s]!;
+    const p = this.oprev[s]!;
+    const n = this.onext[s]!;
+    if (p !== 0) this.onext[p] = n;
+    else this.ownerHead[o] = n;
+    if (n !== 0) this.oprev[n] = p;
+    if (--this.ownerCount[o]! === 0) {
+      this.ownerByName.delete(this.ownerIds[o]!);
+      this.ownerIds[o] = undefined;
+      this.freeOwners.push(o);
+    }
   }
 }
 
-const EMPTY: ReadonlySet<string> = new Set();
+function indexSizeFor(slots: number): number {
+  let n = 16;
+  while (n < slots * 2) n *= 2;
+  return n;
+}
+
+function grow<T extends Uint32Array | Float64Array>(from: T, to: T): T {
+  to.set(from);
+  return to;
+}
 
 /**
- * A copy of `s` that owns its characters. A key cut out of a larger string (a cookie value is a
- * slice of the whole Cookie header) would otherwise keep that header alive for the entry's life.
- * Runs once per new entry, never per look-up.
+ * A copy of `s` that owns its characters (V8 keeps strings of ≥ 13 chars cut from another as a
+ * view of it). Runs once per new entry, never per look-up.
  */
 function flatten(s: string): string {
   return s.length < 13 ? s : (JSON.parse(JSON.stringify(s)) as string);
