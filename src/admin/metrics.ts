@@ -1,55 +1,117 @@
 /**
- * Prometheus metrics (prom-client). Hot-path counters cache their labelled children in nested
- * maps, so a request costs a few map look-ups, not a label hash.
+ * Prometheus metrics (prom-client). The per-request counters and the latency histogram are plain
+ * numbers in nested maps, turned into prom-client values only when scraped: a request costs a few
+ * map look-ups and additions, never a label hash (prom-client hashes labels on every inc()).
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
 
-type Child = { inc(n?: number): void };
-type HistChild = { observe(v: number): void };
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** route → member → status → count */
+type RequestCounts = Map<string, Map<string, Map<number, number>>>;
+
+interface LatencyCell {
+  /** counts[i] = observations ≤ LATENCY_BUCKETS[i] (non-cumulative); last slot = +Inf only. */
+  counts: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/** A histogram registered directly with the registry; values live in plain arrays until scraped. */
+class LatencyHistogram {
+  readonly name = 'homing_upstream_latency_seconds';
+  readonly help = 'Time from dispatch to the upstream response head.';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly cells = new Map<string, Map<string, LatencyCell>>();
+
+  observe(route: string, member: string, v: number): void {
+    let byMember = this.cells.get(route);
+    if (!byMember) this.cells.set(route, (byMember = new Map()));
+    let c = byMember.get(member);
+    if (!c) byMember.set(member, (c = { counts: new Float64Array(LATENCY_BUCKETS.length + 1), sum: 0, count: 0 }));
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && v > LATENCY_BUCKETS[i]!) i++;
+    c.counts[i]!++;
+    c.sum += v;
+    c.count++;
+  }
+
+  get(): Promise<Omit<MetricObjectWithValues<MetricValueWithName<string>>, 'collect'>> {
+    const values: MetricValueWithName<string>[] = [];
+    for (const [route, byMember] of this.cells) {
+      for (const [member, c] of byMember) {
+        let acc = 0;
+        for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+          acc += c.counts[i]!;
+          values.push({ metricName: `${this.name}_bucket`, labels: { le: LATENCY_BUCKETS[i]!, route, member }, value: acc });
+        }
+        values.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf', route, member }, value: c.count });
+        values.push({ metricName: `${this.name}_sum`, labels: { route, member }, value: c.sum });
+        values.push({ metricName: `${this.name}_count`, labels: { route, member }, value: c.count });
+      }
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type as never, values, aggregator: this.aggregator });
+  }
+
+  reset(): void {
+    this.cells.clear();
+  }
+}
 
 export class Metrics {
   readonly registry = new Registry();
   readonly requests: Counter<'route' | 'member' | 'status'>;
-  readonly upstreamLatency: Histogram<'route' | 'member'>;
   readonly errors: Counter<'route' | 'code'>;
   readonly memberUp: Gauge<'pool' | 'member'>;
   readonly pickerRebuilds: Counter<'route'>;
   readonly retries: Counter<'route'>;
-  private readonly reqChildren = new Map<string, Map<string, Map<number, Child>>>();
-  private readonly latChildren = new Map<string, Map<string, HistChild>>();
+  private readonly requestCounts: RequestCounts = new Map();
+  private readonly latencyHist = new LatencyHistogram();
 
   constructor(defaults = true) {
     const registers = [this.registry];
-    this.requests = new Counter({ name: 'homing_requests_total', help: 'Proxied requests by route, member and upstream status.', labelNames: ['route', 'member', 'status'], registers });
-    this.upstreamLatency = new Histogram({
-      name: 'homing_upstream_latency_seconds',
-      help: 'Time from dispatch to the upstream response head.',
-      labelNames: ['route', 'member'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    const counts = this.requestCounts;
+    this.requests = new Counter({
+      name: 'homing_requests_total',
+      help: 'Proxied requests by route, member and upstream status.',
+      labelNames: ['route', 'member', 'status'],
       registers,
+      collect() {
+        this.reset();
+        for (const [route, byMember] of counts) for (const [member, byStatus] of byMember) for (const [status, n] of byStatus) this.inc({ route, member, status: String(status) }, n);
+      },
     });
+    this.registry.registerMetric(this.latencyHist as never);
     this.errors = new Counter({ name: 'homing_errors_total', help: 'Errors homing answered itself, by route and code.', labelNames: ['route', 'code'], registers });
     this.memberUp = new Gauge({ name: 'homing_member_up', help: '1 when the member is live (health), else 0.', labelNames: ['pool', 'member'], registers });
     this.pickerRebuilds = new Counter({ name: 'homing_ring_rebuilds_total', help: 'Strategy (ring, table, balancer) rebuilds after member or health changes.', labelNames: ['route'], registers });
-    this.retries = new Counter({ name: 'homing_retries_total', help: 'Requests re-sent to another member after a connect failure.', labelNames: ['route'], registers });
+    this.retries = new Counter({ name: 'homing_retries_total', help: 'Requests re-sent after a connect failure or a stale keep-alive socket.', labelNames: ['route'], registers });
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'homing_' });
   }
 
+  /** One proxied response (hot path). */
   request(route: string, member: string, status: number): void {
-    let byMember = this.reqChildren.get(route);
-    if (!byMember) this.reqChildren.set(route, (byMember = new Map()));
+    let byMember = this.requestCounts.get(route);
+    if (!byMember) this.requestCounts.set(route, (byMember = new Map()));
     let byStatus = byMember.get(member);
     if (!byStatus) byMember.set(member, (byStatus = new Map()));
-    let c = byStatus.get(status);
-    if (!c) byStatus.set(status, (c = this.requests.labels(route, member, String(status))));
-    c.inc();
+    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
   }
 
+  /** Upstream latency to the response head, in seconds (hot path). */
   latency(route: string, member: string, seconds: number): void {
-    let byMember = this.latChildren.get(route);
-    if (!byMember) this.latChildren.set(route, (byMember = new Map()));
-    let h = byMember.get(member);
-    if (!h) byMember.set(member, (h = this.upstreamLatency.labels(route, member)));
-    h.observe(seconds);
+    this.latencyHist.observe(route, member, seconds);
+  }
+
+  /** Requests per member of a route so far (dashboard, tests). */
+  requestsByMember(route: string): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [member, byStatus] of this.requestCounts.get(route) ?? []) {
+      let n = 0;
+      for (const v of byStatus.values()) n += v;
+      out.set(member, n);
+    }
+    return out;
   }
 }

@@ -80,6 +80,26 @@ export class AdminServer {
         return json(res, 200, { route: route.name, key, target: d?.member.id ?? null, pool: route.pool.name, by: d?.by ?? null });
       }
     }
+    const am = /^\/api\/v1\/affinity\/([^/]+)\/(.+)$/.exec(path);
+    if (am && (req.method === 'GET' || req.method === 'DELETE')) {
+      const name = decodeURIComponent(am[1]!);
+      const route = this.rt.route(name);
+      if (!route) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no route "${name}"`);
+      if (!route.affinity) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', `route "${name}" has no affinity`);
+      let key: string;
+      try {
+        key = decodeURIComponent(am[2]!);
+      } catch {
+        return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', 'key is not valid percent-encoding');
+      }
+      const owner = (await route.affinity.get(key)) ?? null;
+      if (req.method === 'DELETE') {
+        route.affinity.delete(key);
+        return json(res, 200, { route: name, key, deleted: owner !== null, owner });
+      }
+      if (owner === null) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no owner learned for that key on route "${name}"`);
+      return json(res, 200, { route: name, key, owner, live: route.pool.isUp(owner) });
+    }
     for (const h of this.extra) if (await h(req, res, url)) return;
     fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no admin endpoint ${req.method} ${path}`);
   }

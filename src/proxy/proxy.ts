@@ -173,6 +173,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   private finished = false;
   private resetRetried = false;
   private started = 0;
+  private drainHooked = false;
   private uri: string;
   private hops = 0;
   private redirect: PendingRedirect | { error: ErrorCode; message: string } | undefined;
@@ -283,7 +284,6 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     const res = this.res;
     if (res.destroyed) return false;
-    res.on('drain', onResDrain);
     try {
       res.writeHead(statusCode, headers);
     } catch (err) {
@@ -331,7 +331,13 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     if (this.redirect) return true; // the redirect response's body is discarded
-    return this.res.write(chunk);
+    if (this.res.write(chunk)) return true;
+    // The client reads slower than the upstream sends: pause undici until the socket drains.
+    if (!this.drainHooked) {
+      this.drainHooked = true;
+      this.res.on('drain', onResDrain);
+    }
+    return false;
   }
 
   drained(): void {

@@ -39,23 +39,59 @@ export function combine32(a: number, b: number): number {
   return mix32(x + Math.imul(b | 0, 0x85ebca77));
 }
 
-/** MurmurHash3 x86_32 of the UTF-8 encoding of `key`. Unsigned 32-bit result. */
+/**
+ * MurmurHash3 x86_32 of the UTF-8 encoding of `key`. Unsigned 32-bit result.
+ *
+ * Kept small so V8 inlines it into the pickers (an out-of-line call would box its 32-bit result
+ * into a heap number on every call): an all-ASCII key is hashed here, four code units a block;
+ * anything else goes to `hash32Utf8`, which encodes to UTF-8 on the fly.
+ */
 export function hash32(key: string, seed = 0): number {
   let h = seed | 0;
   const n = key.length;
+  const blocks = n & ~3;
+  for (let i = 0; i < blocks; i += 4) {
+    const c0 = key.charCodeAt(i);
+    const c1 = key.charCodeAt(i + 1);
+    const c2 = key.charCodeAt(i + 2);
+    const c3 = key.charCodeAt(i + 3);
+    if ((c0 | c1 | c2 | c3) >= 0x80) return hash32Utf8(key, seed);
+    h ^= mixK(c0 | (c1 << 8) | (c2 << 16) | (c3 << 24));
+    h = (h << 13) | (h >>> 19);
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+  }
+  if (blocks < n) {
+    let k = 0;
+    for (let i = n - 1; i >= blocks; i--) {
+      const c = key.charCodeAt(i);
+      if (c >= 0x80) return hash32Utf8(key, seed);
+      k = (k << 8) | c;
+    }
+    h ^= mixK(k);
+  }
+  return mix32(h ^ n);
+}
+
+/** MurmurHash3's per-block scramble of k. */
+function mixK(k: number): number {
+  k = Math.imul(k, C1);
+  k = (k << 15) | (k >>> 17);
+  return Math.imul(k, C2);
+}
+
+/** `hash32` for keys with non-ASCII code units: the same function, slower path. */
+function hash32Utf8(key: string, seed: number): number {
+  let h = seed | 0;
+  const n = key.length;
   let i = 0;
-  // Fast path: four ASCII code units are four UTF-8 bytes, one little-endian block.
+  // Leading ASCII: four code units are four UTF-8 bytes, one little-endian block.
   while (i + 4 <= n) {
     const c0 = key.charCodeAt(i);
     const c1 = key.charCodeAt(i + 1);
     const c2 = key.charCodeAt(i + 2);
     const c3 = key.charCodeAt(i + 3);
     if ((c0 | c1 | c2 | c3) >= 0x80) break;
-    let k = c0 | (c1 << 8) | (c2 << 16) | (c3 << 24);
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
+    h ^= mixK(c0 | (c1 << 8) | (c2 << 16) | (c3 << 24));
     h = (h << 13) | (h >>> 19);
     h = (Math.imul(h, 5) + 0xe6546b64) | 0;
     i += 4;
@@ -94,10 +130,7 @@ export function hash32(key: string, seed = 0): number {
       k |= (bytes & 0xff) << (kn << 3);
       bytes >>>= 8;
       if (++kn === 4) {
-        k = Math.imul(k, C1);
-        k = (k << 15) | (k >>> 17);
-        k = Math.imul(k, C2);
-        h ^= k;
+        h ^= mixK(k);
         h = (h << 13) | (h >>> 19);
         h = (Math.imul(h, 5) + 0xe6546b64) | 0;
         k = 0;
@@ -106,10 +139,7 @@ export function hash32(key: string, seed = 0): number {
     }
   }
   if (kn > 0) {
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
+    h ^= mixK(k);
   }
   return mix32(h ^ len);
 }
@@ -120,11 +150,7 @@ export function hash32Bytes(bytes: Uint8Array, seed = 0, start = 0, end = bytes.
   let i = start;
   const blocksEnd = start + ((end - start) & ~3);
   for (; i < blocksEnd; i += 4) {
-    let k = bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24);
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
+    h ^= mixK(bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24));
     h = (h << 13) | (h >>> 19);
     h = (Math.imul(h, 5) + 0xe6546b64) | 0;
   }
@@ -133,10 +159,7 @@ export function hash32Bytes(bytes: Uint8Array, seed = 0, start = 0, end = bytes.
     let k = bytes[i]!;
     if (rest > 1) k |= bytes[i + 1]! << 8;
     if (rest > 2) k |= bytes[i + 2]! << 16;
-    k = Math.imul(k, C1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, C2);
-    h ^= k;
+    h ^= mixK(k);
   }
   return mix32(h ^ (end - start));
 }
