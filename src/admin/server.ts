@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { timingSafeEqual } from 'node:crypto';
 import { errorBody, ERRORS, type ErrorCode } from '../errors.js';
 import type { Runtime } from '../runtime.js';
+import { DASHBOARD_HTML } from './dashboard.js';
 
 export interface AdminOptions {
   token?: string;
@@ -35,6 +36,9 @@ function tokenOk(req: IncomingMessage, token: string): boolean {
   const got = Buffer.from(h);
   return got.length === want.length && timingSafeEqual(got, want);
 }
+
+/** Keys sampled to show each member's share of a hash route. */
+const SHARE_SAMPLE = 4096;
 
 export class AdminServer {
   readonly server: Server;
@@ -70,6 +74,17 @@ export class AdminServer {
       }
       if (path === '/status') return json(res, 200, this.status());
       if (path === '/api/v1/pools') return json(res, 200, { pools: this.pools() });
+      if (path === '/' || path === '/dashboard') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'" });
+        res.end(DASHBOARD_HTML);
+        return;
+      }
+      const sm = /^\/api\/v1\/routes\/([^/]+)\/share$/.exec(path);
+      if (sm) {
+        const route = this.rt.route(decodeURIComponent(sm[1]!));
+        if (!route) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no route "${decodeURIComponent(sm[1]!)}"`);
+        return json(res, 200, { route: route.name, sample: SHARE_SAMPLE, share: route.hashShare(SHARE_SAMPLE) });
+      }
       const lm = /^\/api\/v1\/routes\/([^/]+)\/lookup$/.exec(path);
       if (lm) {
         const route = this.rt.route(decodeURIComponent(lm[1]!));

@@ -113,14 +113,21 @@ class RoundRobin extends Balancer {
   }
 }
 
-/** Helpers for weighted random choice, shared by random and power-of-two-choices. */
+/**
+ * Helpers for weighted random choice, shared by random and power-of-two-choices. Without an
+ * injected source the picker draws from its own xoshiro128** generator (seeded from
+ * `Math.random` when built): on Node 20 every `Math.random()` call allocates a heap number,
+ * and this keeps the pick allocation-free.
+ */
 abstract class RandomBalancer extends Balancer {
   /** `prefix[i]` = weights[0] + … + weights[i]. */
   private readonly prefix: Float64Array;
+  /** xoshiro128** state (four 32-bit words). */
+  private readonly state = new Int32Array(4);
 
   constructor(
     live: MemberSet,
-    protected readonly random: () => number,
+    private readonly source: (() => number) | undefined,
   ) {
     super(live);
     this.prefix = new Float64Array(this.members.length);
@@ -129,6 +136,28 @@ abstract class RandomBalancer extends Balancer {
       t += this.weights[i]!;
       this.prefix[i] = t;
     }
+    for (let i = 0; i < 4; i++) this.state[i] = Math.floor(Math.random() * 4294967296) | 0;
+    if ((this.state[0]! | this.state[1]! | this.state[2]! | this.state[3]!) === 0) this.state[0] = 1;
+  }
+
+  /** A uniform number in [0, 1). */
+  protected random(): number {
+    if (this.source !== undefined) return this.source();
+    const s = this.state;
+    const s0 = s[0]!;
+    const s1 = s[1]!;
+    let s2 = s[2]!;
+    let s3 = s[3]!;
+    const x = Math.imul(s1, 5);
+    const result = Math.imul((x << 7) | (x >>> 25), 9) >>> 0;
+    const t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s[1] = s1 ^ s2;
+    s[0] = s0 ^ s3;
+    s[2] = s2 ^ t;
+    s[3] = (s3 << 11) | (s3 >>> 21);
+    return result * 2.3283064365386963e-10; // 2^-32
   }
 
   /** Index of the first prefix above r (r in [0, total)): member i has probability w_i / total. */
@@ -247,10 +276,11 @@ class LeastConnections extends Balancer {
 }
 
 /**
- * A factory of balancers for a route's `balance:` (DESIGN §2). `random` (default `Math.random`,
- * answers in [0, 1)) drives random and power-of-two-choices; tests inject a seeded one.
+ * A factory of balancers for a route's `balance:` (DESIGN §2). `random` (answers in [0, 1))
+ * drives random and power-of-two-choices; tests inject a seeded one. Without it each picker uses
+ * its own fast generator, seeded from `Math.random`.
  */
-export function createBalancerFactory(name: BalanceName, random: () => number = Math.random): BalancerFactory {
+export function createBalancerFactory(name: BalanceName, random?: () => number): BalancerFactory {
   switch (name) {
     case 'round-robin':
       return (live) => new RoundRobin(live);

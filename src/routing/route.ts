@@ -142,6 +142,18 @@ export class Route {
     return m ? { member: m, by: 'balance' } : undefined;
   }
 
+  /** Share of `sample` synthetic keys each live member gets from the hash strategy (dashboard). */
+  hashShare(sample: number): Record<string, number> | null {
+    if (!this.hashPicker) return null;
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < sample; i++) {
+      const m = this.hashPicker.pick(`sample-key-${i}`, 0);
+      if (m) counts[m.id] = (counts[m.id] ?? 0) + 1;
+    }
+    for (const k of Object.keys(counts)) counts[k] = counts[k]! / sample;
+    return counts;
+  }
+
   /** The target for a bare key (RESP `GET`, admin look-up): learned owner, else hash. */
   lookupKey(key: string): MaybePromise<Decision | undefined> {
     if (this.affinity) {

@@ -409,6 +409,8 @@ export interface RecordingBackend {
   connections: number;
   /** Connections currently open. */
   open: number;
+  /** Indexes of the connections that have closed. */
+  closedConnections: Set<number>;
   close(): Promise<void>;
 }
 
@@ -427,7 +429,7 @@ export interface RecordingOptions {
 export async function startRecordingBackend(name: string, opts: RecordingOptions = {}): Promise<RecordingBackend> {
   const sockets = new Set<Socket>();
   const perSocket = new WeakMap<Socket, { index: number; n: number }>();
-  const b = { name, seen: [] as SeenRequest[], connections: 0, open: 0 } as RecordingBackend;
+  const b = { name, seen: [] as SeenRequest[], connections: 0, open: 0, closedConnections: new Set<number>() } as RecordingBackend;
   const server = createServer((req, res) => {
     const info = perSocket.get(req.socket) ?? { index: -1, n: 0 };
     info.n++;
@@ -468,11 +470,13 @@ export async function startRecordingBackend(name: string, opts: RecordingOptions
   });
   if (opts.keepAliveTimeout !== undefined) server.keepAliveTimeout = opts.keepAliveTimeout;
   server.on('connection', (sock: Socket) => {
-    perSocket.set(sock, { index: b.connections++, n: 0 });
+    const index = b.connections++;
+    perSocket.set(sock, { index, n: 0 });
     b.open++;
     sockets.add(sock);
     sock.on('close', () => {
       b.open--;
+      b.closedConnections.add(index);
       sockets.delete(sock);
     });
   });

@@ -44,19 +44,28 @@ export class RendezvousPicker extends HashPicker {
     this.uniform = uniform;
   }
 
-  /** The score of member i for hash h (higher wins). */
-  private score(h: number, i: number): number {
-    const x = combine32(h, this.memberHash[i]!);
-    if (this.uniform) return x;
-    return -this.weight[i]! / Math.log((x + 0.5) * INV_2_32);
-  }
+  // The score is computed inline in both loops below (no helper): a double returned from a call
+  // V8 does not inline is boxed into a heap number, one per member per look-up.
 
   override ownerIndex(h: number): number {
     const n = this.members.length;
+    const mh = this.memberHash;
     let best = 0;
-    let bestScore = this.score(h, 0);
-    for (let i = 1; i < n; i++) {
-      const s = this.score(h, i);
+    if (this.uniform) {
+      let bestScore = -1;
+      for (let i = 0; i < n; i++) {
+        const s = combine32(h, mh[i]!);
+        if (s > bestScore) {
+          bestScore = s;
+          best = i;
+        }
+      }
+      return best;
+    }
+    const w = this.weight;
+    let bestScore = -1;
+    for (let i = 0; i < n; i++) {
+      const s = -w[i]! / Math.log((combine32(h, mh[i]!) + 0.5) * INV_2_32);
       if (s > bestScore) {
         bestScore = s;
         best = i;
@@ -70,8 +79,11 @@ export class RendezvousPicker extends HashPicker {
     const want = Math.min(limit, n);
     const scores = this.scores;
     const taken = this.taken;
+    const mh = this.memberHash;
+    const w = this.weight;
     for (let i = 0; i < n; i++) {
-      scores[i] = this.score(h, i);
+      const x = combine32(h, mh[i]!);
+      scores[i] = this.uniform ? x : -w[i]! / Math.log((x + 0.5) * INV_2_32);
       taken[i] = 0;
     }
     // Selection of the `want` best: `want` is small (attempt + 1) on every path that matters.

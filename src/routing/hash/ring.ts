@@ -117,33 +117,33 @@ export class RingPicker extends HashPicker {
     }
   }
 
-  /** Index of the first point ≥ h (unsigned), or 0 past the top (the ring wraps). */
-  private search(h: number): number {
-    const pts = this.points;
-    const x = (h ^ SIGN) | 0;
-    const b = h >>> this.shift;
-    let lo = this.buckets[b]!;
-    let hi = this.buckets[b + 1]!;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (pts[mid]! < x) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo === pts.length ? 0 : lo;
-  }
-
-  /** Index of the point a key with hash h lands on: the nearest clockwise to any probe. */
+  /**
+   * Index of the point a key with hash h lands on: for each probe, the first point ≥ the probe
+   * (wrapping past the top), and of those the nearest. One loop with the search written out, no
+   * call: a 32-bit value passed to a call V8 does not inline is boxed into a heap number.
+   */
   private position(h: number): number {
-    let best = this.search(h);
-    if (this.probes === 1) return best;
-    let bestDistance = ((this.points[best]! ^ SIGN) - h) >>> 0;
-    for (let k = 1; k < this.probes; k++) {
-      const p = combine32(h, k);
-      const i = this.search(p);
-      const d = ((this.points[i]! ^ SIGN) - p) >>> 0;
+    const pts = this.points;
+    const buckets = this.buckets;
+    const len = pts.length;
+    let best = 0;
+    let bestDistance = 4294967296;
+    for (let k = 0; k < this.probes; k++) {
+      const p = k === 0 ? h >>> 0 : combine32(h, k);
+      const x = (p ^ SIGN) | 0;
+      const b = p >>> this.shift;
+      let lo = buckets[b]!;
+      let hi = buckets[b + 1]!;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (pts[mid]! < x) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo === len) lo = 0;
+      const d = ((pts[lo]! ^ SIGN) - p) >>> 0;
       if (d < bestDistance) {
         bestDistance = d;
-        best = i;
+        best = lo;
       }
     }
     return best;
