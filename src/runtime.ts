@@ -15,10 +15,15 @@ import { Proxy, type HealthReporter } from './proxy/proxy.js';
 import { Metrics } from './admin/metrics.js';
 import { PoolHealth } from './health/index.js';
 import type { Member } from './members/member.js';
+import { AffinityMetrics, createAffinityStore, type AffinityTableStore } from './routing/affinity/index.js';
+import { createSharedRedis, type SharedRedis } from './shared/redis.js';
+import type { ClusterBus } from './shared/cluster.js';
 
 export interface RuntimeOptions {
   log: Logger;
   metrics?: Metrics;
+  /** This process's cluster bus when it is a node:cluster worker (affinity shared between workers). */
+  cluster?: ClusterBus;
 }
 
 export class Runtime {
@@ -30,10 +35,15 @@ export class Runtime {
   readonly proxy: Proxy;
   readonly health = new Map<Pool, PoolHealth>();
   private readonly sources: MemberSource[] = [];
+  readonly affinityStores = new Map<Route, AffinityTableStore>();
+  readonly affinityMetrics: AffinityMetrics;
+  readonly sharedRedis: SharedRedis | undefined;
   private readonly upstreamOpts = new Map<Route, UpstreamOptions>();
 
-  private constructor(readonly config: Config, readonly log: Logger, metrics: Metrics) {
+  private constructor(readonly config: Config, readonly log: Logger, metrics: Metrics, cluster?: ClusterBus) {
     this.metrics = metrics;
+    this.affinityMetrics = AffinityMetrics.of(metrics.registry);
+    this.sharedRedis = config.routes.some((r) => r.affinity) ? createSharedRedis(config.shared, { log, observer: this.affinityMetrics.redis }) : undefined;
     for (const name of Object.keys(config.pools)) this.pools.set(name, new Pool(name));
     for (const pool of this.pools.values()) {
       const poolName = pool.name;
@@ -49,11 +59,25 @@ export class Runtime {
     }
     for (const rc of config.routes) {
       const pool = this.pools.get(rc.pool ?? rc.pools![0]!)!;
+      const affinity = rc.affinity
+        ? createAffinityStore({ route: rc.name, ttl: rc.affinity.ttl, capacity: rc.affinity.capacity, redis: this.sharedRedis, cluster, metrics: this.affinityMetrics, log })
+        : undefined;
       const route = new Route(rc, {
         pool,
         hash: rc.hash ? createHashPickerFactory(rc.hash) : undefined,
         balance: createBalancerFactory(rc.balance),
+        affinity,
       });
+      if (affinity) {
+        this.affinityStores.set(route, affinity);
+        // An owner that leaves the pool or goes down loses its entries: its keys are guessed again.
+        let live = new Set(pool.live.members.map((m) => m.id));
+        pool.onChange(() => {
+          const now = new Set(pool.live.members.map((m) => m.id));
+          for (const id of live) if (!now.has(id)) affinity.dropOwner(id);
+          live = now;
+        });
+      }
       pool.onChange(() => metrics.pickerRebuilds.labels(rc.name).inc());
       this.routes.push(route);
       this.routeByName.set(rc.name, route);
@@ -68,7 +92,13 @@ export class Runtime {
       success: (r: Route, m: Member) => health.get(r.pool)!.success(m),
       failure: (r: Route, m: Member) => health.get(r.pool)!.failure(m),
     };
+    const am = this.affinityMetrics;
     this.proxy = new Proxy({
+      affinity: {
+        hit: (r) => am.forRoute(r.name).hit(),
+        miss: (r) => am.forRoute(r.name).miss(),
+        redirect: (r, hops) => am.forRoute(r.name).redirect(hops),
+      },
       routes: this.routes,
       upstreams: this.upstreams,
       upstreamOptions: (r) => this.upstreamOpts.get(r)!,
@@ -80,7 +110,7 @@ export class Runtime {
   }
 
   static async create(config: Config, opts: RuntimeOptions): Promise<Runtime> {
-    const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics());
+    const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics(), opts.cluster);
     try {
       await rt.startDiscovery();
       for (const h of rt.health.values()) h.start();
@@ -122,6 +152,8 @@ export class Runtime {
   async close(): Promise<void> {
     await Promise.all([...this.health.values()].map((h) => h.stop()));
     for (const r of this.routes) r.close();
+    await Promise.all([...this.affinityStores.values()].map((s) => s.close().catch(() => {})));
+    await this.sharedRedis?.close().catch(() => {});
     await Promise.all(this.sources.map((s) => s.stop().catch(() => {})));
     await this.upstreams.close();
   }

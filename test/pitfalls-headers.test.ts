@@ -447,6 +447,75 @@ describe('PITFALLS §B 12 (proxy path): CR/LF/NUL never reach a header homing wr
     }
   });
 
+  /** Two members that each redirect `/start` to the other one, with `target` as the path. */
+  async function redirecting(target: string): Promise<{ a: RecordingBackend; b: RecordingBackend; h: Homing; close(): Promise<void> }> {
+    const ids: string[] = [];
+    const mk = (i: number): RecordingOptions => ({
+      onRequest: (req, res) => {
+        if (req.url !== '/start') return undefined;
+        res.writeHead(200, { 'x-accel-redirect': `/internal_redirect/${ids[1 - i]}${target}`, 'content-length': '0' });
+        res.end();
+        return 'handled';
+      },
+    });
+    const a = await startRecordingBackend('a', mk(0));
+    const b = await startRecordingBackend('b', mk(1));
+    ids.push(a.id, b.id);
+    const h = await startTestHoming(`
+listen: { http: 127.0.0.1:0 }
+pools: { p: { members: ['${a.id}', '${b.id}'], health: { passive: { failures: 1, ejectFor: 1m } } } }
+routes: [ { name: r, match: { path: / }, pool: p, affinity: { key: header:x-k, redirect: {} }, timeouts: { connect: 500ms, header: 2s, body: 2s } } ]
+`);
+    return {
+      a,
+      b,
+      h,
+      async close() {
+        await h.close();
+        await a.close();
+        await b.close();
+      },
+    };
+  }
+
+  test('backend redirect target with percent-encoded CR LF: forwarded still encoded, nothing injected', async () => {
+    const t = await redirecting('/x%0d%0aSet-Cookie:%20a=1');
+    try {
+      const { res, c } = await send(t.h.http!.port, 'GET /start HTTP/1.1\r\nHost: x\r\nX-K: k1\r\n\r\n');
+      assert.equal(res.status, 200, c.text);
+      const hop = [...t.a.seen, ...t.b.seen].filter((s) => s.url !== '/start');
+      assert.equal(hop.length, 1);
+      assert.equal(hop[0]!.url, '/x%0d%0aSet-Cookie:%20a=1');
+      assert.equal(hop[0]!.headers['set-cookie'], undefined);
+      assert.deepEqual(headerValues(res, 'set-cookie'), []);
+    } finally {
+      await t.close();
+    }
+  });
+
+  for (const [name, target] of [
+    ['a space', '/x y'],
+    ['a tab', '/x\ty'],
+  ] as const) {
+    test(`backend redirect target with ${name} → 502 HOMING_ERR_REDIRECT_TARGET, the target member not blamed`, async () => {
+      const t = await redirecting(target);
+      try {
+        const { res, c } = await send(t.h.http!.port, 'GET /start HTTP/1.1\r\nHost: x\r\nX-K: k1\r\n\r\n');
+        assert.equal(res.status, 502, c.text);
+        assert.equal(errorCode(res.body), 'HOMING_ERR_REDIRECT_TARGET');
+        assert.equal([...t.a.seen, ...t.b.seen].filter((s) => s.url !== '/start').length, 0);
+        // A bad redirect says nothing about the health of the member it names: both still serve.
+        for (let i = 0; i < 4; i++) {
+          const r = await send(t.h.http!.port, `GET /alive${i} HTTP/1.1\r\nHost: x\r\n\r\n`);
+          assert.equal(r.res.status, 200, r.c.text);
+        }
+        assert.ok(t.a.seen.some((s) => s.url.startsWith('/alive')) && t.b.seen.some((s) => s.url.startsWith('/alive')), 'a member was ejected because of a bad redirect');
+      } finally {
+        await t.close();
+      }
+    });
+  }
+
   const base = (route: string, extra = ''): string => `
 listen: { http: 127.0.0.1:0 }
 pools: { p: { members: ['127.0.0.1:9'] } }

@@ -10,6 +10,7 @@ import {
   RespProtocolError,
   bulkReply,
   bulkArrayReply,
+  bytesOf,
   decodeReply,
   encodeCommand,
   errorReply,
@@ -18,6 +19,7 @@ import {
   resolveRespLimits,
   simpleReply,
   splitArgs,
+  textOf,
   type RespLimits,
 } from '../src/resp/codec.js';
 
@@ -30,7 +32,7 @@ function feed(chunks: Buffer[], limits?: Partial<RespLimits>): Outcome {
   try {
     for (const c of chunks) {
       p.push(c);
-      for (let cmd = p.next(); cmd !== null; cmd = p.next()) commands.push(cmd);
+      for (let cmd = p.next(); cmd !== null; cmd = p.next()) commands.push(cmd.map(textOf));
     }
   } catch (err) {
     if (!(err instanceof RespProtocolError)) throw err;
@@ -274,6 +276,24 @@ describe('RESP parser: errors like Redis (tests/unit/protocol.tcl) and limits', 
   });
 });
 
+describe('RESP parser: binary safety', () => {
+  it('returns every byte value unchanged as a byte string (redis-cli --pipe ECHOes 20 random bytes)', () => {
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const req = Buffer.concat([Buffer.from(`*2\r\n$4\r\nECHO\r\n$256\r\n`), all, Buffer.from('\r\n')]);
+    const p = new RespParser();
+    p.push(req);
+    const [, arg] = p.next()!;
+    assert.deepEqual(Buffer.from(arg!, 'latin1'), all);
+    assert.equal(Buffer.from(bulkReply(arg!), 'latin1').subarray(6, 6 + 256).compare(all), 0);
+  });
+
+  it('converts between byte strings and text only where needed', () => {
+    assert.equal(textOf('plain'), 'plain');
+    assert.equal(textOf(bytesOf('ключ-€')), 'ключ-€');
+    assert.equal(bytesOf('€'), '\xe2\x82\xac');
+  });
+});
+
 describe('inline splitting (sdssplitargs)', () => {
   const split = (s: string): string[] | null => {
     const b = Buffer.from(s, 'latin1');
@@ -283,6 +303,7 @@ describe('inline splitting (sdssplitargs)', () => {
     assert.deepEqual(split('  GET   key  '), ['GET', 'key']);
     assert.deepEqual(split('set "a b" \'c d\''), ['set', 'a b', 'c d']);
     assert.deepEqual(split('echo "\\x41\\n\\t\\"q\\""'), ['echo', 'A\n\t"q"']);
+    assert.deepEqual(split('echo "\\xff\\x00"'), ['echo', '\xff\x00']);
     assert.deepEqual(split("echo 'don\\'t'"), ['echo', "don't"]);
     assert.deepEqual(split('echo ""'), ['echo', '']);
     assert.deepEqual(split('a\x00b c'), ['a']); // NUL ends the C string
@@ -300,13 +321,13 @@ describe('reply encoders', () => {
     assert.equal(errorReply('unsupported', 'NOPROTO'), '-NOPROTO unsupported\r\n');
     assert.equal(integerReply(42), ':42\r\n');
     assert.equal(bulkReply('10.0.0.1:80'), '$11\r\n10.0.0.1:80\r\n');
-    assert.equal(bulkReply('€'), '$3\r\n€\r\n');
+    assert.equal(bulkReply(bytesOf('€')), '$3\r\n\xe2\x82\xac\r\n');
     assert.equal(bulkReply(null), '$-1\r\n');
     assert.equal(bulkArrayReply(['a', null]), '*2\r\n$1\r\na\r\n$-1\r\n');
   });
 
   it('decodes what it encodes', () => {
-    const buf = Buffer.from(bulkArrayReply(['x', null, '€']) + integerReply(3) + errorReply('no'));
+    const buf = Buffer.from(bulkArrayReply(['x', null, bytesOf('€')]) + integerReply(3) + errorReply('no'), 'latin1');
     const a = decodeReply(buf)!;
     assert.deepEqual(a.value, ['x', null, '€']);
     const b = decodeReply(buf, a.end)!;

@@ -14,11 +14,39 @@
  *   - any split of the input across `push()` calls gives the same commands as one push;
  *   - nothing is allocated from a length the client announced: a bulk is decoded only once all
  *     of its bytes have arrived, and the buffer grows only by bytes actually received;
- *   - arguments are returned as strings, so nothing returned aliases the caller's read buffer,
+ *   - arguments are returned as byte strings (see below), so nothing returned aliases the caller's read buffer,
  *     and unparsed bytes are copied into the parser's own storage before `next()` reports that it
  *     needs more input (or on `retain()`), so the caller may reuse its read buffer;
  *   - every partial state is bounded by the limits below.
  */
+
+/*
+ * Byte strings. Inside the RESP layer every argument and every encoded reply is a *byte string*:
+ * a JS string with one char (0-255) per byte, i.e. latin1. That keeps the protocol binary-safe
+ * (ECHO of arbitrary bytes, as `redis-cli --pipe` sends, comes back byte for byte) and lets the
+ * server write a whole batch with one latin1 write. Text crosses the boundary in two places:
+ * `textOf()` turns an argument into a UTF-8-decoded JS string (keys, route and pool names handed
+ * to the backend), and `bytesOf()` turns JS text (backend answers, messages) into a byte string.
+ * Both are the identity for ASCII, the usual case, after a scan.
+ */
+
+/** True when every char is ASCII (so byte string and text are the same). */
+export function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    if (s.charCodeAt(i) > 0x7f) return false;
+  }
+  return true;
+}
+
+/** A byte string (an argument) as text, decoding its bytes as UTF-8. */
+export function textOf(bytes: string): string {
+  return isAscii(bytes) ? bytes : Buffer.from(bytes, 'latin1').toString('utf8');
+}
+
+/** Text as a byte string of its UTF-8 encoding. */
+export function bytesOf(text: string): string {
+  return isAscii(text) ? text : Buffer.from(text, 'utf8').toString('latin1');
+}
 
 /** Limits on what one client may send. Defaults are far below Redis' (which guard a database). */
 export interface RespLimits {
@@ -148,7 +176,7 @@ export class RespParser {
   }
 
   /**
-   * The next complete command (its arguments, decoded as UTF-8; never empty), or null when more
+   * The next complete command (its arguments as byte strings; never empty), or null when more
    * input is needed. Throws RespProtocolError on a protocol violation, and again on every later call.
    */
   next(): string[] | null {
@@ -221,7 +249,7 @@ export class RespParser {
         }
         if (end - pos < len + 2) return this.needMore();
         if (buf[pos + len] !== CR || buf[pos + len + 1] !== LF) throw new RespProtocolError('expected CRLF after bulk string');
-        args.push(len === 0 ? '' : buf.toString('utf8', pos, pos + len));
+        args.push(len === 0 ? '' : buf.toString('latin1', pos, pos + len));
         pos += len + 2;
         this.pos = pos;
         this.bulkLen = -1;
@@ -357,7 +385,7 @@ function hexValue(c: number): number {
  * Splits an inline command line like Redis' sdssplitargs: blanks separate arguments; "double
  * quotes" take \n \r \t \b \a \xHH and \<any> escapes; 'single quotes' take only \'; a closing
  * quote must be followed by a blank or the end. A NUL byte ends the line (sdssplitargs works on a
- * C string). Answers null for unbalanced quotes.
+ * C string). Arguments are byte strings. Answers null for unbalanced quotes.
  */
 export function splitArgs(buf: Buffer, start: number, end: number): string[] | null {
   const out: string[] = [];
@@ -375,7 +403,7 @@ export function splitArgs(buf: Buffer, start: number, end: number): string[] | n
     }
     const c = at(p);
     if (c !== DQUOTE && c !== SQUOTE) {
-      out.push(buf.toString('utf8', wordStart, p));
+      out.push(buf.toString('latin1', wordStart, p));
       continue;
     }
     // Slow path: the word has quotes; build it byte by byte.
@@ -426,14 +454,13 @@ export function splitArgs(buf: Buffer, start: number, end: number): string[] | n
       }
       if (p < end) p++;
     }
-    out.push(Buffer.from(bytes).toString('utf8'));
+    out.push(Buffer.from(bytes).toString('latin1'));
   }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Replies. Each encoder returns the reply as a string; the server concatenates the replies of a
-// whole read into one string and writes it once. Strings are written as UTF-8, so bulk lengths
-// are UTF-8 byte lengths.
+// Replies. Each encoder takes and returns byte strings (convert text with bytesOf()); the server
+// concatenates the replies of a whole read into one byte string and writes it once, as latin1.
 
 export const REPLY_OK = '+OK\r\n';
 export const REPLY_PONG = '+PONG\r\n';
@@ -445,7 +472,7 @@ function oneLine(s: string): string {
   return s.indexOf('\r') < 0 && s.indexOf('\n') < 0 ? s : s.replace(/[\r\n]+/g, ' ');
 }
 
-/** `+s` (s must not contain CR/LF; they are replaced). */
+/** `+s` (CR/LF in s are replaced by spaces). */
 export function simpleReply(s: string): string {
   return `+${oneLine(s)}\r\n`;
 }
@@ -459,20 +486,10 @@ export function integerReply(n: number): string {
   return `:${Math.trunc(n)}\r\n`;
 }
 
-/** Byte length of s in UTF-8, without a native call for the usual ASCII strings. */
-export function utf8Length(s: string): number {
-  const n = s.length;
-  if (n > 64) return Buffer.byteLength(s, 'utf8');
-  for (let i = 0; i < n; i++) {
-    if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s, 'utf8');
-  }
-  return n;
-}
-
-/** `$len\r\ns\r\n`, or nil for null. */
+/** `$len\r\ns\r\n` for a byte string, or nil for null. */
 export function bulkReply(s: string | null): string {
   if (s === null) return REPLY_NIL;
-  return `$${utf8Length(s)}\r\n${s}\r\n`;
+  return `$${s.length}\r\n${s}\r\n`;
 }
 
 /** An array of already-encoded replies. */
@@ -480,7 +497,7 @@ export function arrayReply(encoded: readonly string[]): string {
   return `*${encoded.length}\r\n${encoded.join('')}`;
 }
 
-/** An array of bulk strings (null → nil element). */
+/** An array of bulk byte strings (null → nil element). */
 export function bulkArrayReply(items: readonly (string | null)[]): string {
   let out = `*${items.length}\r\n`;
   for (const s of items) out += bulkReply(s);
@@ -537,9 +554,12 @@ export function decodeReply(buf: Buffer, offset = 0): { value: RespValue; end: n
   }
 }
 
-/** Encodes a command as a multibulk request (for tests and tools). */
+/** Encodes a command (text arguments, sent as UTF-8) as a multibulk request (for tests and tools). */
 export function encodeCommand(args: readonly string[]): Buffer {
   let s = `*${args.length}\r\n`;
-  for (const a of args) s += `$${Buffer.byteLength(a)}\r\n${a}\r\n`;
-  return Buffer.from(s);
+  for (const a of args) {
+    const b = bytesOf(a);
+    s += `$${b.length}\r\n${b}\r\n`;
+  }
+  return Buffer.from(s, 'latin1');
 }

@@ -5,6 +5,9 @@
  * `runCommand` is the hot path: `GET` is matched before anything else, a synchronous look-up is
  * answered without a promise, and the encoded `$len\r\nhost:port\r\n` reply of each target is
  * cached (targets are a small set: the members of the pools).
+ *
+ * Arguments and replies are byte strings (see codec.ts): keys and names go to the backend through
+ * textOf(), and anything the backend says comes back through bytesOf().
  */
 import type { RespBackend } from './backend.js';
 import {
@@ -15,9 +18,11 @@ import {
   arrayReply,
   bulkArrayReply,
   bulkReply,
+  bytesOf,
   errorReply,
   integerReply,
   simpleReply,
+  textOf,
 } from './codec.js';
 
 /** The Redis version homing claims in INFO and HELLO: the command set and replies follow Redis 7.0. */
@@ -49,6 +54,10 @@ export interface ServerStats {
   rejectedConnections: number;
   totalCommands: number;
   protocolErrors: number;
+  /** Connections closed because their unread output passed maxOutputBuffer. */
+  outputLimitCloses: number;
+  /** Connections closed by the idle timeout. */
+  idleCloses: number;
   readonly startedAt: number;
   port: number;
   readonly maxClients: number;
@@ -72,7 +81,7 @@ function targetReply(target: string): string {
   let r = targetReplies.get(target);
   if (r === undefined) {
     if (targetReplies.size >= TARGET_CACHE_MAX) targetReplies.clear();
-    r = bulkReply(target);
+    r = bulkReply(bytesOf(target));
     targetReplies.set(target, r);
   }
   return r;
@@ -82,9 +91,9 @@ function settledTarget(target: string | null | undefined): string {
   return target === null || target === undefined ? REPLY_NIL : targetReply(target);
 }
 
-function messageOf(err: unknown): string {
-  if (err instanceof Error) return err.message || err.name;
-  return String(err);
+/** An error's message as a byte string for an error reply. */
+export function messageOf(err: unknown): string {
+  return bytesOf(err instanceof Error ? err.message || err.name : String(err));
 }
 
 function wrongArity(name: string): string {
@@ -123,7 +132,7 @@ export function runCommand(host: CommandHost, s: Session, args: string[]): void 
   const name = args[0]!;
   if (name === 'GET' || name === 'get') {
     if (args.length === 2) {
-      lookupInto(host, s, host.backend.routes[s.db], args[1]!);
+      lookupInto(host, s, host.backend.routes[s.db], textOf(args[1]!));
       return;
     }
   }
@@ -160,7 +169,7 @@ export function runCommand(host: CommandHost, s: Session, args: string[]): void 
       s.closeAfterReplies();
       return;
     case 'info':
-      s.reply(bulkReply(info(host, args.slice(1))));
+      s.reply(bulkReply(bytesOf(info(host, args.slice(1).map(textOf)))));
       return;
     case 'command':
       return command(s, args);
@@ -179,7 +188,7 @@ export function runCommand(host: CommandHost, s: Session, args: string[]): void 
       return;
     case 'homing.route':
       if (args.length !== 3) s.reply(wrongArity('homing.route'));
-      else lookupInto(host, s, args[1]!, args[2]!);
+      else lookupInto(host, s, textOf(args[1]!), textOf(args[2]!));
       return;
     case 'homing.members':
       return members(host, s, args);
@@ -222,7 +231,7 @@ function mget(host: CommandHost, s: Session, args: string[]): void {
   for (let i = 1; i <= n; i++) {
     let target: string | null | Promise<string | null>;
     try {
-      target = host.backend.lookup(route, args[i]!);
+      target = host.backend.lookup(route, textOf(args[i]!));
     } catch (err) {
       s.reply(errorReply(messageOf(err)));
       return;
@@ -266,13 +275,13 @@ function members(host: CommandHost, s: Session, args: string[]): void {
   }
   let list: readonly string[] | undefined;
   try {
-    list = args.length === 2 ? host.backend.members(args[1]) : host.backend.members();
+    list = args.length === 2 ? host.backend.members(textOf(args[1]!)) : host.backend.members();
   } catch (err) {
     s.reply(errorReply(messageOf(err)));
     return;
   }
   if (list === undefined) s.reply(errorReply(`unknown pool '${args[1]!.slice(0, 128)}'`));
-  else s.reply(bulkArrayReply(list));
+  else s.reply(bulkArrayReply(list.map(bytesOf)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -325,6 +334,8 @@ function infoSections(host: CommandHost): Section[] {
         ['total_commands_processed', st.totalCommands],
         ['rejected_connections', st.rejectedConnections],
         ['total_error_replies_protocol', st.protocolErrors],
+        ['client_output_limit_disconnections', st.outputLimitCloses],
+        ['client_idle_disconnections', st.idleCloses],
       ],
     ],
     [

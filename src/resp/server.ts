@@ -19,7 +19,7 @@
 import net from 'node:net';
 import type { RespBackend } from './backend.js';
 import { RespParser, RespProtocolError, errorReply, resolveRespLimits, type RespLimits } from './codec.js';
-import { runCommand, type CommandHost, type ServerStats, type Session } from './commands.js';
+import { messageOf, runCommand, type CommandHost, type ServerStats, type Session } from './commands.js';
 import { systemClock, type Clock } from '../clock.js';
 
 export interface RespServerOptions {
@@ -165,7 +165,7 @@ class Client implements Session {
         this.slotSettled();
       },
       (err: unknown) => {
-        slot.reply = errorReply(err instanceof Error ? err.message || err.name : String(err));
+        slot.reply = errorReply(messageOf(err));
         this.slotSettled();
       },
     );
@@ -217,7 +217,7 @@ class Client implements Session {
     this.out = '';
     const socket = this.socket;
     if (socket.destroyed) return false;
-    const ok = socket.write(out);
+    const ok = socket.write(out, 'latin1');
     if (socket.writableLength > this.server.maxOutputBuffer) {
       this.server.log?.warn({ client: this.describe(), queued: socket.writableLength }, 'resp: output buffer limit reached, closing client');
       this.server.stats.outputLimitCloses++;
@@ -284,18 +284,13 @@ class Client implements Session {
   }
 }
 
-interface RespStats extends ServerStats {
-  outputLimitCloses: number;
-  idleCloses: number;
-}
-
 class RespServerImpl implements RespServer, CommandHost {
   readonly limits: RespLimits;
   readonly maxPipeline: number;
   readonly maxOutputBuffer: number;
   readonly clock: Clock;
   readonly log: RespLog | undefined;
-  readonly stats: RespStats;
+  readonly stats: ServerStats;
   private readonly net: net.Server;
   private readonly live = new Set<Client>();
   /** Refused connections still being told why. */

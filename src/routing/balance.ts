@@ -31,6 +31,8 @@ export interface BalancePicker extends Picker {
 
 export type BalancerFactory = (live: MemberSet) => BalancePicker;
 
+const TWO_POW_MINUS_32 = 1 / 4294967296;
+
 /** A balancer's weight for a member: its weight when positive and finite, else 1. */
 function weightOf(m: Member): number {
   const w = m.weight;
@@ -115,15 +117,15 @@ class RoundRobin extends Balancer {
 
 /**
  * Helpers for weighted random choice, shared by random and power-of-two-choices. Without an
- * injected source the picker draws from its own xoshiro128** generator (seeded from
- * `Math.random` when built): on Node 20 every `Math.random()` call allocates a heap number,
- * and this keeps the pick allocation-free.
+ * injected source the picker draws from its own mulberry32 generator (seeded from `Math.random`
+ * when built; plenty for spreading load, not for anything secret): on Node 20 every
+ * `Math.random()` call allocates a heap number, and this keeps the pick allocation-free.
  */
 abstract class RandomBalancer extends Balancer {
   /** `prefix[i]` = weights[0] + … + weights[i]. */
   private readonly prefix: Float64Array;
-  /** xoshiro128** state (four 32-bit words). */
-  private readonly state = new Int32Array(4);
+  /** mulberry32 state. */
+  private readonly state = new Int32Array(1);
 
   constructor(
     live: MemberSet,
@@ -136,33 +138,38 @@ abstract class RandomBalancer extends Balancer {
       t += this.weights[i]!;
       this.prefix[i] = t;
     }
-    for (let i = 0; i < 4; i++) this.state[i] = Math.floor(Math.random() * 4294967296) | 0;
-    if ((this.state[0]! | this.state[1]! | this.state[2]! | this.state[3]!) === 0) this.state[0] = 1;
+    this.state[0] = Math.floor(Math.random() * 4294967296) | 0;
   }
 
-  /** A uniform number in [0, 1). */
-  protected random(): number {
-    if (this.source !== undefined) return this.source();
-    const s = this.state;
-    const s0 = s[0]!;
-    const s1 = s[1]!;
-    let s2 = s[2]!;
-    let s3 = s[3]!;
-    const x = Math.imul(s1, 5);
-    const result = Math.imul((x << 7) | (x >>> 25), 9) >>> 0;
-    const t = s1 << 9;
-    s2 ^= s0;
-    s3 ^= s1;
-    s[1] = s1 ^ s2;
-    s[0] = s0 ^ s3;
-    s[2] = s2 ^ t;
-    s[3] = (s3 << 11) | (s3 >>> 21);
-    return result * 2.3283064365386963e-10; // 2^-32
+  /**
+   * 32 random bits as an int32 (callers take `(bits >>> 0) * 2^-32` for a number in [0, 1)). An
+   * int32, not a double, so that nothing is boxed into a heap number even when V8 does not inline
+   * this call.
+   */
+  protected randomBits(): number {
+    if (this.source !== undefined) return (this.source() * 4294967296) | 0;
+    // mulberry32: one 32-bit word of state, small enough for V8 to inline twice per pick.
+    const a = (this.state[0]! + 0x6d2b79f5) | 0;
+    this.state[0] = a;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return t ^ (t >>> 14);
   }
 
-  /** Index of the first prefix above r (r in [0, total)): member i has probability w_i / total. */
-  private search(r: number): number {
+  /**
+   * A weighted random member (member i with probability w_i / Σw), other than `skip` when
+   * skip ≥ 0 (then there must be two members). The binary search over the prefix sums is written
+   * out here: a double passed to a call V8 does not inline is boxed into a heap number.
+   */
+  protected weighted(skip: number): number {
     const p = this.prefix;
+    let r = (this.randomBits() >>> 0) * TWO_POW_MINUS_32;
+    if (skip < 0) r *= this.totalWeight;
+    else {
+      const ws = this.weights[skip]!;
+      r *= this.totalWeight - ws;
+      if (r >= p[skip]! - ws) r += ws; // jump over skip's stretch of [0, total)
+    }
     let lo = 0;
     let hi = p.length - 1;
     while (lo < hi) {
@@ -170,18 +177,7 @@ abstract class RandomBalancer extends Balancer {
       if (p[mid]! > r) hi = mid;
       else lo = mid + 1;
     }
-    return lo;
-  }
-
-  /** A weighted random member, other than `skip` when skip ≥ 0 (then there must be two members). */
-  protected weighted(skip: number): number {
-    const u = this.random();
-    if (skip < 0) return this.search(u * this.totalWeight);
-    const ws = this.weights[skip]!;
-    let r = u * (this.totalWeight - ws);
-    if (r >= this.prefix[skip]! - ws) r += ws; // jump over skip's stretch of [0, total)
-    const i = this.search(r);
-    return i === skip ? (i + 1) % this.members.length : i;
+    return lo === skip ? (lo + 1) % p.length : lo;
   }
 
   /**
@@ -197,7 +193,7 @@ abstract class RandomBalancer extends Balancer {
       last = i;
     }
     if (last < 0) return -1;
-    let r = this.random() * total;
+    let r = (this.randomBits() >>> 0) * TWO_POW_MINUS_32 * total;
     for (let i = 0; i < last; i++) {
       if (i === skip || !this.allowed(i, exclude)) continue;
       r -= this.weights[i]!;

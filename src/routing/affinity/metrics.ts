@@ -1,47 +1,100 @@
 /**
  * Metrics of learned affinity (issue 3 item 6) on a prom-client Registry (`Metrics.registry`).
  *
- * Hot-path counters are labelled children cached per route (`forRoute`), so a request costs one
- * property read and an `inc()`, never a label hash. Registration is idempotent per registry:
- * a second AffinityMetrics on the same registry shares the same metrics.
+ * The per-request counts are plain numbers per route, turned into Prometheus values only when
+ * scraped (prom-client hashes the labels on every `inc()`, even on a labelled child): a request
+ * costs one Map look-up and an addition.
+ *
+ * AffinityMetrics has the shape of the proxy's `AffinityObserver` (hit, miss, redirect with a
+ * route), so the runtime can pass it as is.
  *
  * In a node:cluster, the primary sums counters from the workers (AggregatorRegistry); the
- * entries gauge takes the max (every worker holds the whole box's table) and the Redis up
- * gauge the min (1 only when every worker reaches Redis).
+ * entries gauge takes the max (every worker holds the whole box's table) and the Redis up gauge
+ * the min (1 only when every worker reaches Redis).
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type MetricObjectWithValues, type MetricValueWithName, type Registry } from 'prom-client';
 import type { SharedRedisObserver } from '../../shared/redis.js';
 
-type Inc = { inc(n?: number): void };
-type Observe = { observe(v: number): void };
+/** Anything with a route name (a Route). */
+export interface RouteLike {
+  readonly name: string;
+}
 
-/** One route's counters, resolved once. */
+/** Redirect hops a histogram bucket bounds (le). */
+const HOP_BUCKETS = [1, 2, 3, 4, 8, 16];
+
+/** One route's counts. Methods are the hot path: additions only. */
 export class RouteAffinityMetrics {
-  constructor(
-    private readonly hits: Inc,
-    private readonly misses: Inc,
-    private readonly redirects: Inc,
-    private readonly hopsHist: Observe,
-  ) {}
+  hits = 0;
+  misses = 0;
+  /** ranks[k] = redirects followed as the k-th hop of their request (ranks[0] unused). */
+  readonly ranks: number[] = [0];
+  sharedHits = 0;
+  sharedMisses = 0;
 
-  /** A key's owner was known (local table or the shared tier). */
-  hit(n = 1): void {
-    this.hits.inc(n);
+  constructor(readonly route: string) {}
+
+  /** A request was sent to its key's learned owner. */
+  hit(): void {
+    this.hits++;
   }
 
-  /** A key had no known owner: the route guesses. */
-  miss(n = 1): void {
-    this.misses.inc(n);
+  /** A request with a key had no (live) learned owner: the route guessed. */
+  miss(): void {
+    this.misses++;
   }
 
   /**
-   * A request reached its owner after following `hops` ≥ 1 backend redirects: adds them to
-   * `homing_redirects_total` and observes the hop count once.
+   * One backend redirect followed; `hop` is its rank within the request (1 for the first).
+   * Call it once per hop: the per-request hop histogram is derived from the ranks at scrape.
    */
-  redirected(hops: number): void {
-    if (hops <= 0) return;
-    this.redirects.inc(hops);
-    this.hopsHist.observe(hops);
+  redirect(hop: number): void {
+    const k = hop >= 1 ? Math.floor(hop) : 1;
+    while (this.ranks.length <= k) this.ranks.push(0);
+    this.ranks[k]!++;
+  }
+
+  /** A local miss was read through Redis: `found` an owner there or not; `n` look-ups shared the read. */
+  sharedRead(found: boolean, n = 1): void {
+    if (found) this.sharedHits += n;
+    else this.sharedMisses += n;
+  }
+
+  get redirects(): number {
+    let n = 0;
+    for (let k = 1; k < this.ranks.length; k++) n += this.ranks[k]!;
+    return n;
+  }
+}
+
+type Values = MetricValueWithName<string>[];
+
+/** `homing_redirect_hops`: requests that followed ≥ 1 redirect, by how many they followed. */
+class HopsHistogram {
+  readonly name = 'homing_redirect_hops';
+  readonly help = 'Backend redirects a request followed before its answer (requests with at least one).';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+
+  constructor(private readonly routes: Map<string, RouteAffinityMetrics>) {}
+
+  get(): Promise<Omit<MetricObjectWithValues<MetricValueWithName<string>>, 'collect'>> {
+    const values: Values = [];
+    for (const [route, m] of this.routes) {
+      const r = m.ranks;
+      // Requests with ≥ k hops = redirects of rank k; with ≤ k hops = rank[1] − rank[k+1].
+      const requests = r[1] ?? 0;
+      if (requests === 0) continue;
+      for (const le of HOP_BUCKETS) values.push({ metricName: `${this.name}_bucket`, labels: { le, route }, value: requests - (r[le + 1] ?? 0) });
+      values.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf', route }, value: requests });
+      values.push({ metricName: `${this.name}_sum`, labels: { route }, value: m.redirects });
+      values.push({ metricName: `${this.name}_count`, labels: { route }, value: requests });
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type as never, values, aggregator: this.aggregator });
+  }
+
+  reset(): void {
+    for (const m of this.routes.values()) m.ranks.length = 1;
   }
 }
 
@@ -50,68 +103,90 @@ export class AffinityMetrics {
   readonly misses: Counter<'route'>;
   readonly entries: Gauge<'route'>;
   readonly redirects: Counter<'route'>;
-  readonly hops: Histogram<'route'>;
+  readonly sharedReads: Counter<'route' | 'result'>;
   readonly redisErrors: Counter<'op'>;
   readonly redisUp: Gauge;
   /** Feeds `homing_shared_redis_*` from a SharedRedis (pass it as its observer). */
   readonly redis: SharedRedisObserver;
   private readonly routes = new Map<string, RouteAffinityMetrics>();
-  private readonly sizes: Map<string, () => number>;
+  private readonly sizes = new Map<string, () => number>();
+
+  /** One AffinityMetrics per registry (a second would register the same names twice). */
+  static of(registry: Registry): AffinityMetrics {
+    let m = byRegistry.get(registry);
+    if (!m) byRegistry.set(registry, (m = new AffinityMetrics(registry)));
+    return m;
+  }
 
   constructor(registry: Registry) {
     const registers = [registry];
-    // One size source map per registry, shared by every AffinityMetrics on it (the gauge's
-    // collect() belongs to whichever registered it first).
-    let sizes = sizeSources.get(registry);
-    if (!sizes) sizeSources.set(registry, (sizes = new Map()));
-    this.sizes = sizes;
-    this.hits = once(registry, 'homing_affinity_hits_total', () => new Counter({ name: 'homing_affinity_hits_total', help: 'Look-ups that found the key\'s learned owner.', labelNames: ['route'], registers }));
-    this.misses = once(registry, 'homing_affinity_misses_total', () => new Counter({ name: 'homing_affinity_misses_total', help: 'Look-ups of a key with no known owner (the route guessed).', labelNames: ['route'], registers }));
-    this.entries = once(registry, 'homing_affinity_entries', () =>
-      new Gauge({
-        name: 'homing_affinity_entries',
-        help: 'Entries in the local affinity table (expired ones count until touched or evicted).',
-        labelNames: ['route'],
-        aggregator: 'max',
-        registers,
-        collect() {
-          for (const [route, size] of sizes) this.labels(route).set(size());
-        },
-      }),
-    );
-    this.redirects = once(registry, 'homing_redirects_total', () => new Counter({ name: 'homing_redirects_total', help: 'Backend redirects followed (each hop counts).', labelNames: ['route'], registers }));
-    this.hops = once(registry, 'homing_redirect_hops', () =>
-      new Histogram({ name: 'homing_redirect_hops', help: 'Redirects a request followed before reaching its owner (requests with at least one).', labelNames: ['route'], buckets: [1, 2, 3, 4, 8, 16], registers }),
-    );
-    this.redisErrors = once(registry, 'homing_shared_redis_errors_total', () =>
-      new Counter({ name: 'homing_shared_redis_errors_total', help: 'Failed or timed-out Redis commands and connection errors of the shared tier.', labelNames: ['op'], registers }),
-    );
-    this.redisUp = once(registry, 'homing_shared_redis_up', () =>
-      new Gauge({ name: 'homing_shared_redis_up', help: '1 while the shared tier reaches Redis, 0 while it runs on local state only.', aggregator: 'min', registers }),
-    );
-    const errChildren = new Map<string, Inc>();
+    const routes = this.routes;
+    const sizes = this.sizes;
+    const sumOf = (f: (m: RouteAffinityMetrics) => number) =>
+      function (this: Counter<'route'>): void {
+        this.reset();
+        for (const [route, m] of routes) {
+          const n = f(m);
+          if (n > 0) this.inc({ route }, n);
+        }
+      };
+    this.hits = new Counter({ name: 'homing_affinity_hits_total', help: "Requests sent to their key's learned owner.", labelNames: ['route'], registers, collect: sumOf((m) => m.hits) });
+    this.misses = new Counter({ name: 'homing_affinity_misses_total', help: 'Requests with a key but no live learned owner (the route guessed).', labelNames: ['route'], registers, collect: sumOf((m) => m.misses) });
+    this.redirects = new Counter({ name: 'homing_redirects_total', help: 'Backend redirects followed (each hop counts).', labelNames: ['route'], registers, collect: sumOf((m) => m.redirects) });
+    this.sharedReads = new Counter({
+      name: 'homing_affinity_shared_reads_total',
+      help: 'Local misses read through Redis, by result (hit: an owner was found there).',
+      labelNames: ['route', 'result'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [route, m] of routes) {
+          if (m.sharedHits > 0) this.inc({ route, result: 'hit' }, m.sharedHits);
+          if (m.sharedMisses > 0) this.inc({ route, result: 'miss' }, m.sharedMisses);
+        }
+      },
+    });
+    this.entries = new Gauge({
+      name: 'homing_affinity_entries',
+      help: 'Entries in the local affinity table (expired ones count until touched or evicted).',
+      labelNames: ['route'],
+      aggregator: 'max',
+      registers,
+      collect() {
+        for (const [route, size] of sizes) this.labels(route).set(size());
+      },
+    });
+    registry.registerMetric(new HopsHistogram(routes) as never);
+    this.redisErrors = new Counter({ name: 'homing_shared_redis_errors_total', help: 'Failed or timed-out Redis commands and connection errors of the shared tier.', labelNames: ['op'], registers });
+    this.redisUp = new Gauge({ name: 'homing_shared_redis_up', help: '1 while the shared tier reaches Redis, 0 while it runs on local state only.', aggregator: 'min', registers });
     const errors = this.redisErrors;
     const up = this.redisUp;
     this.redis = {
-      error(op: string): void {
-        let c = errChildren.get(op);
-        if (!c) errChildren.set(op, (c = errors.labels(op)));
-        c.inc();
-      },
-      up(isUp: boolean): void {
-        up.set(isUp ? 1 : 0);
-      },
+      error: (op: string) => errors.inc({ op }),
+      up: (isUp: boolean) => up.set(isUp ? 1 : 0),
     };
   }
 
-  /** The route's counters (cached: call once per route, keep the result). */
+  /** The route's counts (created on first use; keep the result on hot paths). */
   forRoute(route: string): RouteAffinityMetrics {
     let m = this.routes.get(route);
-    if (!m) {
-      m = new RouteAffinityMetrics(this.hits.labels(route), this.misses.labels(route), this.redirects.labels(route), this.hops.labels(route));
-      this.routes.set(route, m);
-    }
+    if (!m) this.routes.set(route, (m = new RouteAffinityMetrics(route)));
     return m;
+  }
+
+  // The proxy's AffinityObserver: one Map look-up per call.
+
+  hit(route: RouteLike): void {
+    this.forRoute(route.name).hits++;
+  }
+
+  miss(route: RouteLike): void {
+    this.forRoute(route.name).misses++;
+  }
+
+  /** One redirect followed; `hops` is its rank in the request (1, then 2, …). */
+  redirect(route: RouteLike, hops: number): void {
+    this.forRoute(route.name).redirect(hops);
   }
 
   /** Report `size()` as the route's entries at each scrape. Returns the unregister function. */
@@ -126,8 +201,4 @@ export class AffinityMetrics {
   }
 }
 
-const sizeSources = new WeakMap<Registry, Map<string, () => number>>();
-
-function once<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
-}
+const byRegistry = new WeakMap<Registry, AffinityMetrics>();

@@ -70,17 +70,13 @@ export class AffinityTableStore implements AffinityStore {
   }
 
   get(key: string): OwnerAnswer {
+    // Hits and misses are counted by the caller (the proxy knows whether the owner was live).
     const owner = this.table.get(key);
-    if (owner !== undefined) {
-      this.metrics?.hit();
-      return owner;
-    }
-    return this.miss(key);
+    return owner !== undefined ? owner : this.miss(key);
   }
 
   /** Local miss: nothing more to ask at this tier. */
   protected miss(_key: string): OwnerAnswer {
-    this.metrics?.miss();
     return undefined;
   }
 

@@ -19,13 +19,7 @@ const C2 = 0x1b873593;
 
 /** MurmurHash3's finaliser (`fmix32`): a bijective avalanche of a 32-bit integer. Unsigned result. */
 export function mix32(x: number): number {
-  let h = x | 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return fmix(x | 0) >>> 0;
 }
 
 /**
@@ -35,18 +29,24 @@ export function mix32(x: number): number {
  * from `combine32(b, a)`.
  */
 export function combine32(a: number, b: number): number {
-  const x = mix32((a ^ b) + 0x9e3779b9);
-  return mix32(x + Math.imul(b | 0, 0x85ebca77));
+  const x = fmix(((a ^ b) + 0x9e3779b9) | 0);
+  return fmix((x + Math.imul(b | 0, 0x85ebca77)) | 0) >>> 0;
+}
+
+/** MurmurHash3 x86_32 of the UTF-8 encoding of `key`. Unsigned 32-bit result. */
+export function hash32(key: string, seed = 0): number {
+  return hash32s(key, seed) >>> 0;
 }
 
 /**
- * MurmurHash3 x86_32 of the UTF-8 encoding of `key`. Unsigned 32-bit result.
+ * `hash32` as a signed int32 (the same 32 bits): what the pickers use, because V8 passes an
+ * int32 between functions as a small integer, while an unsigned value ≥ 2^31 is boxed into a
+ * heap number whenever it crosses a call that is not inlined.
  *
- * Kept small so V8 inlines it into the pickers (an out-of-line call would box its 32-bit result
- * into a heap number on every call): an all-ASCII key is hashed here, four code units a block;
+ * Kept small so V8 inlines it: an all-ASCII key is hashed here, four code units a block;
  * anything else goes to `hash32Utf8`, which encodes to UTF-8 on the fly.
  */
-export function hash32(key: string, seed = 0): number {
+export function hash32s(key: string, seed = 0): number {
   let h = seed | 0;
   const n = key.length;
   const blocks = n & ~3;
@@ -69,7 +69,17 @@ export function hash32(key: string, seed = 0): number {
     }
     h ^= mixK(k);
   }
-  return mix32(h ^ n);
+  return fmix(h ^ n);
+}
+
+/** MurmurHash3's `fmix32`, signed result. */
+function fmix(x: number): number {
+  let h = x;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
 }
 
 /** MurmurHash3's per-block scramble of k. */
@@ -79,7 +89,7 @@ function mixK(k: number): number {
   return Math.imul(k, C2);
 }
 
-/** `hash32` for keys with non-ASCII code units: the same function, slower path. */
+/** `hash32s` for keys with non-ASCII code units: the same function, slower path. */
 function hash32Utf8(key: string, seed: number): number {
   let h = seed | 0;
   const n = key.length;
@@ -141,7 +151,7 @@ function hash32Utf8(key: string, seed: number): number {
   if (kn > 0) {
     h ^= mixK(k);
   }
-  return mix32(h ^ len);
+  return fmix(h ^ len);
 }
 
 /** MurmurHash3 x86_32 of `bytes[start, end)`; equals `hash32(s)` when the bytes are `s` in UTF-8. */
@@ -161,5 +171,5 @@ export function hash32Bytes(bytes: Uint8Array, seed = 0, start = 0, end = bytes.
     if (rest > 2) k |= bytes[i + 2]! << 16;
     h ^= mixK(k);
   }
-  return mix32(h ^ (end - start));
+  return fmix(h ^ (end - start)) >>> 0;
 }

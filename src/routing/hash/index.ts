@@ -17,7 +17,7 @@ import { RendezvousPicker } from './rendezvous.js';
 import { DEFAULT_RING_PROBES, DEFAULT_VNODES, MAX_RING_PROBES, RingPicker } from './ring.js';
 
 export { BoundedLoadPicker } from './bounded.js';
-export { combine32, hash32, hash32Bytes, mix32 } from './hash.js';
+export { combine32, hash32, hash32Bytes, hash32s, mix32 } from './hash.js';
 export { DEFAULT_MAGLEV_TABLE_SIZE, isPrime, MaglevPicker } from './maglev.js';
 export { HashPicker } from './picker.js';
 export { RendezvousPicker } from './rendezvous.js';

@@ -104,7 +104,7 @@ export class MaglevPicker extends HashPicker {
   }
 
   override ownerIndex(h: number): number {
-    return this.table[h % this.tableSize]!;
+    return this.table[(h >>> 0) % this.tableSize]!;
   }
 
   override order(h: number, out: Int32Array, limit: number): number {
@@ -117,7 +117,7 @@ export class MaglevPicker extends HashPicker {
     }
     this.gen = gen;
     const M = this.tableSize;
-    const owner = this.table[h % M]!;
+    const owner = this.table[(h >>> 0) % M]!;
     this.seen[owner] = gen;
     out[0] = owner;
     let got = 1;

@@ -10,7 +10,7 @@
  */
 import type { Member, MemberSet } from '../../members/member.js';
 import type { Picker } from '../strategy.js';
-import { hash32 } from './hash.js';
+import { hash32s } from './hash.js';
 
 export abstract class HashPicker implements Picker {
   /** The snapshot's members, by id; every index this picker answers refers to this array. */
@@ -23,7 +23,10 @@ export abstract class HashPicker implements Picker {
     this.scratch = new Int32Array(Math.max(1, this.members.length));
   }
 
-  /** The owner of hash `h` (0 ≤ index < members.length). Only called with at least one member. */
+  /**
+   * The owner of hash `h` (0 ≤ index < members.length). `h` may come signed or unsigned: only its
+   * 32 bits count. Only called with at least one member.
+   */
   abstract ownerIndex(h: number): number;
 
   /**
@@ -35,12 +38,17 @@ export abstract class HashPicker implements Picker {
 
   /** See `Picker.pick`: hashes the key (`hash32`, UTF-8 MurmurHash3) and answers `pickHash`. */
   pick(key: string | undefined, attempt: number): Member | undefined {
-    if (key === undefined) return undefined;
-    return this.pickHash(hash32(key), attempt);
+    if (key === undefined || this.members.length === 0) return undefined;
+    const h = hash32s(key);
+    // The first attempt goes straight to the owner, so V8 inlines hash, owner look-up and all
+    // into the caller and the hash is never boxed into a heap number.
+    if (attempt === 0) return this.members[this.ownerIndex(h)];
+    return this.pickHash(h, attempt);
   }
 
   /**
-   * The member for a key's hash. Attempt 0 is the owner; attempt n is the n-th distinct member in
+   * The member for a key's hash (`hash32(key)`, signed or unsigned: only its 32 bits matter).
+   * Attempt 0 is the owner; attempt n is the n-th distinct member in
    * fallback order. Once every member has been given (attempt ≥ members), it wraps around
    * (attempt mod members), so a caller that retries more than there are members still gets one.
    */

@@ -1,9 +1,9 @@
 /**
- * Weighted rendezvous (highest random weight) hashing, as in Schindelhauer & Schomaker's
- * "Weighted distributed hash tables" and the logarithmic method used by e.g. Twitter/Tinder:
- * every member scores the key `−weight / ln(u)` with `u ∈ (0, 1)` from
- * `combine32(hash(key), hash32(id))`, and the highest score wins. Member i then owns a share
- * weight_i / Σ weight of the keys, and only the keys of a member that leaves move.
+ * Weighted rendezvous (highest random weight) hashing with the logarithmic method of
+ * Schindelhauer & Schomaker ("Weighted distributed hash tables", 2005): every member scores the
+ * key `−weight / ln(u)` with `u ∈ (0, 1)` from `combine32(hash(key), hash32(id))`, and the
+ * highest score wins. Member i then owns a share weight_i / Σ weight of the keys, and only the
+ * keys of a member that leaves move.
  *
  * O(members) per look-up, with no table to build: best for small pools or frequent changes.
  * When all weights are equal the score is monotonic in the mixed hash, so the look-up compares

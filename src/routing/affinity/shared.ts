@@ -1,0 +1,227 @@
+/**
+ * The instance tier of learned affinity (DESIGN §2, issue 3 item 4): entries are written to
+ * Redis, read through the local table (a near-cache), and deletions are published so every
+ * instance drops them from its near-cache.
+ *
+ * Redis keys: `<prefix>aff:<route>:<key>` → owner (`host:port`), with PX = the route's TTL; the
+ * value is the bare owner, so another tier (an nginx with lua-resty-redis) can read it too.
+ * Channel: `<prefix>aff:<route>`, messages `["<instance>", "del", key]`,
+ * `["<instance>", "drop", owner]`, `["<instance>", "set", key, owner]` (an owner that moved).
+ *
+ * Redis down → the local table alone answers (synchronously, no promise); writes and deletes
+ * made meanwhile are kept in a bounded backlog and sent when Redis is back. Invalidations
+ * published while an instance was cut off are lost to it: its near-cache may name an old owner
+ * until the entry expires or a backend redirect corrects it (at most one hop).
+ *
+ * `dropOwner` cannot delete an owner's keys from Redis without a reverse index there (a set per
+ * owner: more writes, and unbounded growth). Instead every instance remembers when it heard of
+ * the drop (a tombstone per owner, kept one TTL); a read-through answer naming that owner that
+ * was written before the drop is ignored and deleted from Redis (only if it is still the same).
+ * Entries nobody reads expire with their TTL.
+ */
+import { systemClock, type Clock } from '../../clock.js';
+import { AffinityTableStore, type AffinityTableStoreOptions, type OwnerAnswer } from './store.js';
+
+/** What the shared tier needs from Redis; SharedRedis (src/shared/redis.ts) provides it. */
+export interface SharedKV {
+  readonly prefix: string;
+  /** Unique per process: pub/sub messages carry it, so a process skips its own. */
+  readonly instanceId: string;
+  /** False while Redis is unreachable: skip it and stay synchronous. */
+  readonly up: boolean;
+  /** Value and remaining TTL (ms), or undefined (missing, down, error, timeout). Never rejects. */
+  read(key: string, timeoutMs: number): Promise<{ value: string; ttl: number } | undefined>;
+  /** Fire and forget; false when skipped because Redis is down. */
+  write(key: string, value: string, ttlMs: number): boolean;
+  remove(key: string): boolean;
+  removeIf(key: string, value: string): boolean;
+  publish(channel: string, message: string): boolean;
+  subscribe(channel: string, handler: (message: string) => void): () => void;
+  onUpChange(fn: (up: boolean) => void): () => void;
+}
+
+export interface SharedAffinityStoreOptions extends AffinityTableStoreOptions {
+  redis: SharedKV;
+  clock?: Clock;
+  /** How long a local miss waits for Redis before answering "unknown", ms (default 50). */
+  readTimeout?: number;
+  /** Writes and deletes kept while Redis is down, sent when it is back (default 10 000). */
+  backlog?: number;
+}
+
+/** One read-through in flight for a key; concurrent misses of the key share it. */
+interface Inflight {
+  promise: Promise<string | undefined>;
+  /** Look-ups waiting on it (counted in homing_affinity_shared_reads_total). */
+  waiters: number;
+  /** A local change to the key happened meanwhile: the table's answer wins over Redis's. */
+  stale: boolean;
+}
+
+/** A drop heard this long before a Redis entry was written still covers the entry, ms. */
+const DROP_SLACK = 100;
+
+export class SharedAffinityStore extends AffinityTableStore {
+  private readonly kv: SharedKV;
+  private readonly clock: Clock;
+  private readonly keyPrefix: string;
+  /** The pub/sub channel of this route's invalidations. */
+  readonly channelName: string;
+  private readonly readTimeout: number;
+  private readonly backlogMax: number;
+  private readonly inflight = new Map<string, Inflight>();
+  /** owner → local time its drop was heard. */
+  private readonly tombstones = new Map<string, number>();
+  /** key → owner to write, or null to delete, once Redis is back. Oldest first. */
+  private readonly backlog = new Map<string, string | null>();
+
+  constructor(opts: SharedAffinityStoreOptions) {
+    super(opts);
+    this.kv = opts.redis;
+    this.clock = opts.clock ?? systemClock;
+    this.keyPrefix = `${this.kv.prefix}aff:${this.route}:`;
+    this.channelName = `${this.kv.prefix}aff:${this.route}`;
+    this.readTimeout = opts.readTimeout ?? 50;
+    this.backlogMax = opts.backlog ?? 10_000;
+    this.addCloseHook(this.kv.subscribe(this.channelName, this.onMessage));
+    this.addCloseHook(
+      this.kv.onUpChange((up) => {
+        if (up) this.flushBacklog();
+      }),
+    );
+  }
+
+  /** The Redis key of `key`. */
+  redisKey(key: string): string {
+    return this.keyPrefix + key;
+  }
+
+  /** Writes and deletes waiting for Redis to come back. */
+  get pending(): number {
+    return this.backlog.size;
+  }
+
+  protected override miss(key: string): OwnerAnswer {
+    if (!this.kv.up) return undefined;
+    const f = this.inflight.get(key);
+    if (f) {
+      f.waiters++;
+      return f.promise;
+    }
+    const rec: Inflight = { promise: undefined as unknown as Promise<string | undefined>, waiters: 1, stale: false };
+    this.inflight.set(key, rec);
+    rec.promise = this.kv.read(this.keyPrefix + key, this.readTimeout).then((v) => this.filled(key, rec, v));
+    return rec.promise;
+  }
+
+  private filled(key: string, rec: Inflight, v: { value: string; ttl: number } | undefined): string | undefined {
+    if (this.inflight.get(key) === rec) this.inflight.delete(key);
+    let owner: string | undefined;
+    if (rec.stale) {
+      owner = this.table.peek(key);
+    } else if (v !== undefined) {
+      const ttl = v.ttl > 0 ? Math.min(v.ttl, this.table.ttl) : this.table.ttl;
+      if (this.droppedBefore(v.value, ttl)) {
+        this.kv.removeIf(this.keyPrefix + key, v.value);
+      } else {
+        owner = v.value;
+        this.table.set(key, owner, ttl);
+      }
+    }
+    this.metrics?.sharedRead(owner !== undefined, rec.waiters);
+    return owner;
+  }
+
+  /** Was an entry naming `owner`, with `ttl` ms left, written before we heard `owner` dropped? */
+  private droppedBefore(owner: string, ttl: number): boolean {
+    if (this.tombstones.size === 0) return false;
+    const t = this.tombstones.get(owner);
+    if (t === undefined) return false;
+    const now = this.clock.now();
+    if (now - t > this.table.ttl) {
+      // Every entry written before the drop has expired by now.
+      this.tombstones.delete(owner);
+      return false;
+    }
+    const writtenAt = now - (this.table.ttl - ttl);
+    return writtenAt < t - DROP_SLACK;
+  }
+
+  private markStale(key: string): void {
+    if (this.inflight.size === 0) return;
+    const f = this.inflight.get(key);
+    if (f) f.stale = true;
+  }
+
+  protected override learned(key: string, owner: string, moved: boolean): void {
+    this.markStale(key);
+    if (!this.kv.write(this.keyPrefix + key, owner, this.table.ttl)) {
+      this.toBacklog(key, owner);
+      return;
+    }
+    if (moved) this.kv.publish(this.channelName, JSON.stringify([this.kv.instanceId, 'set', key, owner]));
+  }
+
+  protected override deleted(key: string): void {
+    this.markStale(key);
+    if (!this.kv.remove(this.keyPrefix + key)) {
+      this.toBacklog(key, null);
+      return;
+    }
+    this.kv.publish(this.channelName, JSON.stringify([this.kv.instanceId, 'del', key]));
+  }
+
+  protected override dropped(ownerId: string): void {
+    this.tombstones.set(ownerId, this.clock.now());
+    for (const f of this.inflight.values()) f.stale = true;
+    this.kv.publish(this.channelName, JSON.stringify([this.kv.instanceId, 'drop', ownerId]));
+  }
+
+  private toBacklog(key: string, owner: string | null): void {
+    if (this.backlogMax <= 0) return;
+    this.backlog.delete(key);
+    this.backlog.set(key, owner);
+    if (this.backlog.size > this.backlogMax) {
+      const oldest = this.backlog.keys().next();
+      if (!oldest.done) this.backlog.delete(oldest.value);
+    }
+  }
+
+  /** Redis is back: send what was learned or deleted meanwhile, if the table still says so. */
+  private flushBacklog(): void {
+    for (const [key, owner] of this.backlog) {
+      if (owner === null) {
+        if (!this.kv.remove(this.keyPrefix + key)) return;
+        this.kv.publish(this.channelName, JSON.stringify([this.kv.instanceId, 'del', key]));
+      } else if (this.table.peek(key) === owner) {
+        if (!this.kv.write(this.keyPrefix + key, owner, this.table.remainingTtl(key))) return;
+      }
+      this.backlog.delete(key);
+    }
+  }
+
+  /** Another instance published an invalidation. */
+  private readonly onMessage = (message: string): void => {
+    let m: unknown;
+    try {
+      m = JSON.parse(message);
+    } catch {
+      return;
+    }
+    if (!Array.isArray(m) || m[0] === this.kv.instanceId || typeof m[2] !== 'string') return;
+    const op = m[1];
+    const a = m[2] as string;
+    if (op === 'del') {
+      this.table.delete(a);
+      this.markStale(a);
+    } else if (op === 'drop') {
+      this.table.dropOwner(a);
+      this.tombstones.set(a, this.clock.now());
+      for (const f of this.inflight.values()) f.stale = true;
+    } else if (op === 'set' && typeof m[3] === 'string') {
+      // Update a near-cache entry that named the old owner; do not fill keys we never asked for.
+      if (this.table.peek(a) !== undefined) this.table.set(a, m[3]);
+      this.markStale(a);
+    }
+  };
+}

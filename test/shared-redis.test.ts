@@ -1,0 +1,257 @@
+/**
+ * The instance tier of learned affinity against a real redis-server on loopback: two
+ * SharedAffinityStores (two homing instances) on one Redis; Redis stopped, hung and restarted
+ * on the same port mid-test.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { Redis } from 'ioredis';
+import { freePort, respCommandLine } from './support/services.js';
+import { AffinityMetrics, createAffinityStore, type AffinityTableStore, type SharedAffinityStore } from '../src/routing/affinity/index.js';
+import { SharedRedis } from '../src/shared/redis.js';
+
+const A = '127.0.0.1:9101';
+const B = '127.0.0.1:9102';
+const C = '127.0.0.1:9103';
+
+/** redis-server on a given port (so a restart reuses it), no persistence, its own temp dir. */
+class RedisProcess {
+  private child: ChildProcess | undefined;
+  private readonly dir = mkdtempSync(join(tmpdir(), 'homing-redis-'));
+  constructor(readonly port: number) {}
+
+  async start(): Promise<void> {
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--logfile', ''], { stdio: 'ignore' });
+    this.child = child;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
+      try {
+        if ((await respCommandLine(this.port, 'PING', '127.0.0.1', 500)) === '+PONG') return;
+      } catch {
+        /* not yet */
+      }
+      if (Date.now() > deadline) throw new Error('redis-server did not answer PING');
+      await sleep(25);
+    }
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    this.child?.kill(sig);
+  }
+
+  async stop(): Promise<void> {
+    const c = this.child;
+    this.child = undefined;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const gone = new Promise((r) => c.once('exit', r));
+    c.kill('SIGCONT');
+    c.kill('SIGKILL');
+    await gone;
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Poll `cond` until it holds or `ms` passes (never a blind sleep). */
+async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** A homing instance's share of the test: its Redis clients, metrics, log lines and one store. */
+class Instance {
+  readonly registry = new Registry();
+  readonly metrics = AffinityMetrics.of(this.registry);
+  readonly lines: { level: number; msg: string }[] = [];
+  readonly log: Logger;
+  readonly redis: SharedRedis;
+  readonly store: SharedAffinityStore;
+
+  constructor(url: string, route = 'sessions') {
+    this.log = pino({ level: 'info' }, { write: (s: string) => void this.lines.push(JSON.parse(s) as { level: number; msg: string }) });
+    this.redis = new SharedRedis({ redis: { url }, prefix: 'homing:' }, { log: this.log, observer: this.metrics.redis });
+    this.store = createAffinityStore({ route, ttl: 60_000, capacity: 1000, redis: this.redis, metrics: this.metrics, log: this.log }) as SharedAffinityStore;
+  }
+
+  warnings(match: RegExp): number {
+    return this.lines.filter((l) => l.level === 40 && match.test(l.msg)).length;
+  }
+
+  async gauge(name: string): Promise<number | undefined> {
+    const m = await this.registry.getSingleMetric(name)!.get();
+    return m.values[0]?.value;
+  }
+
+  async errors(): Promise<number> {
+    const m = await this.registry.getSingleMetric('homing_shared_redis_errors_total')!.get();
+    return m.values.reduce((n, v) => n + v.value, 0);
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+    await this.redis.close();
+  }
+}
+
+/** Resolve a store answer that may or may not be a promise. */
+async function owner(store: AffinityTableStore, key: string): Promise<string | undefined> {
+  return await store.get(key);
+}
+
+describe('SharedAffinityStore on a real redis-server', () => {
+  let server: RedisProcess;
+  let url: string;
+  let one: Instance;
+  let two: Instance;
+  let probe: Redis;
+
+  before(async () => {
+    server = new RedisProcess(await freePort());
+    await server.start();
+    url = `redis://127.0.0.1:${server.port}`;
+    one = new Instance(url);
+    two = new Instance(url);
+    probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 100 });
+    probe.on('error', () => {});
+    await waitFor(() => one.redis.up && two.redis.up, 'both instances connected');
+  });
+
+  after(async () => {
+    await one?.close();
+    await two?.close();
+    probe?.disconnect();
+    await server?.destroy();
+  });
+
+  test('a key learned by one instance is read through by the other, then answered locally', async () => {
+    one.store.set('tok-1', A);
+    await waitFor(async () => (await probe.get('homing:aff:sessions:tok-1')) === A, 'the SET in Redis');
+    const ttl = await probe.pttl('homing:aff:sessions:tok-1');
+    assert.ok(ttl > 55_000 && ttl <= 60_000, `PX is the route ttl, got ${ttl}`);
+    const first = two.store.get('tok-1');
+    assert.ok(first instanceof Promise, 'a local miss with Redis up reads through (a promise)');
+    assert.equal(await first, A);
+    assert.equal(two.store.get('tok-1'), A, 'then a synchronous local hit');
+    assert.ok(two.store.table.remainingTtl('tok-1') <= ttl, 'the near-cache entry expires no later than Redis');
+    assert.equal(await owner(two.store, 'unknown'), undefined);
+  });
+
+  test('concurrent misses of one key share one Redis read', async () => {
+    one.store.set('tok-many', B);
+    await waitFor(async () => (await probe.get('homing:aff:sessions:tok-many')) === B, 'the SET in Redis');
+    const answers = Array.from({ length: 20 }, () => two.store.get('tok-many'));
+    assert.ok(answers[0] instanceof Promise);
+    for (const a of answers) assert.equal(a, answers[0], 'the same promise');
+    assert.equal(await answers[0], B);
+    const text = await two.registry.metrics();
+    assert.match(text, /homing_affinity_shared_reads_total\{route="sessions",result="hit"\} 2[0-9]/);
+  });
+
+  test('a delete in one instance drops the key from the other\'s near-cache (pub/sub) and from Redis', async () => {
+    one.store.set('tok-del', A);
+    await waitFor(async () => (await owner(two.store, 'tok-del')) === A, 'the other instance to learn it');
+    assert.equal(two.store.peek('tok-del'), A);
+    one.store.delete('tok-del');
+    await waitFor(() => two.store.peek('tok-del') === undefined, 'the near-cache invalidation');
+    assert.equal(await probe.exists('homing:aff:sessions:tok-del'), 0);
+    assert.equal(await owner(two.store, 'tok-del'), undefined);
+  });
+
+  test('an owner that moves is updated in the other near-caches', async () => {
+    one.store.set('tok-move', A);
+    await waitFor(async () => (await owner(two.store, 'tok-move')) === A, 'the other instance to learn it');
+    one.store.set('tok-move', B);
+    await waitFor(() => two.store.peek('tok-move') === B, 'the move to reach the other instance');
+  });
+
+  test('a dropped owner leaves every near-cache, and Redis entries written before the drop are not read back', async () => {
+    one.store.set('tok-d1', C);
+    one.store.set('tok-d2', C);
+    one.store.set('tok-keep', A);
+    await waitFor(async () => (await owner(two.store, 'tok-d1')) === C, 'the other instance to learn tok-d1');
+    assert.equal(one.store.dropOwner(C), 2);
+    await waitFor(() => two.store.peek('tok-d1') === undefined, 'the drop to reach the other instance');
+    // tok-d2 is still in Redis (no reverse index there), but was written before the drop.
+    assert.equal(await probe.get('homing:aff:sessions:tok-d2'), C);
+    assert.equal(await owner(two.store, 'tok-d2'), undefined);
+    await waitFor(async () => (await probe.exists('homing:aff:sessions:tok-d2')) === 0, 'the stale entry to be deleted from Redis');
+    assert.equal(await owner(two.store, 'tok-keep'), A, 'other owners are untouched');
+    one.store.set('tok-d3', C);
+    await waitFor(async () => (await owner(two.store, 'tok-d3')) === C, 'an entry naming C written after the drop is shared again');
+  });
+
+  test('Redis hung (SIGSTOP): look-ups answer within the read timeout, then the circuit skips Redis', async () => {
+    server.signal('SIGSTOP');
+    try {
+      const t0 = performance.now();
+      const answers = [];
+      for (let i = 0; i < 5; i++) answers.push(await owner(two.store, `hung-${i}`));
+      const ms = performance.now() - t0;
+      assert.deepEqual(answers, [undefined, undefined, undefined, undefined, undefined]);
+      assert.ok(ms < 1000, `5 misses against a hung Redis took ${ms.toFixed(0)} ms`);
+      await waitFor(() => !two.redis.up, 'the circuit to open', 3000);
+      assert.equal(two.store.get('hung-x'), undefined, 'synchronous while the circuit is open');
+      assert.equal(await two.gauge('homing_shared_redis_up'), 0);
+      assert.equal(two.warnings(/unavailable/), 1);
+    } finally {
+      server.signal('SIGCONT');
+    }
+    await waitFor(() => two.redis.up, 'the circuit to close again after Redis resumes');
+    assert.equal(two.warnings(/reachable again/), 1);
+  });
+
+  test('Redis stopped: get/set keep working locally, never throw or hang; restarted: sharing resumes by itself', async () => {
+    const errorsBefore = await one.errors();
+    const downWarnings = one.warnings(/unavailable/);
+    await server.stop();
+    await waitFor(() => !one.redis.up && !two.redis.up, 'both instances to see Redis down', 5000);
+    assert.equal(await one.gauge('homing_shared_redis_up'), 0);
+
+    const t0 = performance.now();
+    for (let i = 0; i < 1000; i++) {
+      one.store.set(`down-${i}`, A);
+      const got = one.store.get(`down-${i}`);
+      assert.equal(got, A, 'local answers, synchronously');
+      assert.equal(two.store.get(`down-${i}`), undefined, 'a miss is synchronous too while Redis is down');
+    }
+    one.store.delete('tok-1');
+    const ms = performance.now() - t0;
+    assert.ok(ms < 500, `3000 operations with Redis down took ${ms.toFixed(0)} ms`);
+    assert.equal(one.store.pending, 1000, 'writes made while Redis was down wait in the backlog');
+
+    // Several reconnection attempts fail meanwhile: counted, but one warning per transition.
+    await waitFor(async () => (await one.errors()) >= errorsBefore + 3, 'connection errors to be counted', 10_000);
+    assert.equal(one.warnings(/unavailable/), downWarnings + 1, 'one warning for the outage, not one per attempt');
+
+    await server.start();
+    await waitFor(() => one.redis.up && two.redis.up, 'both instances to reconnect by themselves', 15_000);
+    assert.equal(await one.gauge('homing_shared_redis_up'), 1);
+    assert.ok(one.warnings(/reachable again/) >= 1);
+
+    // Learned during the outage, written when Redis came back.
+    await waitFor(() => one.store.pending === 0, 'the backlog to drain');
+    assert.equal(await owner(two.store, 'down-7'), A);
+    // New learning is shared again, and pub/sub works again (re-subscribed).
+    one.store.set('after', B);
+    await waitFor(async () => (await owner(two.store, 'after')) === B, 'a new key to be shared');
+    one.store.delete('after');
+    await waitFor(() => two.store.peek('after') === undefined, 'invalidations to flow again');
+  });
+});
