@@ -139,18 +139,27 @@ function loopHashringKeys(ring: HashRingLike, keys: readonly string[]): number {
 
 let globalSink = 0;
 
-/** Best rate (items per second) over `rounds` timed runs of `run`, after one warm-up run. */
-function bestRate(items: number, rounds: number, run: () => number): number {
-  globalSink += run();
-  let best = 0;
+interface Task {
+  name: string;
+  run: () => number;
+  best: number;
+}
+
+/**
+ * Best rate (items per second) of each task over `rounds` timed runs, after one warm-up run each.
+ * Rounds are interleaved (every task once per round), so a burst of noise from elsewhere on the
+ * machine costs every task alike instead of one task all its rounds.
+ */
+function measure(tasks: Task[], items: number, rounds: number): void {
+  for (const t of tasks) globalSink += t.run();
   for (let r = 0; r < rounds; r++) {
-    const t0 = process.hrtime.bigint();
-    globalSink += run();
-    const ns = Number(process.hrtime.bigint() - t0);
-    const rate = (items * 1e9) / Math.max(1, ns);
-    if (rate > best) best = rate;
+    for (const t of tasks) {
+      const t0 = process.hrtime.bigint();
+      globalSink += t.run();
+      const ns = Number(process.hrtime.bigint() - t0);
+      t.best = Math.max(t.best, (items * 1e9) / Math.max(1, ns));
+    }
   }
-  return best;
 }
 
 function ownersOf(get: (key: string) => string, keys: readonly string[]): string[] {
@@ -210,17 +219,25 @@ export async function runHashBench(opts: { keys?: number; quick?: boolean } = {}
   const set = new MemberSet(members);
 
   const hr = new HashRing(members.map((m) => m.id));
-  const hashringRate = bestRate(keyCount, rounds, () => loopHashring(hr, paths, view));
-  const hashringKeyRate = bestRate(keyCount, rounds, () => loopHashringKeys(hr, keys));
-
-  const lookups: LookupResult[] = [];
-  for (const a of ALGORITHMS) {
-    const picker = createHashPickerFactory(a.cfg)(set);
-    const rate = bestRate(keyCount, rounds, () => loopPicker(picker, paths, view));
-    const keyRate = bestRate(keyCount, rounds, () => loopPickerKeys(picker, keys));
-    lookups.push({ name: a.name, lookupsPerSec: Math.round(rate), nsPerLookup: +(1e9 / rate).toFixed(1), keyOnlyLookupsPerSec: Math.round(keyRate), vsHashring: +(rate / hashringRate).toFixed(2) });
-  }
-  lookups.push({ name: 'hashring (npm)', lookupsPerSec: Math.round(hashringRate), nsPerLookup: +(1e9 / hashringRate).toFixed(1), keyOnlyLookupsPerSec: Math.round(hashringKeyRate), vsHashring: 1 });
+  const pickers = ALGORITHMS.map((a) => ({ name: a.name, picker: createHashPickerFactory(a.cfg)(set) }));
+  const withPath: Task[] = [
+    ...pickers.map(({ name, picker }) => ({ name, run: () => loopPicker(picker, paths, view), best: 0 })),
+    { name: 'hashring (npm)', run: () => loopHashring(hr, paths, view), best: 0 },
+  ];
+  const keyOnly: Task[] = [
+    ...pickers.map(({ name, picker }) => ({ name, run: () => loopPickerKeys(picker, keys), best: 0 })),
+    { name: 'hashring (npm)', run: () => loopHashringKeys(hr, keys), best: 0 },
+  ];
+  measure(withPath, keyCount, rounds);
+  measure(keyOnly, keyCount, rounds);
+  const hashringRate = withPath.at(-1)!.best;
+  const lookups: LookupResult[] = withPath.map((t, i) => ({
+    name: t.name,
+    lookupsPerSec: Math.round(t.best),
+    nsPerLookup: +(1e9 / t.best).toFixed(1),
+    keyOnlyLookupsPerSec: Math.round(keyOnly[i]!.best),
+    vsHashring: +(t.best / hashringRate).toFixed(2),
+  }));
 
   const distKeys = keys.length >= 100_000 || !opts.quick ? keys : makePaths(100_000).map((p) => ROUTE_RE.exec(p)![1]!);
   const dist: DistributionResult[] = [];

@@ -10,12 +10,15 @@ import { AdminServer } from './admin/server.js';
 import { Metrics } from './admin/metrics.js';
 import { addressOf, createListeners, listen, type Listener } from './proxy/server.js';
 import { VERSION } from './version.js';
+import type { ClusterBus } from './shared/cluster.js';
 
 export interface StartOptions {
   log?: Logger;
   /** Serve the admin API from this process (false in cluster workers: the primary serves it). */
   admin?: boolean;
   metrics?: Metrics;
+  /** The worker's cluster bus (affinity shared between workers). */
+  cluster?: ClusterBus;
 }
 
 export interface Homing {
@@ -42,7 +45,7 @@ function closeServer(s: { close(cb: () => void): unknown; closeAllConnections?: 
 
 export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise<Homing> {
   const log = opts.log ?? createLogger(cfg);
-  const runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics() });
+  const runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics(), cluster: opts.cluster });
   const listeners = createListeners(cfg, runtime.proxy);
   let ready = false;
   let admin: AdminServer | undefined;

@@ -68,6 +68,7 @@ export class Runtime {
         balance: createBalancerFactory(rc.balance),
         affinity,
       });
+      route.onRebuildError = (e) => log.error({ route: rc.name, err: e.message }, 'strategy rebuild failed; keeping the previous member snapshot');
       if (affinity) {
         this.affinityStores.set(route, affinity);
         // An owner that leaves the pool or goes down loses its entries: its keys are guessed again.

@@ -13,6 +13,7 @@ import { Runtime } from '../runtime.js';
 import { AdminServer } from '../admin/server.js';
 import { listen } from '../proxy/server.js';
 import { VERSION } from '../version.js';
+import { ClusterBus } from '../shared/cluster.js';
 
 export function workerCount(cfg: Config): number {
   return cfg.workers === 'auto' ? Math.max(1, availableParallelism()) : cfg.workers;
@@ -46,12 +47,15 @@ export async function serve(cfg: Config): Promise<void> {
     // Constructing one installs prom-client's worker-side listener that answers the primary.
     new AggregatorRegistry();
     AggregatorRegistry.setRegistries([metrics.registry]);
-    const h = await startHoming(cfg, { log, admin: false, metrics });
+    // Affinity learned in this worker reaches the others through the primary.
+    const h = await startHoming(cfg, { log, admin: false, metrics, cluster: new ClusterBus({ log }) });
     process.send?.({ homing: 'ready' });
     onSignals(() => h.close());
     return;
   }
-  // Primary: fork workers, serve admin with aggregated metrics, replace dead workers.
+  // Primary: relay affinity between workers, fork them, serve admin with aggregated metrics,
+  // replace dead workers.
+  const bus = new ClusterBus({ log }).startClusterRelay();
   let stopping = false;
   const fork = (): void => {
     const w = cluster.fork();
@@ -69,7 +73,8 @@ export async function serve(cfg: Config): Promise<void> {
   if (cfg.admin) {
     // The primary keeps its own runtime (same config ⇒ same rings) for status and look-ups.
     const metrics = new Metrics(false);
-    rt = await Runtime.create(cfg, { log, metrics });
+    // Its tables are attached to the relay too, so the admin affinity API sees what workers learn.
+    rt = await Runtime.create(cfg, { log, metrics, cluster: bus });
     metrics.registry.metrics = async () => (await aggregator.clusterMetrics()) as string;
     admin = new AdminServer(rt, { token: cfg.admin.token, ready: () => Object.keys(cluster.workers ?? {}).length > 0, startedAt: Date.now(), version: VERSION });
     await listen(admin.server, cfg.admin.address);

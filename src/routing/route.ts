@@ -86,9 +86,20 @@ export class Route {
   /** Rebuild pickers from the pool's live snapshot: off the hot path, swapped atomically. */
   private rebuild(): void {
     const live = this.pool.live;
-    this.hashPicker = this.hashFactory?.(live);
-    this.balancePicker = this.balanceFactory(live);
+    try {
+      const hash = this.hashFactory?.(live);
+      const balance = this.balanceFactory(live);
+      this.hashPicker = hash;
+      this.balancePicker = balance;
+    } catch (e) {
+      // e.g. a Maglev table smaller than the member count: keep serving from the previous snapshot.
+      if (!this.balancePicker) throw e;
+      this.onRebuildError?.(e as Error);
+    }
   }
+
+  /** Told when a rebuild fails and the previous strategy snapshot stays in use. */
+  onRebuildError: ((e: Error) => void) | undefined;
 
   close(): void {
     this.unsubscribe();
@@ -185,10 +196,10 @@ export class Route {
 
 /** attempt-th choice of `picker`, skipping members in `tried` while untried ones remain. */
 function pickUntried(picker: Picker, key: string | undefined, attempt: number, tried: ReadonlySet<Member> | undefined, size: number): Member | undefined {
-  const first = picker.pick(key, attempt);
+  const first = picker.pick(key, attempt, tried);
   if (!first || !tried || tried.size === 0 || !tried.has(first)) return first;
   for (let a = attempt + 1; a < attempt + size + 1; a++) {
-    const m = picker.pick(key, a);
+    const m = picker.pick(key, a, tried);
     if (m && !tried.has(m)) return m;
   }
   return undefined;

@@ -11,8 +11,10 @@ export interface Picker {
    * ignore it). `attempt` 0 is the first choice; attempt n > 0 is the n-th fallback, a different
    * member from earlier attempts while there are any (used to retry after a connect failure).
    * Answers undefined only when the snapshot is empty (or a hash picker gets no key).
+   * `exclude` holds members already tried for this request: balancers (which have no key to
+   * tell attempts apart) skip them; hash pickers' attempts are distinct already.
    */
-  pick(key: string | undefined, attempt: number): Member | undefined;
+  pick(key: string | undefined, attempt: number, exclude?: ReadonlySet<Member>): Member | undefined;
 }
 
 export type PickerFactory = (live: MemberSet) => Picker;

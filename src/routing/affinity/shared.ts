@@ -58,8 +58,12 @@ interface Inflight {
   stale: boolean;
 }
 
-/** A drop heard this long before a Redis entry was written still covers the entry, ms. */
-const DROP_SLACK = 100;
+/**
+ * Margin for how much later than its origin an instance hears of a drop (pub/sub latency), ms:
+ * an entry written less than this before the drop was heard is taken as written after it. Either
+ * misjudgement costs one guess (and the backend's redirect), never a wrong answer for long.
+ */
+const DROP_SLACK = 10;
 
 export class SharedAffinityStore extends AffinityTableStore {
   private readonly kv: SharedKV;
