@@ -41,6 +41,11 @@ const keyExpr = z
   .string()
   .regex(/^(host|path|uri|method|(header|cookie|query):[!#$%&'*+\-.^_`|~0-9A-Za-z]+|path:\d+)$/, 'invalid key expression (host, path, uri, method, header:<name>, cookie:<name>, query:<name>, path:<n>)');
 
+/** An HTTP header name (RFC 9110 token): no CR, LF, NUL, space or colon can reach a header homing writes. */
+const headerName = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a header name (token characters only)');
+/** Text that may end up in a header value: no CR, LF or NUL. */
+const headerText = z.string().regex(/^[^\r\n\0]*$/, 'must not contain CR, LF or NUL');
+
 const memberEntry = z.union([
   address.transform((a) => ({ ...a, weight: 1 })),
   z.strictObject({ address, weight: z.number().int().min(1).max(1000).default(1) }).transform((m) => ({ ...m.address, weight: m.weight })),
@@ -104,12 +109,12 @@ const affinity = z.strictObject({
   key: keyExpr,
   redirect: z
     .strictObject({
-      header: z.string().default('X-Accel-Redirect'),
-      prefix: z.string().startsWith('/').default('/internal_redirect/'),
+      header: headerName.default('X-Accel-Redirect'),
+      prefix: headerText.startsWith('/').default('/internal_redirect/'),
       maxHops: z.number().int().min(1).max(16).default(2),
     })
     .optional(),
-  owner: z.string().optional(),
+  owner: headerName.optional(),
   ttl: duration.default(3_600_000),
   capacity: z.number().int().min(1).default(1_000_000),
   maxReplayBody: size.default(1024 * 1024),
@@ -208,7 +213,7 @@ const cache = z.strictObject({
   maxObject: size.default(8 * 1024 * 1024),
   maxVariants: z.number().int().min(1).default(64),
   principal: z
-    .strictObject({ key: keyExpr, headers: z.array(z.string()).min(1), ttl: duration.default(600_000) })
+    .strictObject({ key: keyExpr, headers: z.array(headerName).min(1), ttl: duration.default(600_000) })
     .optional(),
 });
 

@@ -4,6 +4,9 @@
  * upstream sees exactly one copy), underscore spellings dropped (like nginx), CR/LF/NUL refused.
  */
 
+/** Header lines accepted per request; the listener keeps one more (server.maxHeadersCount) so an excess shows. */
+export const MAX_HEADER_COUNT = 1000;
+
 /** RFC 9110 §7.6.1 hop-by-hop headers, plus ones undici refuses to forward. */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',

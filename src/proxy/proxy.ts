@@ -15,7 +15,7 @@ import type { RequestView } from '../routing/keys.js';
 import type { Decision } from '../routing/strategy.js';
 import type { Metrics } from '../admin/metrics.js';
 import { parseHostPort, formatHostPort } from '../config/units.js';
-import { downstreamHeaders, rawHeader, upstreamHead } from './headers.js';
+import { MAX_HEADER_COUNT, downstreamHeaders, rawHeader, upstreamHead } from './headers.js';
 import { parseTarget, routingHost } from './path.js';
 import { sendError } from './respond.js';
 import { BodyLimit, collectBody } from './body.js';
@@ -82,12 +82,15 @@ export class Proxy {
 
   handle(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https'): void {
     req.on('error', ignoreError);
+    if (req.rawHeaders.length / 2 > MAX_HEADER_COUNT) return this.fail(res, undefined, 'HOMING_ERR_HEADERS_TOO_LARGE', `more than ${MAX_HEADER_COUNT} header lines`, true);
     const target = parseTarget(req.url ?? '');
     if (!target) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'invalid request target', true);
     const rawHost = target.authority ?? req.headers.host;
     if (rawHost === undefined) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'missing Host header', true);
     const host = routingHost(rawHost);
     if (host === undefined) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'invalid Host header', true);
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'unsupported Transfer-Encoding (only a single chunked)', true);
     const method = req.method ?? 'GET';
     const found = this.match(method, host, target.path);
     if (!found) return this.fail(res, undefined, 'HOMING_ERR_NO_ROUTE', 'no route matches this request');
@@ -311,7 +314,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   private parseRedirect(v: string): PendingRedirect | { error: ErrorCode; message: string } {
     const prefix = this.route.config.affinity!.redirect!.prefix;
     const bad = { error: 'HOMING_ERR_REDIRECT_TARGET' as const, message: 'backend redirect has an invalid target' };
-    if (!v.startsWith(prefix)) return bad;
+    // Only visible ASCII in a target homing turns into a request line (PITFALLS §B 12).
+    if (!v.startsWith(prefix) || /[\x00-\x20\x7f-\uffff]/.test(v)) return bad;
     const rest = v.slice(prefix.length);
     const slash = rest.indexOf('/');
     const q = rest.indexOf('?');
@@ -390,7 +394,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.deps.health?.failure(route, d.member);
       if (d.by === 'affinity' || this.hops > 0) route.affinity?.dropOwner(d.member.id);
       if (limited) return this.error('HOMING_ERR_BODY_TOO_LARGE', 'request body too large', true);
-      if (CONNECT_ERRORS.has(code) && this.attempt < route.config.retries && !this.req.destroyed && this.hops === 0) {
+      if (CONNECT_ERRORS.has(code) && this.attempt < route.config.retries && !this.clientGone() && this.hops === 0) {
         (this.tried ??= new Set()).add(d.member);
         this.attempt++;
         this.deps.metrics.retries.labels(route.name).inc();
@@ -404,10 +408,10 @@ class Exchange implements Dispatcher.DispatchHandler {
       if (d) this.deps.health?.failure(route, d.member);
       return this.error('HOMING_ERR_UPSTREAM_TIMEOUT', `${d?.member.id} sent no response head within ${route.config.timeouts.header} ms`);
     }
-    if (code === 'UND_ERR_HEADERS_OVERFLOW' || code.startsWith('HPE_') || code === 'UND_ERR_INFO') {
+    if (code === 'UND_ERR_HEADERS_OVERFLOW' || code.startsWith('HPE_') || code === 'UND_ERR_INFO' || err.name === 'HTTPParserError') {
       return this.error('HOMING_ERR_UPSTREAM_BAD_RESPONSE', `${d?.member.id} sent an invalid response head`);
     }
-    if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_ABORTED' || this.req.destroyed) {
+    if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_ABORTED' || this.clientGone()) {
       // The client's upload ended early or the client is gone: nothing useful to answer.
       this.finished = true;
       this.res.destroy();
@@ -424,6 +428,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.error('HOMING_ERR_UPSTREAM_RESET', `${d?.member.id} closed the connection before a response: ${code || err.message}`);
   }
 
+  /** The client is gone (its upload aborted or its socket closed). `req.destroyed` alone is not it: Node destroys req once its body has been read. */
+  private clientGone(): boolean {
+    return this.res.destroyed || (this.req.destroyed && !this.req.complete);
+  }
+
   clientClosed(): void {
     if (this.finished || this.res.writableEnded) return;
     this.finished = true;
@@ -438,7 +447,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (d && code !== 'HOMING_ERR_NO_LIVE_MEMBER') this.deps.log.warn({ route: this.route.name, member: d.member.id, code }, message);
     this.deps.metrics.errors.labels(this.route.name, code).inc();
     // A body we did not read to the end leaves the connection unusable: close it.
-    sendError(this.res, code, message, close || !this.replayable);
+    sendError(this.res, code, message, close || !this.replayable || code === 'HOMING_ERR_UPSTREAM_RESET');
   }
 }
 

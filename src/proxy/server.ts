@@ -11,6 +11,7 @@ import type { Config } from '../config/schema.js';
 import { formatHostPort, type HostPort } from '../config/units.js';
 import type { Proxy } from './proxy.js';
 import { socketError } from './respond.js';
+import { MAX_HEADER_COUNT } from './headers.js';
 import { handleUpgrade } from './upgrade.js';
 
 /** 16 KiB head limit, as Node and undici (PITFALLS §2.1); 431 above it. */
@@ -54,6 +55,10 @@ export function createListeners(cfg: Config, proxy: Proxy): Listener[] {
     server.on('request', (req: IncomingMessage, res: ServerResponse) => proxy.handle(req, res, proto));
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handleUpgrade(proxy, req, socket, head, proto));
     server.on('clientError', onClientError);
+    // Expect other than 100-continue: the proxy answers its JSON 417 (Node's default is a bare 417).
+    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => proxy.handle(req, res, proto));
+    // Node drops header lines past maxHeadersCount silently; keep one more than the limit so the proxy sees the excess.
+    server.maxHeadersCount = MAX_HEADER_COUNT + 1;
     // Set again after construction in the right order (PITFALLS §E 24: assigning later can swap them).
     server.keepAliveTimeout = cfg.listen.keepAliveTimeout;
     server.headersTimeout = cfg.listen.headersTimeout;

@@ -47,10 +47,11 @@ export class LocalAffinityTable {
   private readonly clock: Clock;
   private readonly seed = randomInt(0x7fffffff);
 
-  // Slots are 1-based: 0 means "none" in every link and in the index.
-  private keys: (string | undefined)[] = [undefined];
-  private hashes: Uint32Array;
-  private ownerOf: Uint32Array;
+  // Slots are 1-based: 0 means "none" in every link and in the index. Arrays have `slots` cells.
+  private slots: number;
+  private keys: (string | undefined)[];
+  /** Owner index per slot (≤ 65 535 distinct owners at a time). */
+  private ownerOf: Uint16Array;
   private expires: Float64Array;
   /** LRU list: `head` is the least recently used, `tail` the most. */
   private prev: Uint32Array;
@@ -89,8 +90,9 @@ export class LocalAffinityTable {
     this.capacity = opts.capacity;
     this.clock = opts.clock ?? systemClock;
     const n = Math.min(opts.capacity, MIN_SLOTS) + 1;
-    this.hashes = new Uint32Array(n);
-    this.ownerOf = new Uint32Array(n);
+    this.slots = n;
+    this.keys = filledArray(n);
+    this.ownerOf = new Uint16Array(n);
     this.expires = new Float64Array(n);
     this.prev = new Uint32Array(n);
     this.next = new Uint32Array(n);
@@ -144,27 +146,38 @@ export class LocalAffinityTable {
       this.expires[s] = expires;
       this.touch(s);
       if (this.ownerIds[this.ownerOf[s]!] !== owner) {
+        const o = this.intern(owner);
+        if (o < 0) {
+          this.rejected++;
+          this.removeAt(b, s);
+          return false;
+        }
         this.unlinkOwner(s);
-        this.linkOwner(s, this.intern(owner));
+        this.linkOwner(s, o);
       }
       return true;
+    }
+    const o = this.intern(owner);
+    if (o < 0) {
+      this.rejected++;
+      return false;
     }
     if (this.count >= this.capacity) this.evictOne();
     else if (this.count + 1 > this.index.length >>> 1) this.growIndex();
     b = this.emptyBucket(h);
     if (b < 0) {
       this.rejected++;
+      if (this.ownerCount[o] === 0) this.freeOwner(o);
       return false;
     }
     const s = this.allocSlot();
     // A key cut out of a larger string (a cookie value is a slice of the Cookie header) would
     // keep that string alive for the entry's life: store a copy that owns its characters.
     this.keys[s] = flatten(key);
-    this.hashes[s] = h;
     this.expires[s] = expires;
     this.index[b] = s;
     this.linkLru(s);
-    this.linkOwner(s, this.intern(owner));
+    this.linkOwner(s, o);
     this.count++;
     return true;
   }
@@ -258,7 +271,6 @@ export class LocalAffinityTable {
 
   clear(): void {
     for (let s = 1; s <= this.used; s++) this.keys[s] = undefined;
-    this.keys.length = 1;
     this.index.fill(0);
     this.prev.fill(0);
     this.next.fill(0);
@@ -279,8 +291,7 @@ export class LocalAffinityTable {
       inIndex++;
       const key = this.keys[s];
       if (key === undefined) fail(`bucket ${b} names free slot ${s}`);
-      if (this.hash(key!) !== this.hashes[s]) fail(`slot ${s} hash mismatch`);
-      if (this.find(key!, this.hashes[s]!) !== b) fail(`key ${key} not found at its bucket ${b}`);
+      if (this.find(key!, this.hash(key!)) !== b) fail(`key ${key} not found at its bucket ${b}`);
     }
     if (inIndex !== this.count) fail(`index holds ${inIndex}, count ${this.count}`);
     let n = 0;
@@ -333,7 +344,7 @@ export class LocalAffinityTable {
     for (let p = 0; p < MAX_PROBE; p++) {
       const s = index[b]!;
       if (s === 0) return -1;
-      if (this.hashes[s] === h && this.keys[s] === key) return b;
+      if (this.keys[s] === key) return b;
       b = (b + 1) & mask;
     }
     return -1;
@@ -349,7 +360,7 @@ export class LocalAffinityTable {
   }
 
   private bucketOf(s: number): number {
-    let b = this.hashes[s]! & this.mask;
+    let b = this.hash(this.keys[s]!) & this.mask;
     while (this.index[b] !== s) b = (b + 1) & this.mask;
     return b;
   }
@@ -382,7 +393,7 @@ export class LocalAffinityTable {
       j = (j + 1) & mask;
       const s = index[j]!;
       if (s === 0) return;
-      const home = this.hashes[s]! & mask;
+      const home = this.hash(this.keys[s]!) & mask;
       // The entry at j may fill the hole at i if its home is not cyclically in (i, j].
       if (((j - home) & mask) >= ((j - i) & mask)) {
         index[i] = s;
@@ -406,15 +417,17 @@ export class LocalAffinityTable {
       return s;
     }
     const s = ++this.used;
-    if (s >= this.hashes.length) this.growSlots();
-    this.keys.push(undefined);
+    if (s >= this.slots) this.growSlots();
     return s;
   }
 
   private growSlots(): void {
-    const n = Math.min(this.capacity + 1, this.hashes.length * 2);
-    this.hashes = grow(this.hashes, new Uint32Array(n));
-    this.ownerOf = grow(this.ownerOf, new Uint32Array(n));
+    const n = Math.min(this.capacity + 1, this.slots * 2);
+    const keys = filledArray(n);
+    for (let s = 1; s < this.slots; s++) keys[s] = this.keys[s];
+    this.keys = keys;
+    this.slots = n;
+    this.ownerOf = grow(this.ownerOf, new Uint16Array(n));
     this.expires = grow(this.expires, new Float64Array(n));
     this.prev = grow(this.prev, new Uint32Array(n));
     this.next = grow(this.next, new Uint32Array(n));
@@ -426,7 +439,7 @@ export class LocalAffinityTable {
     const index = new Uint32Array(this.index.length * 2);
     const mask = index.length - 1;
     for (let s = this.head; s !== 0; s = this.next[s]!) {
-      let b = this.hashes[s]! & mask;
+      let b = this.hash(this.keys[s]!) & mask;
       while (index[b] !== 0) b = (b + 1) & mask;
       index[b] = s;
     }
@@ -457,10 +470,12 @@ export class LocalAffinityTable {
     this.linkLru(s);
   }
 
+  /** The owner's index, made on first use; -1 when 65 536 owners hold entries already. */
   private intern(owner: string): number {
     let o = this.ownerByName.get(owner);
     if (o !== undefined) return o;
     o = this.freeOwners.pop() ?? this.ownerIds.length;
+    if (o > 0xffff) return -1;
     const id = flatten(owner);
     this.ownerIds[o] = id;
     this.ownerHead[o] = 0;
@@ -486,11 +501,13 @@ export class LocalAffinityTable {
     if (p !== 0) this.onext[p] = n;
     else this.ownerHead[o] = n;
     if (n !== 0) this.oprev[n] = p;
-    if (--this.ownerCount[o]! === 0) {
-      this.ownerByName.delete(this.ownerIds[o]!);
-      this.ownerIds[o] = undefined;
-      this.freeOwners.push(o);
-    }
+    if (--this.ownerCount[o]! === 0) this.freeOwner(o);
+  }
+
+  private freeOwner(o: number): void {
+    this.ownerByName.delete(this.ownerIds[o]!);
+    this.ownerIds[o] = undefined;
+    this.freeOwners.push(o);
   }
 }
 
@@ -500,7 +517,12 @@ function indexSizeFor(slots: number): number {
   return n;
 }
 
-function grow<T extends Uint32Array | Float64Array>(from: T, to: T): T {
+/** A packed array of `n` undefined (exactly n cells: `push` growth would leave up to 50 % spare). */
+function filledArray(n: number): (string | undefined)[] {
+  return Array.from<string | undefined>({ length: n });
+}
+
+function grow<T extends Uint16Array | Uint32Array | Float64Array>(from: T, to: T): T {
   to.set(from);
   return to;
 }
