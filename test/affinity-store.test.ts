@@ -157,37 +157,45 @@ describe('LocalAffinityTable', () => {
   });
 
   test('matches a reference LRU+TTL model over random operations (index, lists, growth)', () => {
-    for (const [capacity, keySpace, ops] of [
-      [8, 20, 3000],
-      [64, 150, 20_000],
-      [3000, 5000, 60_000],
-    ] as const) {
+    // Short TTLs with frequent drops keep tables small; long TTLs with rare drops fill them past
+    // the first slot and index doublings; many owners on a tiny table make evictions free owners.
+    const configs = [
+      { capacity: 8, keySpace: 20, ops: 3000, owners: 4, ttl: 500, drop: 0.02 },
+      { capacity: 8, keySpace: 40, ops: 20_000, owners: 12, ttl: 1e9, drop: 0.002 },
+      { capacity: 64, keySpace: 150, ops: 20_000, owners: 4, ttl: 500, drop: 0.02 },
+      { capacity: 3000, keySpace: 6000, ops: 60_000, owners: 6, ttl: 1e9, drop: 0.0002 },
+    ];
+    for (const c of configs) {
       const clock = new ManualClock(0);
-      const t = new LocalAffinityTable({ ttl: 500, capacity, clock });
-      const m = new ModelLru(capacity, 500, clock);
-      const rnd = lcg(capacity * 7919);
-      const owners = ['10.0.0.1:1', '10.0.0.2:1', '10.0.0.3:1', '10.0.0.4:1'];
-      for (let i = 0; i < ops; i++) {
-        const k = `key-${Math.floor(rnd() * keySpace)}-${'x'.repeat(i % 3 === 0 ? 20 : 0)}`;
+      const t = new LocalAffinityTable({ ttl: c.ttl, capacity: c.capacity, clock });
+      const m = new ModelLru(c.capacity, c.ttl, clock);
+      const rnd = lcg(c.capacity * 7919 + c.owners);
+      const owners = Array.from({ length: c.owners }, (_, i) => `10.0.0.${i + 1}:1`);
+      let largest = 0;
+      for (let i = 0; i < c.ops; i++) {
+        const k = `key-${Math.floor(rnd() * c.keySpace)}-${'x'.repeat(i % 3 === 0 ? 20 : 0)}`;
         const r = rnd();
-        if (r < 0.4) {
+        if (r < 0.45) {
           const o = owners[Math.floor(rnd() * owners.length)]!;
           t.set(k, o);
           m.set(k, o);
         } else if (r < 0.75) assert.equal(t.get(k), m.get(k), `get ${k} at op ${i}`);
-        else if (r < 0.85) assert.equal(t.delete(k), m.delete(k), `delete ${k} at op ${i}`);
-        else if (r < 0.87) {
+        else if (r < 0.8) assert.equal(t.delete(k), m.delete(k), `delete ${k} at op ${i}`);
+        else if (r < 0.8 + c.drop) {
           const o = owners[Math.floor(rnd() * owners.length)]!;
           assert.equal(t.dropOwner(o), m.dropOwner(o), `dropOwner at op ${i}`);
         } else if (r < 0.95) assert.equal(t.peek(k), m.peek(k), `peek ${k} at op ${i}`);
         else clock.advance(Math.floor(rnd() * 60));
         assert.equal(t.size, m.size, `size at op ${i}`);
+        largest = Math.max(largest, t.size);
+        if (i % 5000 === 0) t.verify();
       }
+      if (c.capacity === 3000) assert.ok(largest > 2100, `the table filled past two slot doublings (largest ${largest})`);
       t.verify();
       assert.deepEqual(
         [...t.entries()].map(([k, o]) => [k, o]),
         m.live(),
-        `contents and LRU order (capacity ${capacity})`,
+        `contents and LRU order (${JSON.stringify(c)})`,
       );
       assert.equal(t.rejected, 0);
     }

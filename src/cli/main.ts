@@ -90,7 +90,8 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof ConfigError) process.stderr.write(`${err.message}\n`);
-    else process.stderr.write(`homing: ${(err as Error)?.stack ?? String(err)}\n`);
+    // The message is for the user; the stack only when asked for (HOMING_DEBUG=1).
+    else process.stderr.write(`homing: ${process.env.HOMING_DEBUG ? ((err as Error)?.stack ?? String(err)) : ((err as Error)?.message ?? String(err))}\n`);
     process.exit(1);
   },
 );

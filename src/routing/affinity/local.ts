@@ -9,12 +9,14 @@
  * typed arrays indexed by slot:
  *
  * - an open-addressing hash index (linear probing, load ≤ 0.5, backward-shift deletion, so no
- *   tombstones) from a seeded hash of the key to its slot;
- * - per slot: key string, hash, interned owner index, expiry, LRU links, and links in its
- *   owner's list, so `dropOwner` walks only that owner's keys.
+ *   tombstones) from a seeded hash of the key to its slot; a probe compares the key strings
+ *   themselves (no stored hashes: the hash is recomputed only when entries move);
+ * - per slot: key string, interned owner index, expiry, LRU links, and links in its owner's
+ *   list, so `dropOwner` walks only that owner's keys.
  *
- * ≈ 40 B per entry plus the key string (56 B for a 40-char token). Arrays grow by doubling up to
- * `capacity`, so a large configured capacity costs nothing until it is used. Probe chains are
+ * ≈ 40 B per entry plus the key string (56 B for a 40-char token): 97 B at 1 M in all. Arrays
+ * grow by doubling up to `capacity` (the index is rebuilt then, O(n), at each doubling), so a
+ * large configured capacity costs nothing until it is used. Probe chains are
  * capped: keys chosen to collide (hash flooding) can at worst fail to be learned, never make a
  * look-up slow; the hash is seeded per table so such keys cannot be precomputed.
  */
@@ -157,17 +159,13 @@ export class LocalAffinityTable {
       }
       return true;
     }
-    const o = this.intern(owner);
-    if (o < 0) {
-      this.rejected++;
-      return false;
-    }
     if (this.count >= this.capacity) this.evictOne();
     else if (this.count + 1 > this.index.length >>> 1) this.growIndex();
     b = this.emptyBucket(h);
-    if (b < 0) {
+    // Intern after evicting: the eviction may free the owner's index.
+    const o = b < 0 ? -1 : this.intern(owner);
+    if (o < 0) {
       this.rejected++;
-      if (this.ownerCount[o] === 0) this.freeOwner(o);
       return false;
     }
     const s = this.allocSlot();
