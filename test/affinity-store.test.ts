@@ -59,6 +59,34 @@ describe('LocalAffinityTable', () => {
     t.verify();
   });
 
+  test('expiry stays exact across months of uptime (32-bit expiries rebased) and long TTLs are capped', () => {
+    const day = 86_400_000;
+    const clock = new ManualClock(1234);
+    const t = table({ ttl: 10 * day, capacity: 100, clock });
+    t.set('kept', A);
+    t.set('short', B, 5000);
+    for (let d = 0; d < 80; d += 4) {
+      clock.advance(4 * day);
+      t.set('kept', A); // renewed every 4 days: never expires
+      t.set(`day-${d}`, C);
+    }
+    t.set('late', A, 3000);
+    clock.advance(2999);
+    assert.equal(t.get('late'), A);
+    assert.equal(t.remainingTtl('kept'), 10 * day - 2999);
+    clock.advance(1);
+    assert.equal(t.get('late'), undefined, 'expires at exactly its ttl after several rebases');
+    assert.equal(t.get('short'), undefined);
+    assert.equal(t.get('kept'), A);
+    assert.equal(t.get('day-72'), C);
+    assert.equal(t.get('day-64'), undefined, 'set 12 days ago with a 10-day ttl');
+    const long = table({ ttl: 40 * day, clock });
+    long.set('x', A);
+    clock.advance(25 * day);
+    assert.equal(long.get('x'), undefined, 'a 40-day ttl is capped at ~24.8 days');
+    t.verify();
+  });
+
   test('reads do not extend a lease; set and a per-entry ttl do', () => {
     const clock = new ManualClock(5);
     const t = table({ ttl: 1000, clock });

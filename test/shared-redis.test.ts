@@ -5,29 +5,41 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { Redis } from 'ioredis';
-import { freePort, respCommandLine } from './support/services.js';
+import { freePort, freePorts, respCommandLine } from './support/services.js';
 import { AffinityMetrics, createAffinityStore, type AffinityTableStore, type SharedAffinityStore } from '../src/routing/affinity/index.js';
-import { SharedRedis } from '../src/shared/redis.js';
+import { SharedRedis, type SharedConfig } from '../src/shared/redis.js';
 
 const A = '127.0.0.1:9101';
 const B = '127.0.0.1:9102';
 const C = '127.0.0.1:9103';
 
-/** redis-server on a given port (so a restart reuses it), no persistence, its own temp dir. */
+/**
+ * redis-server on a given port (so a restart reuses it), no persistence, its own temp dir.
+ * `extra` adds arguments (cluster mode); `sentinelOf` makes it a Sentinel watching that port.
+ */
 class RedisProcess {
   private child: ChildProcess | undefined;
-  private readonly dir = mkdtempSync(join(tmpdir(), 'homing-redis-'));
-  constructor(readonly port: number) {}
+  readonly dir = mkdtempSync(join(tmpdir(), 'homing-redis-'));
+  constructor(
+    readonly port: number,
+    private readonly opts: { extra?: string[]; sentinelOf?: number } = {},
+  ) {}
 
   async start(): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--logfile', ''], { stdio: 'ignore' });
+    let args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--logfile', '', ...(this.opts.extra ?? [])];
+    if (this.opts.sentinelOf !== undefined) {
+      const conf = join(this.dir, 'sentinel.conf');
+      writeFileSync(conf, `port ${this.port}\nbind 127.0.0.1\ndir ${this.dir}\nsentinel monitor main 127.0.0.1 ${this.opts.sentinelOf} 1\n`);
+      args = [conf, '--sentinel'];
+    }
+    const child = spawn('redis-server', args, { stdio: 'ignore' });
     this.child = child;
     const deadline = Date.now() + 10_000;
     for (;;) {
@@ -84,9 +96,9 @@ class Instance {
   readonly redis: SharedRedis;
   readonly store: SharedAffinityStore;
 
-  constructor(url: string, route = 'sessions') {
+  constructor(redis: string | SharedConfig['redis'], route = 'sessions') {
     this.log = pino({ level: 'info' }, { write: (s: string) => void this.lines.push(JSON.parse(s) as { level: number; msg: string }) });
-    this.redis = new SharedRedis({ redis: { url }, prefix: 'homing:' }, { log: this.log, observer: this.metrics.redis });
+    this.redis = new SharedRedis({ redis: typeof redis === 'string' ? { url: redis } : redis, prefix: 'homing:' }, { log: this.log, observer: this.metrics.redis });
     this.store = createAffinityStore({ route, ttl: 60_000, capacity: 1000, redis: this.redis, metrics: this.metrics, log: this.log }) as SharedAffinityStore;
   }
 
@@ -258,3 +270,65 @@ describe('SharedAffinityStore on a real redis-server', () => {
     await waitFor(() => two.store.peek('after') === undefined, 'invalidations to flow again');
   });
 });
+
+describe('SharedAffinityStore over Sentinel and over Cluster', () => {
+  const servers: RedisProcess[] = [];
+  const instances: Instance[] = [];
+
+  after(async () => {
+    for (const i of instances) await i.close();
+    for (const s of servers) await s.destroy();
+  });
+
+  async function sharesBetweenTwo(make: () => Instance): Promise<void> {
+    const one = make();
+    const two = make();
+    instances.push(one, two);
+    await waitFor(() => one.redis.up && two.redis.up, 'both instances connected');
+    for (let i = 0; i < 20; i++) one.store.set(`tok-${i}`, A);
+    await waitFor(async () => (await owner(two.store, 'tok-19')) === A, 'the last key to be readable');
+    const got = await Promise.all(Array.from({ length: 20 }, (_, i) => owner(two.store, `tok-${i}`)));
+    assert.deepEqual(got, Array.from({ length: 20 }, () => A), 'every key, whatever its slot');
+    for (let i = 0; i < 20; i++) one.store.delete(`tok-${i}`);
+    await waitFor(() => Array.from({ length: 20 }, (_, i) => two.store.peek(`tok-${i}`)).every((o) => o === undefined), 'every invalidation');
+  }
+
+  test('with { sentinels, name }: the master is found through Sentinel and state is shared', async () => {
+    const [pm, ps] = await freePorts(2);
+    const main = new RedisProcess(pm!);
+    servers.push(main);
+    await main.start();
+    const sentinel = new RedisProcess(ps!, { sentinelOf: pm! });
+    servers.push(sentinel);
+    await sentinel.start();
+    await sharesBetweenTwo(() => new Instance({ sentinels: [{ host: '127.0.0.1', port: ps! }], name: 'main' }));
+  });
+
+  test('with { cluster }: keys spread over three masters and state is shared', async () => {
+    const ports = await freePorts(3);
+    for (const p of ports) {
+      const node = new RedisProcess(p, { extra: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'] });
+      servers.push(node);
+      await node.start();
+    }
+    await new Promise<void>((resolve, reject) =>
+      execFile('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], (err) => (err ? reject(err) : resolve())),
+    );
+    await waitFor(() => clusterOk(ports[0]!), 'cluster_state:ok');
+    await sharesBetweenTwo(() => new Instance({ cluster: ports.map((port) => ({ host: '127.0.0.1', port })) }));
+  });
+});
+
+/** CLUSTER INFO says cluster_state:ok (a bulk reply: read it whole with a short-lived client). */
+async function clusterOk(port: number): Promise<boolean> {
+  const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  c.on('error', () => {});
+  try {
+    await c.connect();
+    return String(await c.cluster('INFO')).includes('cluster_state:ok');
+  } catch {
+    return false;
+  } finally {
+    c.disconnect();
+  }
+}

@@ -84,7 +84,8 @@ export class ClusterBus {
 
   /**
    * In the cluster primary: relay every worker's ops to the other workers, and apply them to
-   * tables attached here. Call before forking. A no-op in a worker.
+   * tables attached here. Call before forking and before `attach` (until then the primary is
+   * not in a cluster and attach gives a no-op channel). A no-op in a worker.
    */
   startClusterRelay(): this {
     if (this.role === 'worker' || this.listening) return this;

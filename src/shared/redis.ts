@@ -236,7 +236,15 @@ export class SharedRedis {
     this.handlers.clear();
     // QUIT lets queued writes finish; never wait long for a Redis that is away.
     const bye = (c: Client): Promise<void> =>
-      Promise.race([c.quit().then(() => undefined, () => undefined), new Promise<void>((r) => setTimeout(r, 300).unref())]).then(() => c.disconnect());
+      Promise.race([
+        Promise.resolve()
+          .then(() => c.quit())
+          .then(
+            () => undefined,
+            () => undefined,
+          ),
+        new Promise<void>((r) => setTimeout(r, 300).unref()),
+      ]).then(() => c.disconnect());
     await Promise.all([bye(this.client), bye(this.subscriber)]);
   }
 

@@ -14,7 +14,7 @@
  * - per slot: key string, interned owner index, expiry, LRU links, and links in its owner's
  *   list, so `dropOwner` walks only that owner's keys.
  *
- * ≈ 40 B per entry plus the key string (56 B for a 40-char token): 97 B at 1 M in all. Arrays
+ * ≈ 38 B per entry plus the key string (56 B for a 40-char token): 95 B at 1 M in all. Arrays
  * grow by doubling up to `capacity` (the index is rebuilt then, O(n), at each doubling), so a
  * large configured capacity costs nothing until it is used. Probe chains are
  * capped: keys chosen to collide (hash flooding) can at worst fail to be learned, never make a
@@ -24,7 +24,7 @@ import { randomInt } from 'node:crypto';
 import { systemClock, type Clock } from '../../clock.js';
 
 export interface LocalAffinityOptions {
-  /** Lifetime of a learned entry in ms (config `affinity.ttl`, default 1 h). */
+  /** Lifetime of a learned entry in ms (config `affinity.ttl`, default 1 h; at most ~24.8 days). */
   ttl: number;
   /** Most entries kept (config `affinity.capacity`, default 1 M); the least recently used goes first. */
   capacity: number;
@@ -38,6 +38,13 @@ export interface LocalAffinityOptions {
  * renewed (past half its life) · `moved` the key now names a different owner than before.
  */
 export type Learned = 'unchanged' | 'added' | 'moved';
+
+/**
+ * Longest TTL, ms (~24.8 days; longer ones are capped): with expiries counted from an epoch
+ * rebased after another 2^31 ms, they always fit 32 bits.
+ */
+const MAX_TTL = 2 ** 31 - 1;
+const REBASE_AFTER = 2 ** 31;
 
 /** Longest probe sequence: far beyond what load ≤ 0.5 produces by chance (≈ 20 at 1 M). */
 const MAX_PROBE = 128;
@@ -54,7 +61,10 @@ export class LocalAffinityTable {
   private keys: (string | undefined)[];
   /** Owner index per slot (≤ 65 535 distinct owners at a time). */
   private ownerOf: Uint16Array;
-  private expires: Float64Array;
+  /** Expiry per slot: ms after `epoch` (32 bits; rebased before they could overflow). */
+  private expires: Uint32Array;
+  /** Clock time that `expires` counts from. */
+  private epoch: number;
   /** LRU list: `head` is the least recently used, `tail` the most. */
   private prev: Uint32Array;
   private next: Uint32Array;
@@ -88,14 +98,15 @@ export class LocalAffinityTable {
     if (!Number.isInteger(opts.capacity) || opts.capacity < 1 || opts.capacity > 0x3fffffff) {
       throw new TypeError(`affinity capacity must be an integer from 1 to ${0x3fffffff}, got ${opts.capacity}`);
     }
-    this.ttl = opts.ttl;
+    this.ttl = Math.min(opts.ttl, MAX_TTL);
     this.capacity = opts.capacity;
     this.clock = opts.clock ?? systemClock;
+    this.epoch = Math.floor(this.clock.now());
     const n = Math.min(opts.capacity, MIN_SLOTS) + 1;
     this.slots = n;
     this.keys = filledArray(n);
     this.ownerOf = new Uint16Array(n);
-    this.expires = new Float64Array(n);
+    this.expires = new Uint32Array(n);
     this.prev = new Uint32Array(n);
     this.next = new Uint32Array(n);
     this.oprev = new Uint32Array(n);
@@ -110,7 +121,7 @@ export class LocalAffinityTable {
     const b = this.find(key, h);
     if (b < 0) return undefined;
     const s = this.index[b]!;
-    if (this.expires[s]! <= this.clock.now()) {
+    if (this.expires[s]! <= this.now()) {
       this.removeAt(b, s);
       return undefined;
     }
@@ -131,7 +142,7 @@ export class LocalAffinityTable {
   /** Milliseconds left for `key` (0 when absent or expired). */
   remainingTtl(key: string): number {
     const s = this.liveSlot(key);
-    return s === 0 ? 0 : this.expires[s]! - this.clock.now();
+    return s === 0 ? 0 : this.expires[s]! - this.now();
   }
 
   /**
@@ -141,7 +152,7 @@ export class LocalAffinityTable {
   set(key: string, owner: string, ttl: number = this.ttl): boolean {
     if (!(ttl > 0)) return false;
     const h = this.hash(key);
-    const expires = this.clock.now() + ttl;
+    const expires = Math.max(0, Math.ceil(this.now() + Math.min(ttl, MAX_TTL)));
     let b = this.find(key, h);
     if (b >= 0) {
       const s = this.index[b]!;
@@ -189,11 +200,12 @@ export class LocalAffinityTable {
     const b = this.find(key, h);
     if (b >= 0) {
       const s = this.index[b]!;
-      const left = this.expires[s]! - this.clock.now();
+      const now = this.now();
+      const left = this.expires[s]! - now;
       if (left > 0 && this.ownerIds[this.ownerOf[s]!] === owner) {
         this.touch(s);
         if (left > this.ttl / 2) return 'unchanged';
-        this.expires[s] = this.clock.now() + this.ttl;
+        this.expires[s] = Math.max(0, Math.ceil(now + this.ttl));
         return 'added';
       }
       const moved = left > 0;
@@ -245,7 +257,7 @@ export class LocalAffinityTable {
 
   /** Live entries, least recently used first: [key, owner, ms left]. */
   *entries(): IterableIterator<[string, string, number]> {
-    const now = this.clock.now();
+    const now = this.now();
     for (let s = this.head; s !== 0; s = this.next[s]!) {
       const left = this.expires[s]! - now;
       if (left > 0) yield [this.keys[s]!, this.ownerIds[this.ownerOf[s]!]!, left];
@@ -254,7 +266,7 @@ export class LocalAffinityTable {
 
   /** Remove expired entries now: O(n), for tests and quiet moments, never per request. */
   purgeExpired(): number {
-    const now = this.clock.now();
+    const now = this.now();
     let n = 0;
     for (let s = this.head; s !== 0; ) {
       const nx = this.next[s]!;
@@ -316,6 +328,22 @@ export class LocalAffinityTable {
 
   // ——— internals ———
 
+  /** Clock time in ms after `epoch`, rebasing first when 32-bit expiries could overflow. */
+  private now(): number {
+    const t = this.clock.now() - this.epoch;
+    if (t < REBASE_AFTER) return t;
+    this.rebase(Math.floor(this.clock.now()));
+    return this.clock.now() - this.epoch;
+  }
+
+  /** Move `epoch` to `to`: O(slots), once every ~24.8 days of uptime. */
+  private rebase(to: number): void {
+    const delta = to - this.epoch;
+    const expires = this.expires;
+    for (let s = 1; s <= this.used; s++) expires[s] = Math.max(0, expires[s]! - delta);
+    this.epoch = to;
+  }
+
   private hash(s: string): number {
     // Seeded multiply-xorshift over UTF-16 units, two at a time, with murmur3's finaliser.
     let h = this.seed ^ s.length;
@@ -367,7 +395,7 @@ export class LocalAffinityTable {
     const b = this.find(key, this.hash(key));
     if (b < 0) return 0;
     const s = this.index[b]!;
-    return this.expires[s]! > this.clock.now() ? s : 0;
+    return this.expires[s]! > this.now() ? s : 0;
   }
 
   /** Remove the entry in bucket `b` / slot `s` from the index and every list; free the slot. */
@@ -426,7 +454,7 @@ export class LocalAffinityTable {
     this.keys = keys;
     this.slots = n;
     this.ownerOf = grow(this.ownerOf, new Uint16Array(n));
-    this.expires = grow(this.expires, new Float64Array(n));
+    this.expires = grow(this.expires, new Uint32Array(n));
     this.prev = grow(this.prev, new Uint32Array(n));
     this.next = grow(this.next, new Uint32Array(n));
     this.oprev = grow(this.oprev, new Uint32Array(n));
@@ -520,7 +548,7 @@ function filledArray(n: number): (string | undefined)[] {
   return Array.from<string | undefined>({ length: n });
 }
 
-function grow<T extends Uint16Array | Uint32Array | Float64Array>(from: T, to: T): T {
+function grow<T extends Uint16Array | Uint32Array>(from: T, to: T): T {
   to.set(from);
   return to;
 }

@@ -58,6 +58,9 @@ interface Inflight {
   stale: boolean;
 }
 
+/** Longest owner value taken from Redis (`[v6 address]:port` fits with room to spare). */
+const MAX_OWNER_LENGTH = 256;
+
 /**
  * Margin for how much later than its origin an instance hears of a drop (pub/sub latency), ms:
  * an entry written less than this before the drop was heard is taken as written after it. Either
@@ -123,7 +126,7 @@ export class SharedAffinityStore extends AffinityTableStore {
     let owner: string | undefined;
     if (rec.stale) {
       owner = this.table.peek(key);
-    } else if (v !== undefined) {
+    } else if (v !== undefined && v.value.length <= MAX_OWNER_LENGTH) {
       const ttl = v.ttl > 0 ? Math.min(v.ttl, this.table.ttl) : this.table.ttl;
       if (this.droppedBefore(v.value, ttl)) {
         this.kv.removeIf(this.keyPrefix + key, v.value);
@@ -175,8 +178,15 @@ export class SharedAffinityStore extends AffinityTableStore {
     this.kv.publish(this.channelName, JSON.stringify([this.kv.instanceId, 'del', key]));
   }
 
+  /** Remember when `owner`'s drop was heard; forget drops older than a TTL (nothing they cover is left). */
+  private tombstone(owner: string): void {
+    const now = this.clock.now();
+    for (const [o, t] of this.tombstones) if (now - t > this.table.ttl) this.tombstones.delete(o);
+    this.tombstones.set(owner, now);
+  }
+
   protected override dropped(ownerId: string): void {
-    this.tombstones.set(ownerId, this.clock.now());
+    this.tombstone(ownerId);
     for (const f of this.inflight.values()) f.stale = true;
     this.kv.publish(this.channelName, JSON.stringify([this.kv.instanceId, 'drop', ownerId]));
   }
@@ -220,9 +230,9 @@ export class SharedAffinityStore extends AffinityTableStore {
       this.markStale(a);
     } else if (op === 'drop') {
       this.table.dropOwner(a);
-      this.tombstones.set(a, this.clock.now());
+      this.tombstone(a);
       for (const f of this.inflight.values()) f.stale = true;
-    } else if (op === 'set' && typeof m[3] === 'string') {
+    } else if (op === 'set' && typeof m[3] === 'string' && m[3].length <= MAX_OWNER_LENGTH) {
       // Update a near-cache entry that named the old owner; do not fill keys we never asked for.
       if (this.table.peek(a) !== undefined) this.table.set(a, m[3]);
       this.markStale(a);
