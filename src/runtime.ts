@@ -93,13 +93,8 @@ export class Runtime {
       success: (r: Route, m: Member) => health.get(r.pool)!.success(m),
       failure: (r: Route, m: Member) => health.get(r.pool)!.failure(m),
     };
-    const am = this.affinityMetrics;
     this.proxy = new Proxy({
-      affinity: {
-        hit: (r) => am.forRoute(r.name).hit(),
-        miss: (r) => am.forRoute(r.name).miss(),
-        redirect: (r, hops) => am.forRoute(r.name).redirect(hops),
-      },
+      affinity: this.affinityMetrics,
       routes: this.routes,
       upstreams: this.upstreams,
       upstreamOptions: (r) => this.upstreamOpts.get(r)!,

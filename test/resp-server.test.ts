@@ -243,16 +243,40 @@ describe('RESP server: commands', () => {
     await c.send('GET', 'fail-1');
     await c.send('GET', 'ok-1');
     await c.send('MGET', 'ok-2', 'fail-2');
-    assert.deepEqual(await c.replies(6), [
+    await c.send('MGET', 'fail-3', 'boom'); // an async look-up left behind by a sync throw
+    assert.deepEqual(await c.replies(7), [
       err('ERR resolver exploded'),
       err('ERR resolver exploded'),
       'OK',
       err('ERR directory unavailable'),
       TestBackend.expected('directory', 'ok-1'),
       err('ERR directory unavailable'),
+      err('ERR resolver exploded'),
     ]);
+    await sleep(20); // an unhandled rejection would fail the test run here
     assert.equal(await c.call('PING'), 'PONG');
     c.close();
+  });
+
+  it('ECHO and PING are binary-safe: every byte value comes back unchanged', async () => {
+    const c = await RespTestConnection.connect(port);
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => 255 - i));
+    await c.write(Buffer.concat([Buffer.from('*2\r\n$4\r\nECHO\r\n$256\r\n'), all, Buffer.from('\r\n')]));
+    for (let i = 0; i < 100 && c.received < 256 + 8; i++) await sleep(5);
+    assert.equal(c.pending().compare(Buffer.concat([Buffer.from('$256\r\n'), all, Buffer.from('\r\n')])), 0);
+    c.close();
+  });
+
+  it('answers QUIT and protocol errors after pending async replies, in order, then closes', async () => {
+    const a = await RespTestConnection.connect(port);
+    await a.write(Buffer.concat([encodeCommand(['SELECT', '2']), encodeCommand(['GET', 'q1']), encodeCommand(['QUIT']), encodeCommand(['GET', 'never'])]));
+    assert.deepEqual(await a.replies(3), ['OK', TestBackend.expected('directory', 'q1'), 'OK']);
+    assert.ok(await a.waitClosed());
+    assert.equal(a.pending().length, 0);
+    const b = await RespTestConnection.connect(port);
+    await b.write(Buffer.concat([encodeCommand(['SELECT', '2']), encodeCommand(['GET', 'q2']), Buffer.from('*1\r\n$x\r\n')]));
+    assert.deepEqual(await b.replies(3), ['OK', TestBackend.expected('directory', 'q2'), err('ERR Protocol error: invalid bulk length')]);
+    assert.ok(await b.waitClosed());
   });
 
   it('keeps replies in request order when async look-ups finish out of order (pipelined)', async () => {
@@ -272,6 +296,29 @@ describe('RESP server: commands', () => {
     await c.write(Buffer.concat(parts));
     assert.deepEqual(await c.replies(want.length), want);
     c.close();
+  });
+});
+
+describe('RESP server: a single route', () => {
+  it('accepts and ignores SELECT of any database (DESIGN §6)', async () => {
+    const one: RespBackend = { routes: ['only'], lookup: (_r, k) => `10.5.0.1:${k.length}`, members: () => [] };
+    await withServer({}, one, async (_srv, port) => {
+      const c = await RespTestConnection.connect(port);
+      assert.equal(await c.call('SELECT', '0'), 'OK');
+      assert.equal(await c.call('SELECT', '5'), 'OK');
+      assert.equal(await c.call('GET', 'abc'), '10.5.0.1:3');
+      assert.deepEqual(await c.call('SELECT', '-1'), err('ERR DB index is out of range'));
+      c.close();
+    });
+  });
+
+  it('answers GET with an error when no route is configured', async () => {
+    const none: RespBackend = { routes: [], lookup: () => null, members: () => undefined };
+    await withServer({}, none, async (_srv, port) => {
+      const c = await RespTestConnection.connect(port);
+      assert.deepEqual(await c.call('GET', 'k'), err('ERR no route is configured for the RESP router'));
+      c.close();
+    });
   });
 });
 
@@ -592,17 +639,19 @@ describe('RESP server: random input (seeded) never crashes or leaks', () => {
     await withServer({ idleTimeout: 5000 }, new TestBackend(), async (srv, port) => {
       const rnd = prng(20240611);
       const heapBefore = process.memoryUsage().heapUsed;
-      const total = 3000;
+      // Drawn up front so the inputs do not depend on how the workers interleave.
+      const inputs = Array.from({ length: 3000 }, () => {
+        const input = randomInput(rnd);
+        return { input, cut: Math.floor(rnd() * (input.length + 1)), pause: rnd() < 0.3 };
+      });
       const parallel = 16;
       let next = 0;
       const worker = async (): Promise<void> => {
-        while (next < total) {
-          next++;
-          const input = randomInput(rnd);
+        while (next < inputs.length) {
+          const { input, cut, pause } = inputs[next++]!;
           const c = await RespTestConnection.connect(port);
-          const cut = Math.floor(rnd() * (input.length + 1));
           await c.write(input.subarray(0, cut));
-          if (rnd() < 0.3) await sleep(1);
+          if (pause) await sleep(1);
           await c.write(input.subarray(cut));
           c.socket.end(); // our FIN: the server finishes answering and closes
           if (!(await c.waitClosed(5000))) throw new Error(`connection not closed for input ${input.toString('hex')}`);

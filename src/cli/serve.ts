@@ -82,6 +82,7 @@ export async function serve(cfg: Config): Promise<void> {
   log.info({ workers: n, http: cfg.listen.http, admin: cfg.admin?.address }, 'homing primary started');
   onSignals(async () => {
     stopping = true;
+    bus.close();
     for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM');
     admin?.server.close();
     await rt?.close();

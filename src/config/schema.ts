@@ -115,7 +115,8 @@ const affinity = z.strictObject({
     })
     .optional(),
   owner: headerName.optional(),
-  ttl: duration.default(3_600_000),
+  /** Lease of a learned owner, renewed by every answer; at most 24 days (the table's clock range). */
+  ttl: duration.default(3_600_000).refine((v) => v <= 2 ** 31 - 1, 'affinity ttl is at most 24d'),
   capacity: z.number().int().min(1).default(1_000_000),
   maxReplayBody: size.default(1024 * 1024),
 });

@@ -308,7 +308,8 @@ class Exchange implements Dispatcher.DispatchHandler {
         if (id !== undefined && route.pool.members.has(id)) owner = id;
       }
     }
-    if (d.by !== 'affinity' || owner !== d.member.id) route.affinity?.set(this.affKey!, owner);
+    // Every answer renews the lease (cheap when nothing changed), so a key in use never expires.
+    route.affinity?.set(this.affKey!, owner);
   }
 
   private parseRedirect(v: string): PendingRedirect | { error: ErrorCode; message: string } {
@@ -367,10 +368,11 @@ class Exchange implements Dispatcher.DispatchHandler {
     const from = this.decision!.member;
     (this.visited ??= new Set()).add(from);
     this.hops++;
-    this.deps.affinity?.redirect(this.route, this.hops);
     if (this.hops > aff.maxHops) return this.error('HOMING_ERR_REDIRECT_LOOP', `more than ${aff.maxHops} backend redirects`);
     if (this.visited.has(r.member)) return this.error('HOMING_ERR_REDIRECT_LOOP', `backend redirects loop back to ${r.member.id}`);
     if (!this.replayable) return this.error('HOMING_ERR_REDIRECT_BODY_TOO_LARGE', `backend redirect needs the request body re-sent, and it is larger than maxReplayBody (${this.route.config.affinity!.maxReplayBody} bytes)`);
+    // Counted once followed, one call per hop with its rank (the hop histogram relies on it).
+    this.deps.affinity?.redirect(this.route, this.hops);
     this.uri = r.uri;
     this.send({ member: r.member, by: this.decision!.by });
   }

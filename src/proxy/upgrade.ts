@@ -154,7 +154,7 @@ class UpgradeExchange {
       if (this.done) return void psocket.destroy();
       deps.health?.success(this.route, m);
       deps.metrics.request(this.route.name, m.id, 101);
-      if (this.affKey !== undefined && d.by !== 'affinity') this.route.affinity?.set(this.affKey, m.id);
+      if (this.affKey !== undefined) this.route.affinity?.set(this.affKey, m.id);
       m.inflight++;
       let released = false;
       const release = (): void => {

@@ -233,6 +233,8 @@ function mget(host: CommandHost, s: Session, args: string[]): void {
     try {
       target = host.backend.lookup(route, textOf(args[i]!));
     } catch (err) {
+      // Look-ups already started may still reject: nobody waits for them now.
+      for (const p of parts) if (typeof p !== 'string') p.catch(() => {});
       s.reply(errorReply(messageOf(err)));
       return;
     }

@@ -132,9 +132,14 @@ class Client implements Session {
       try {
         args = parser.next();
       } catch (err) {
-        if (!(err instanceof RespProtocolError)) throw err;
-        server.stats.protocolErrors++;
-        this.reply(errorReply(err.message));
+        if (err instanceof RespProtocolError) {
+          server.stats.protocolErrors++;
+          this.reply(errorReply(err.message));
+        } else {
+          // A parser bug: never let it take the process down; this connection cannot go on.
+          server.log?.warn({ err }, 'resp: parser failed');
+          this.reply(errorReply('internal error'));
+        }
         this.closeAfterReplies();
         break;
       }
@@ -323,7 +328,8 @@ class RespServerImpl implements RespServer, CommandHost {
       maxClients: opts.maxClients,
       idleTimeout: opts.idleTimeout,
     };
-    this.net = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    // noDelay: replies are written once per read already, so Nagle would only add latency.
+    this.net = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, (socket) => this.accept(socket));
   }
 
   get clients(): number {

@@ -121,7 +121,9 @@ export class LocalAffinityTable {
     const b = this.find(key, h);
     if (b < 0) return undefined;
     const s = this.index[b]!;
-    if (this.expires[s]! <= this.now()) {
+    // now() first: it may rebase the expiries.
+    const now = this.now();
+    if (this.expires[s]! <= now) {
       this.removeAt(b, s);
       return undefined;
     }
@@ -142,7 +144,9 @@ export class LocalAffinityTable {
   /** Milliseconds left for `key` (0 when absent or expired). */
   remainingTtl(key: string): number {
     const s = this.liveSlot(key);
-    return s === 0 ? 0 : this.expires[s]! - this.now();
+    if (s === 0) return 0;
+    const now = this.now();
+    return this.expires[s]! - now;
   }
 
   /**
@@ -328,7 +332,10 @@ export class LocalAffinityTable {
 
   // ——— internals ———
 
-  /** Clock time in ms after `epoch`, rebasing first when 32-bit expiries could overflow. */
+  /**
+   * Clock time in ms after `epoch`, rebasing first when 32-bit expiries could overflow. Call it
+   * before reading `expires`: a rebase rewrites them.
+   */
   private now(): number {
     const t = this.clock.now() - this.epoch;
     if (t < REBASE_AFTER) return t;
@@ -395,7 +402,8 @@ export class LocalAffinityTable {
     const b = this.find(key, this.hash(key));
     if (b < 0) return 0;
     const s = this.index[b]!;
-    return this.expires[s]! > this.now() ? s : 0;
+    const now = this.now();
+    return this.expires[s]! > now ? s : 0;
   }
 
   /** Remove the entry in bucket `b` / slot `s` from the index and every list; free the slot. */
