@@ -11,6 +11,8 @@ import { Metrics } from './admin/metrics.js';
 import { addressOf, createListeners, listen, type Listener } from './proxy/server.js';
 import { VERSION } from './version.js';
 import type { ClusterBus } from './shared/cluster.js';
+import { startRespServer, type RespServer } from './resp/server.js';
+import { runtimeRespBackend } from './resp/wire.js';
 
 export interface StartOptions {
   log?: Logger;
@@ -29,6 +31,8 @@ export interface Homing {
   readonly http: HostPort | undefined;
   readonly https: HostPort | undefined;
   readonly adminAddress: HostPort | undefined;
+  /** The RESP router, when `resp` is configured. */
+  readonly resp: RespServer | undefined;
   close(): Promise<void>;
 }
 
@@ -49,13 +53,22 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
   const listeners = createListeners(cfg, runtime.proxy);
   let ready = false;
   let admin: AdminServer | undefined;
+  let resp: RespServer | undefined;
   try {
     for (const l of listeners) await listen(l.server, l.proto === 'http' ? cfg.listen.http! : cfg.listen.https!.address);
     if (cfg.admin && opts.admin !== false) {
       admin = new AdminServer(runtime, { token: cfg.admin.token, ready: () => ready, startedAt: Date.now(), version: VERSION });
       await listen(admin.server, cfg.admin.address);
     }
+    if (cfg.resp) {
+      const r = cfg.resp;
+      resp = await startRespServer(
+        { host: r.address.host, port: r.address.port, maxClients: r.maxClients, idleTimeout: r.idleTimeout, maxPipeline: r.maxPipeline, log },
+        runtimeRespBackend(runtime),
+      );
+    }
   } catch (e) {
+    if (admin?.server.listening) await closeServer(admin.server);
     await Promise.all(listeners.map((l) => (l.server.listening ? closeServer(l.server) : undefined)));
     await runtime.close();
     throw e;
@@ -70,9 +83,10 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
     http: httpL?.address(),
     https: httpsL?.address(),
     adminAddress: admin ? addressOf(admin.server) : undefined,
+    resp,
     async close() {
       ready = false;
-      await Promise.all([...listeners.map((l) => closeServer(l.server)), admin ? closeServer(admin.server) : undefined]);
+      await Promise.all([...listeners.map((l) => closeServer(l.server)), admin ? closeServer(admin.server) : undefined, resp?.close()]);
       await runtime.close();
     },
   };

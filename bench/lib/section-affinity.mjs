@@ -20,13 +20,16 @@
 // 3. Redirects per token (the backend counts them, per token): 1 instance, workers: 2, and two
 //    instances sharing a redis-server, against a strict 3-member cluster whose sessions are
 //    pre-assigned (so a first guess misses ~2/3 of the time). "spaced": N tokens × M rounds, the
-//    tokens in a shuffled order each round, rounds alternating between instances (as the
-//    integration tests do). "back-to-back": each token's M requests one right after the other,
-//    alternating instances — a stricter, informational pattern (no target) that shows how fast a
-//    learned owner reaches the other worker / instance. With workers: 2 the client cannot pick a
+//    tokens in one shuffled order (each token's requests a whole round apart), rounds alternating
+//    between instances / workers (as the integration tests do); the target applies to it.
+//    "back-to-back": each token's M requests one right after the other, alternating instances /
+//    workers — a stricter, informational pattern (no target) that shows whether a learned owner
+//    reaches the other worker / instance before the client's next request does. With workers: 2 the client cannot pick a
 //    worker; the section maps each upstream connection's source port to the homing process that
 //    owns it (/proc/net/tcp + /proc/<pid>/fd) and reports how many tokens really reached the
-//    backend through both workers.
+//    backend through both workers. To alternate workers the client sorts its own keep-alive
+//    connections by the worker that accepted them (same /proc look-up) and keeps one agent per
+//    worker.
 import { readFileSync, readdirSync, readlinkSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -197,7 +200,10 @@ async function throughput(h, backend, plan) {
     peers[1].strict = false;
 
     // Warm the table: strict backend, one wrk pass over every token (repeated if a pass was too
-    // short to reach them all).
+    // short to reach them all; each pass starts again at token 0). The few tokens in flight when
+    // wrk stops a pass can show 2 redirects in the warm-up histogram: wrk closes its connections,
+    // homing drops the exchange before the owner's answer, so nothing is learned for them until
+    // the next pass.
     await backend.mode(true);
     await backend.reset();
     const aff = peers[0];
@@ -207,10 +213,13 @@ async function throughput(h, backend, plan) {
       const w = await wrkTokens(aff.url, { conns: plan.conns, seconds: i === 0 ? (h.opts.quick ? 2 : 3) : 1, tokens: plan.tokens, prefix: 'tp-' });
       warm.passes++;
       warm.requests += w.requests;
+      (warm.requestsByPass ??= []).push(w.requests);
       const s = await backend.stats('tp-');
       warm.tokensSeen = s.prefix.tokens;
       warm.redirects = s.prefix.redirects;
       warm.redirectsMax = s.prefix.redirectsMax;
+      warm.histogram = s.prefix.histogram;
+      warm.worst = s.prefix.worst;
       warm.errors = (warm.errors ?? 0) + w.errors.total;
       if (s.prefix.tokens >= plan.tokens) break;
     }
@@ -260,6 +269,7 @@ async function throughput(h, backend, plan) {
       };
     }
     const ratioOf = (f) => median(rounds.map((x) => (ok(x['homing-affinity']) && ok(x['homing-balance']) ? f(x['homing-affinity'], x['homing-balance']) : undefined)));
+    const ratioByRound = rounds.map((x) => (ok(x['homing-affinity']) && ok(x['homing-balance']) ? x['homing-affinity'].rps / x['homing-balance'].rps : null));
     const ratio = ratioOf((a, b) => a.rps / b.rps);
     const cpuRatio = ratioOf((a, b) => a.proxyCpuUsPerReq / b.proxyCpuUsPerReq);
     const a = summary['homing-affinity'];
@@ -272,6 +282,7 @@ async function throughput(h, backend, plan) {
       rounds: rounds.map((x) => Object.fromEntries(Object.entries(x).map(([k, v]) => [k, stripRaw(v)]))),
       summary,
       ratio,
+      ratioByRound,
       cpuRatio,
       warmInPasses,
       config: { affinity: peers[0].config.routes[0], balance: peers[1].config.routes[0] },
@@ -778,7 +789,10 @@ function print(h, r) {
       `\n== Affinity: warm table vs plain balance, same 3-member backend, 1 KiB; wrk -t1 -c${p.conns} over ${fmtInt(p.tokens)} tokens, ${p.rounds} round(s) × ${p.seconds}s (+${p.warmupS}s warm-up each), interleaved; medians`,
     );
     const w = tp.warmup;
-    console.log(`  table warmed by ${w.passes} wrk pass(es): ${fmtInt(w.requests)} requests, ${fmtInt(w.tokensSeen)} tokens, ${fmtInt(w.redirects)} redirects (max ${w.redirectsMax}/token), ${fmtInt(w.entries)} entries`);
+    console.log(
+      `  table warmed by ${w.passes} wrk pass(es) (strict backend): ${fmtInt(w.requests)} requests, ${fmtInt(w.tokensSeen)} tokens, ${fmtInt(w.redirects)} redirects` +
+        ` (tokens by redirects ${Object.entries(w.histogram ?? {}).map(([k, v]) => `${k}:${v}`).join(' ')}), ${fmtInt(w.entries)} table entries`,
+    );
     const rows = Object.entries(tp.summary).map(([name, x]) => [
       name,
       x.backend,
@@ -796,8 +810,11 @@ function print(h, r) {
       fmtNum(x.otherCpuPct, 0),
     ]);
     console.log(table(['peer', 'backend', 'req/s', 'by round', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/req', 'CPU %', 'backend µs/req', 'aff. hits / misses', 'redirects', 'RSS MB', 'other %'], rows));
-    console.log(`  affinity ÷ balance: req/s ${fmtNum(tp.ratio)} (target ≥ ${TARGETS.ratio}), homing CPU per request ${fmtNum(tp.cpuRatio)} (median of per-round ratios)`);
+    console.log(
+      `  affinity ÷ balance: req/s ${fmtNum(tp.ratio)} (target ≥ ${TARGETS.ratio}; by round ${tp.ratioByRound.map((v) => fmtNum(v ?? NaN)).join(' / ')}), homing CPU per request ${fmtNum(tp.cpuRatio)} (medians of per-round ratios)`,
+    );
     console.log('  other % = box busy minus homing, backend and wrk (other work on this shared box: noise; compare ratios).');
+    if (p.rounds < 3) console.log(`  only ${p.rounds} round(s) of ${p.seconds}s: single passes move ±20% on this box; judge the ratio on a full run (3 rounds).`);
   } else console.log(`\n== Affinity throughput: failed — ${tp?.error?.split('\n')[0]}`);
 
   const m = r.memory;

@@ -14,7 +14,8 @@
 // Started with an IPC channel: sends {type:'ready', members:[port…], control:port}.
 // Control server (HTTP, its own port, never in a pool):
 //   GET  /stats[?prefix=P]  counters; with prefix: per-token redirect figures over tokens
-//                           ("Bearer P…") seen since the last reset, plus, per token, the upstream
+//                           ("Bearer P…") seen since the last reset (`worst`: up to 20 tokens
+//                           with more than one redirect), plus, per token, the upstream
 //                           source ports its requests came from (to tell which homing process sent
 //                           them)
 //   POST /mode?strict=0|1   switch strict mode
@@ -121,6 +122,7 @@ function stats(prefix) {
     let max = 0;
     const histogram = {};
     const ports = {};
+    const worst = [];
     for (const [tok, t] of c.tokens) {
       if (!tok.startsWith(want)) continue;
       tokens++;
@@ -129,8 +131,9 @@ function stats(prefix) {
       if (t.redirects > max) max = t.redirects;
       histogram[t.redirects] = (histogram[t.redirects] ?? 0) + 1;
       ports[tok.slice(7)] = [...t.ports];
+      if (t.redirects > 1 && worst.length < 20) worst.push({ token: tok.slice(7), redirects: t.redirects, requests: t.requests });
     }
-    out.prefix = { prefix, tokens, requests, redirects, redirectsMax: max, redirectsMean: tokens ? redirects / tokens : 0, histogram, ports };
+    out.prefix = { prefix, tokens, requests, redirects, redirectsMax: max, redirectsMean: tokens ? redirects / tokens : 0, histogram, worst, ports };
   }
   return out;
 }

@@ -373,6 +373,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (!this.replayable) return this.error('HOMING_ERR_REDIRECT_BODY_TOO_LARGE', `backend redirect needs the request body re-sent, and it is larger than maxReplayBody (${this.route.config.affinity!.maxReplayBody} bytes)`);
     // Counted once followed, one call per hop with its rank (the hop histogram relies on it).
     this.deps.affinity?.redirect(this.route, this.hops);
+    // The redirect names the owner: learn it now, so a client that leaves mid-way still teaches
+    // (the answer that follows confirms or corrects it).
+    if (this.affKey !== undefined) this.route.affinity?.set(this.affKey, r.member.id);
     this.uri = r.uri;
     this.send({ member: r.member, by: this.decision!.by });
   }
