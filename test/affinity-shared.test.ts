@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
+import { Client, request } from 'undici';
 import { startTestHoming, until } from './support/backends.js';
 import { statefulCluster, type StatefulCluster } from './support/stateful.js';
 import { freePort, respCommandLine, startRedis, type RedisService } from './support/services.js';
@@ -60,7 +60,15 @@ test('workers: 2 — a key learned in one worker reaches the other: at most one 
   cleanups.push(() => c.close());
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'homing-aff-workers-'));
-  writeFileSync(join(dir, 'h.yaml'), yaml(c, port, 'workers: 2'));
+  const adminPort = await freePort();
+  writeFileSync(join(dir, 'h.yaml'), yaml(c, port, `workers: 2\nadmin: 127.0.0.1:${adminPort}`));
+  const workers = async (): Promise<{ pid: number; ready: boolean }[]> => {
+    try {
+      return ((await (await request(`http://127.0.0.1:${adminPort}/status`)).body.json()) as { workers: { pid: number; ready: boolean }[] }).workers;
+    } catch {
+      return [];
+    }
+  };
   const proc = spawn(process.execPath, ['dist/cli/main.js', 'serve', '-c', join(dir, 'h.yaml')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
@@ -79,6 +87,27 @@ test('workers: 2 — a key learned in one worker reaches the other: at most one 
   const total = [...c.redirects.values()].reduce((s, n) => s + n, 0);
   assert.ok(total > 0, 'no redirect exercised');
   for (const t of tokens) assert.ok((c.redirects.get(t) ?? 0) <= 1, `${t}: ${c.redirects.get(t)} redirects on one box`);
+
+  // A worker that dies is replaced with an empty table: it asks the primary (which mirrors what
+  // every worker learned) instead of guessing, so the box still pays no second redirect.
+  const [victim] = await workers();
+  process.kill(victim!.pid, 'SIGKILL');
+  await until(async () => {
+    const ws = await workers();
+    return ws.length === 2 && ws.every((w) => w.ready && w.pid !== victim!.pid);
+  }, 15000, 100);
+  const conns = Array.from({ length: 4 }, () => new Client(base, { pipelining: 1 }));
+  cleanups.push(async () => {
+    await Promise.all(conns.map((x) => x.close()));
+  });
+  for (const t of tokens) {
+    for (const conn of conns) {
+      const r = await conn.request({ path: '/x', method: 'GET', headers: { authorization: t } });
+      const body = JSON.parse(await r.body.text()) as { member: string };
+      assert.equal(body.member, c.sessions.get(t));
+    }
+  }
+  for (const t of tokens) assert.ok((c.redirects.get(t) ?? 0) <= 1, `${t}: ${c.redirects.get(t)} redirects after a worker was replaced`);
 });
 
 test('two instances + Redis: at most one redirect per token across both; Redis down → no failures; back → sharing resumes', async () => {

@@ -14,6 +14,8 @@ export interface AdminOptions {
   ready(): boolean;
   startedAt: number;
   version: string;
+  /** Cluster workers (primary only): pid and whether it has started serving. */
+  workers?(): { pid: number; ready: boolean }[];
 }
 
 export type AdminHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>;
@@ -133,6 +135,7 @@ export class AdminServer {
       pid: process.pid,
       uptimeSeconds: Math.round((Date.now() - this.opts.startedAt) / 1000),
       ready: this.opts.ready(),
+      workers: this.opts.workers?.(),
       routes: this.rt.routes.map((r) => ({
         name: r.name,
         pool: r.pool.name,

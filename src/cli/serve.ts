@@ -54,12 +54,21 @@ export async function serve(cfg: Config): Promise<void> {
     return;
   }
   // Primary: relay affinity between workers, fork them, serve admin with aggregated metrics,
-  // replace dead workers.
+  // replace dead workers. The primary keeps its own runtime (same config ⇒ same rings), built
+  // before the first fork: its affinity tables mirror what every worker learns (the relay applies
+  // each op to them), which answers a worker's query on a local miss, and serves the admin API.
   const bus = new ClusterBus({ log }).startClusterRelay();
+  const metrics = new Metrics(false);
+  const rt = await Runtime.create(cfg, { log, metrics, cluster: bus });
   let stopping = false;
+  const readyPids = new Set<number>();
   const fork = (): void => {
     const w = cluster.fork();
     w.on('error', () => {});
+    w.on('message', (m: unknown) => {
+      if ((m as { homing?: unknown } | null)?.homing === 'ready' && w.process.pid) readyPids.add(w.process.pid);
+    });
+    w.on('exit', () => readyPids.delete(w.process.pid ?? -1));
   };
   cluster.on('exit', (w, code, signal) => {
     if (stopping) return;
@@ -67,16 +76,13 @@ export async function serve(cfg: Config): Promise<void> {
     setTimeout(fork, 100).unref();
   });
   for (let i = 0; i < n; i++) fork();
-  const aggregator = new AggregatorRegistry();
   let admin: AdminServer | undefined;
-  let rt: Runtime | undefined;
   if (cfg.admin) {
-    // The primary keeps its own runtime (same config ⇒ same rings) for status and look-ups.
-    const metrics = new Metrics(false);
-    // Its tables are attached to the relay too, so the admin affinity API sees what workers learn.
-    rt = await Runtime.create(cfg, { log, metrics, cluster: bus });
+    const aggregator = new AggregatorRegistry();
     metrics.registry.metrics = async () => (await aggregator.clusterMetrics()) as string;
-    admin = new AdminServer(rt, { token: cfg.admin.token, ready: () => Object.keys(cluster.workers ?? {}).length > 0, startedAt: Date.now(), version: VERSION });
+    const workers = (): { pid: number; ready: boolean }[] =>
+      Object.values(cluster.workers ?? {}).flatMap((w) => (w?.process.pid ? [{ pid: w.process.pid, ready: readyPids.has(w.process.pid) }] : []));
+    admin = new AdminServer(rt, { token: cfg.admin.token, ready: () => readyPids.size > 0, startedAt: Date.now(), version: VERSION, workers });
     await listen(admin.server, cfg.admin.address);
   }
   log.info({ workers: n, http: cfg.listen.http, admin: cfg.admin?.address }, 'homing primary started');
@@ -85,7 +91,7 @@ export async function serve(cfg: Config): Promise<void> {
     bus.close();
     for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM');
     admin?.server.close();
-    await rt?.close();
+    await rt.close();
   });
 }
 

@@ -36,23 +36,55 @@ export interface AffinityReplica {
   set(key: string, owner: string): unknown;
   delete(key: string): unknown;
   dropOwner(owner: string): unknown;
+  /** The owner known here, without touching recency (answers a sibling's query). */
+  peek?(key: string): string | undefined;
+}
+
+/** Worker → primary: who owns `key` of `route`? Answered with an AffinityAnswer. */
+interface AffinityQuery {
+  homing: 'affinity-q';
+  id: number;
+  route: string;
+  key: string;
+}
+
+interface AffinityAnswer {
+  homing: 'affinity-a';
+  id: number;
+  owner: string | null;
 }
 
 /** Returned by `attach`: ReplicaChannel of routing/affinity/store.ts. */
 export interface ClusterChannel {
   publish(op: ClusterOp, key: string, owner?: string): void;
   detach(): void;
+  /**
+   * Ask the primary (which mirrors every worker's ops) for the owner of a key this worker does
+   * not know: closes the window where a sibling has just learned it and its op is still in
+   * flight. Absent outside a worker.
+   */
+  query?(key: string): Promise<string | undefined>;
 }
 
 export interface ClusterBusOptions {
   log?: Logger;
   /** Ops per IPC message at most (default 1000): bounds one message's size and parse time. */
   maxBatch?: number;
+  /** How long a worker waits for the primary's answer to a query, ms (default 20); then "unknown". */
+  queryTimeout?: number;
 }
 
 type Role = 'worker' | 'primary' | 'none';
 
 const NOOP_CHANNEL: ClusterChannel = { publish() {}, detach() {} };
+
+function isQuery(m: unknown): m is AffinityQuery {
+  return typeof m === 'object' && m !== null && (m as { homing?: unknown }).homing === 'affinity-q';
+}
+
+function isAnswer(m: unknown): m is AffinityAnswer {
+  return typeof m === 'object' && m !== null && (m as { homing?: unknown }).homing === 'affinity-a';
+}
 
 function isAffinityMessage(m: unknown): m is AffinityMessage {
   return typeof m === 'object' && m !== null && (m as { homing?: unknown }).homing === 'affinity';
@@ -71,9 +103,14 @@ export class ClusterBus {
   /** IPC messages sent. */
   sent = 0;
 
+  private readonly queryTimeout: number;
+  private nextQueryId = 1;
+  private readonly pendingQueries = new Map<number, { resolve: (owner: string | undefined) => void; timer: NodeJS.Timeout }>();
+
   constructor(opts: ClusterBusOptions = {}) {
     this.log = opts.log;
     this.maxBatch = opts.maxBatch ?? 1000;
+    this.queryTimeout = opts.queryTimeout ?? 20;
     this.role = cluster.isWorker && typeof process.send === 'function' ? 'worker' : 'none';
   }
 
@@ -110,12 +147,63 @@ export class ClusterBus {
     }
     return {
       publish: (op, key, owner) => this.enqueue(owner === undefined ? [routeName, op, key] : [routeName, op, key, owner]),
+      query: this.role === 'worker' ? (key) => this.query(routeName, key) : undefined,
       detach: () => {
         const s = this.replicas.get(routeName);
         s?.delete(table);
         if (s && s.size === 0) this.replicas.delete(routeName);
       },
     };
+  }
+
+  /** Worker: ask the primary who owns `key`; undefined when unknown, unreachable or too slow. */
+  private query(route: string, key: string): Promise<string | undefined> {
+    if (!process.connected || !process.send) return Promise.resolve(undefined);
+    // Ops learned this turn go first, so the primary's answer reflects them.
+    this.flush();
+    const id = this.nextQueryId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pendingQueries.delete(id);
+        resolve(undefined);
+      }, this.queryTimeout);
+      timer.unref();
+      this.pendingQueries.set(id, { resolve, timer });
+      const msg: AffinityQuery = { homing: 'affinity-q', id, route, key };
+      try {
+        process.send!(msg, undefined, undefined, (err) => {
+          if (err) this.answer({ homing: 'affinity-a', id, owner: null });
+        });
+      } catch {
+        this.answer({ homing: 'affinity-a', id, owner: null });
+      }
+    });
+  }
+
+  private answer(a: AffinityAnswer): void {
+    const p = this.pendingQueries.get(a.id);
+    if (!p) return;
+    this.pendingQueries.delete(a.id);
+    clearTimeout(p.timer);
+    p.resolve(typeof a.owner === 'string' ? a.owner : undefined);
+  }
+
+  /** Primary: answer a worker's query from the tables attached here. */
+  private answerQuery(worker: Worker, q: AffinityQuery): void {
+    let owner: string | null = null;
+    for (const t of this.replicas.get(q.route) ?? []) {
+      const o = t.peek?.(q.key);
+      if (o !== undefined) {
+        owner = o;
+        break;
+      }
+    }
+    const msg: AffinityAnswer = { homing: 'affinity-a', id: q.id, owner };
+    try {
+      if (worker.isConnected()) worker.send(msg, undefined, () => {});
+    } catch {
+      // The worker went away; its query times out.
+    }
   }
 
   /** Send what is queued now, then stop listening. */
@@ -178,6 +266,7 @@ export class ClusterBus {
 
   /** Primary: a worker spoke. Relay as is, then apply to tables attached here. */
   private readonly onWorkerMessage = (worker: Worker, msg: unknown): void => {
+    if (isQuery(msg)) return this.answerQuery(worker, msg);
     if (!isAffinityMessage(msg)) return;
     this.sendToWorkers(msg, worker);
     this.apply(msg);
@@ -186,6 +275,7 @@ export class ClusterBus {
   /** Worker: the primary relayed another process's ops. */
   private readonly onPrimaryMessage = (msg: unknown): void => {
     if (isAffinityMessage(msg)) this.apply(msg);
+    else if (isAnswer(msg)) this.answer(msg);
   };
 
   private apply(msg: AffinityMessage): void {

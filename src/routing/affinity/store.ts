@@ -41,6 +41,8 @@ export interface ReplicaChannel {
   /** `key` is the key for set/del and unused ('') for drop; `owner` is set for set/drop. */
   publish(op: ReplicaOp, key: string, owner?: string): void;
   detach(): void;
+  /** Ask the sibling tier for a key this process does not know (workers only). */
+  query?(key: string): Promise<string | undefined>;
 }
 
 export interface AffinityTableStoreOptions {
@@ -75,9 +77,27 @@ export class AffinityTableStore implements AffinityStore {
     return owner !== undefined ? owner : this.miss(key);
   }
 
-  /** Local miss: nothing more to ask at this tier. */
-  protected miss(_key: string): OwnerAnswer {
-    return undefined;
+  private readonly asking = new Map<string, Promise<string | undefined>>();
+
+  /**
+   * Local miss: in a worker, ask the primary, which mirrors what every sibling learned (a sibling
+   * may have learned the key a moment ago, its op still in flight); concurrent misses of one key
+   * share one question. Outside a cluster: nothing more to ask.
+   */
+  protected miss(key: string): OwnerAnswer {
+    const query = this.channel?.query;
+    if (!query) return undefined;
+    let p = this.asking.get(key);
+    if (!p) {
+      p = query(key).then((owner) => {
+        this.asking.delete(key);
+        // Learned from a sibling: keep it here, without telling the siblings again.
+        if (owner !== undefined && this.table.peek(key) === undefined) this.table.learn(key, owner);
+        return owner;
+      });
+      this.asking.set(key, p);
+    }
+    return p;
   }
 
   /** Local owner without counting a look-up or touching recency (admin, tests). */
