@@ -122,7 +122,7 @@ export class Proxy {
 
     const cfg = route.config;
     const cl = req.headers['content-length'];
-    const chunked = req.headers['transfer-encoding'] !== undefined;
+    const chunked = te !== undefined;
     if (cl === undefined && !chunked) {
       new Exchange(this.deps, route, req, res as Res, view, head.headers, null, true).start();
       return;
