@@ -372,8 +372,10 @@ export function startNginx(conf: string | ((ctx: NginxContext) => string), opts:
       httpTemp: ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `${t}_temp_path ${dir}/${t}_temp;`).join('\n'),
       luaPath: `lua_package_path "${dir}/?.lua;/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;";`,
     };
-    writeFiles(dir, opts.files);
-    const text = render(conf, ctx);
+    const text = renderOrClean(dir, () => {
+      writeFiles(dir, opts.files);
+      return render(conf, ctx);
+    });
     const confPath = join(dir, 'nginx.conf');
     writeFileSync(confPath, text);
     const globals: string[] = [];
@@ -395,6 +397,16 @@ export function startNginx(conf: string | ((ctx: NginxContext) => string), opts:
   });
 }
 
+/** Render a config into its temp dir; the dir is removed if rendering throws (no leaked dirs). */
+function renderOrClean(dir: string, fn: () => string): string {
+  try {
+    return fn();
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
 /**
  * HAProxy in the foreground (`-db`) with `cfg` as its configuration (a string with
  * {{placeholders}} or a function of the context). Lua is built in (`lua-load {{dir}}/x.lua`
@@ -405,9 +417,12 @@ export function startHaproxy(cfg: string | ((ctx: ConfigContext) => string), opt
     const ports = await freePorts(opts.ports ?? 1);
     const dir = makeDir('haproxy');
     const ctx: ConfigContext = { dir, port: ports[0]!, ports };
-    writeFiles(dir, opts.files);
+    const text = renderOrClean(dir, () => {
+      writeFiles(dir, opts.files);
+      return render(cfg, ctx);
+    });
     const cfgPath = join(dir, 'haproxy.cfg');
-    writeFileSync(cfgPath, render(cfg, ctx));
+    writeFileSync(cfgPath, text);
     return launch({
       name: 'haproxy',
       cmd: 'haproxy',
