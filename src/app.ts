@@ -6,6 +6,7 @@ import { pino, type Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { HostPort } from './config/units.js';
 import { Runtime } from './runtime.js';
+import { checkSupported } from './config/load.js';
 import { AdminServer } from './admin/server.js';
 import { Metrics } from './admin/metrics.js';
 import { addressOf, createListeners, listen, type Listener } from './proxy/server.js';
@@ -48,6 +49,7 @@ function closeServer(s: { close(cb: () => void): unknown; closeAllConnections?: 
 }
 
 export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise<Homing> {
+  checkSupported(cfg);
   const log = opts.log ?? createLogger(cfg);
   const runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics(), cluster: opts.cluster });
   const listeners = createListeners(cfg, runtime.proxy);

@@ -98,3 +98,21 @@ test('TLS: missing or invalid certificate files fail the check with the path', (
   writeFileSync(join(dir, 'nope-key.pem'), 'not a key');
   assert.throws(() => loadConfigFile(f), (e: unknown) => e instanceof ConfigError && /not valid PEM/.test(e.message));
 });
+
+test('reserved keys this version does not act on are refused by name, not ignored', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'homing-cfg-'));
+  const f = join(dir, 'c.yaml');
+  writeFileSync(
+    f,
+    base.replace(
+      'routes: [ { name: r, pool: p } ]',
+      `routes:
+  - name: r
+    pool: p
+    directory: { key: host, lookup: { url: 'http://127.0.0.1:1/{key}' } }
+    pools: [p]
+    cache: true`,
+    ).replace('pool: p\n    directory', 'directory'),
+  );
+  assert.throws(() => loadConfigFile(f), (e: unknown) => e instanceof ConfigError && /routes\[0\]\.directory: directory look-up is not implemented/.test(e.message) && /routes\[0\]\.cache: the response cache is not implemented/.test(e.message));
+});

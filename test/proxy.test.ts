@@ -46,7 +46,10 @@ routes: [ { name: r, pool: p } ]
   assert.equal(seen.headers.forwarded, undefined);
   const r2 = await get(`${h.url}/`, { 'x-request-id': 'bad id\twith junk' });
   assert.equal(r2.status, 200);
-  assert.match(String(b!.last!.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+  const generated = String(b!.last!.headers['x-request-id']);
+  assert.match(generated, /^[0-9a-f]{16}-[0-9a-z]+$/);
+  await get(`${h.url}/`);
+  assert.notEqual(b!.last!.headers['x-request-id'], generated, 'two requests got the same generated id');
 });
 
 test('hash route: a key always lands on the member the admin look-up names, on two independent instances', async () => {

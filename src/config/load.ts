@@ -76,8 +76,25 @@ export function loadConfigFile(file: string): Config {
     throw new ConfigError([`${file}: cannot read: ${(e as Error).message}`]);
   }
   const cfg = parseConfig(text, dirname(resolve(file)), file);
+  checkSupported(cfg);
   checkFiles(cfg);
   return cfg;
+}
+
+/**
+ * Keys the contract reserves (DESIGN §3) that this version does not act on yet: refused with a
+ * clear message rather than silently ignored.
+ */
+export function checkSupported(cfg: Config): void {
+  const problems: string[] = [];
+  cfg.routes.forEach((r, i) => {
+    if (r.directory) problems.push(`routes[${i}].directory: directory look-up is not implemented in this version of homing`);
+    if (r.cache) problems.push(`routes[${i}].cache: the response cache is not implemented in this version of homing (cache.principal.headers are already stripped from client requests)`);
+  });
+  for (const [name, p] of Object.entries(cfg.pools)) {
+    if (p.discovery?.etcd) problems.push(`pools.${name}.discovery.etcd: etcd discovery is not implemented in this version of homing (use file, dns or http)`);
+  }
+  if (problems.length) throw new ConfigError(problems);
 }
 
 /** Checks the files a config names, so a bad certificate fails `homing check`, not the first request. */

@@ -23,6 +23,11 @@ const PROTECTED = new Set(['host', 'content-length', 'transfer-encoding', 'autho
 
 /** Tokens of a Connection header that nominate extra hop-by-hop headers (not close/keep-alive/upgrade). */
 export function nominatedHeaders(value: string, into: Set<string>): void {
+  // Fast path: the values nearly every peer sends nominate nothing.
+  if (value.length <= 10) {
+    const v = value.toLowerCase();
+    if (v === 'keep-alive' || v === 'close' || v === 'upgrade') return;
+  }
   for (const t of value.split(',')) {
     const tok = t.trim().toLowerCase();
     if (tok && tok !== 'close' && tok !== 'keep-alive' && tok !== 'upgrade' && !PROTECTED.has(tok)) into.add(tok);
@@ -49,6 +54,10 @@ export interface UpstreamHead {
   upgrade: string | undefined;
   /** An `Expect` other than 100-continue. */
   badExpect: boolean;
+  /** The client's Content-Length, if any (Node has already refused conflicting copies). */
+  contentLength: string | undefined;
+  /** The client's Transfer-Encoding, every line joined with ", " (hop-by-hop: not forwarded). */
+  transferEncoding: string | undefined;
 }
 
 /**
@@ -64,6 +73,8 @@ export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>):
   let upgrade: string | undefined;
   let nominated: Set<string> | undefined;
   let badExpect = false;
+  let contentLength: string | undefined;
+  let transferEncoding: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
@@ -74,9 +85,11 @@ export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>):
       out.push(name, value);
       continue;
     }
+    if (lower === 'content-length') contentLength = value;
     if (HOP_BY_HOP.has(lower)) {
       if (lower === 'connection') nominatedHeaders(value, (nominated ??= new Set()));
       else if (lower === 'upgrade') upgrade = value;
+      else if (lower === 'transfer-encoding') transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
       continue;
     }
     if (FORWARDING.has(lower)) {
@@ -94,9 +107,9 @@ export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>):
   if (nominated && nominated.size) {
     const kept: string[] = [];
     for (let i = 0; i < out.length; i += 2) if (!nominated.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
-    return { headers: kept, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, upgrade, badExpect };
+    return { headers: kept, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, upgrade, badExpect, contentLength, transferEncoding };
   }
-  return { headers: out, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, upgrade, badExpect };
+  return { headers: out, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, upgrade, badExpect, contentLength, transferEncoding };
 }
 
 /**

@@ -3,7 +3,7 @@
  * is the undici dispatch handler (no per-request closures on the plain path); response bodies
  * stream with backpressure; backend redirects are followed inside (DESIGN §5).
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
@@ -65,6 +65,28 @@ function ignoreError(): void {
 
 type Body = Buffer | IncomingMessage | Readable | null;
 
+/** What key expressions read of a request; `headers` is Node's parsed object, built only if read. */
+class HttpRequestView implements RequestView {
+  constructor(
+    private readonly req: IncomingMessage,
+    readonly method: string,
+    readonly uri: string,
+    readonly path: string,
+    readonly host: string,
+    readonly match: RegExpExecArray | null,
+  ) {}
+  get headers(): IncomingMessage['headers'] {
+    return this.req.headers;
+  }
+}
+
+/** X-Request-Id for requests without a valid one: a random per-process prefix and a counter (unique, no crypto per request). */
+const REQUEST_ID_PREFIX = randomBytes(8).toString('hex');
+let requestCounter = 0;
+function nextRequestId(): string {
+  return `${REQUEST_ID_PREFIX}-${(++requestCounter).toString(36)}`;
+}
+
 export class Proxy {
   private readonly routes: readonly Route[];
   constructor(readonly deps: ProxyDeps) {
@@ -82,22 +104,24 @@ export class Proxy {
 
   handle(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https'): void {
     req.on('error', ignoreError);
-    if (req.rawHeaders.length / 2 > MAX_HEADER_COUNT) return this.fail(res, undefined, 'HOMING_ERR_HEADERS_TOO_LARGE', `more than ${MAX_HEADER_COUNT} header lines`, true);
+    const raw = req.rawHeaders;
+    if (raw.length / 2 > MAX_HEADER_COUNT) return this.fail(res, undefined, 'HOMING_ERR_HEADERS_TOO_LARGE', `more than ${MAX_HEADER_COUNT} header lines`, true);
     const target = parseTarget(req.url ?? '');
     if (!target) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'invalid request target', true);
-    const rawHost = target.authority ?? req.headers.host;
+    // One pass over the raw headers; req.headers (an object Node builds on first use) is left
+    // alone unless a key expression reads it.
+    const head = upstreamHead(raw, this.deps.dropRequestHeaders);
+    const rawHost = target.authority ?? head.host;
     if (rawHost === undefined) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'missing Host header', true);
+    if (head.hostCount > 1) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'more than one Host header', true);
     const host = routingHost(rawHost);
     if (host === undefined) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'invalid Host header', true);
-    const te = req.headers['transfer-encoding'];
+    const te = head.transferEncoding;
     if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'unsupported Transfer-Encoding (only a single chunked)', true);
     const method = req.method ?? 'GET';
     const found = this.match(method, host, target.path);
     if (!found) return this.fail(res, undefined, 'HOMING_ERR_NO_ROUTE', 'no route matches this request');
     const { route } = found;
-
-    const head = upstreamHead(req.rawHeaders, this.deps.dropRequestHeaders);
-    if (head.hostCount > 1) return this.fail(res, route, 'HOMING_ERR_BAD_REQUEST', 'more than one Host header', true);
     if (head.badExpect) return this.fail(res, route, 'HOMING_ERR_EXPECTATION_FAILED', 'only Expect: 100-continue is supported', true);
     if (target.authority !== undefined) {
       // Absolute-form: the target's authority is the host (RFC 9112 §3.2.2).
@@ -116,12 +140,12 @@ export class Proxy {
       'x-forwarded-proto', proto,
       'x-forwarded-host', rawHost,
       'via', head.via === undefined ? '1.1 homing' : `${head.via}, 1.1 homing`,
-      'x-request-id', head.requestId ?? randomUUID(),
+      'x-request-id', head.requestId ?? nextRequestId(),
     );
-    const view: RequestView = { method, uri: target.uri, path: target.path, host, headers: req.headers, match: found.match };
+    const view = new HttpRequestView(req, method, target.uri, target.path, host, found.match);
 
     const cfg = route.config;
-    const cl = req.headers['content-length'];
+    const cl = head.contentLength;
     const chunked = te !== undefined;
     if (cl === undefined && !chunked) {
       new Exchange(this.deps, route, req, res as Res, view, head.headers, null, true).start();
