@@ -260,3 +260,14 @@ routes: [ { name: r, pool: p } ]
   renameSync(join(dir, 'tmp.yaml'), file);
   await until(async () => (await get(`${h.url}/`)).json().member === 'b1', 8000, 50);
 });
+
+test('header and cookie keys read the raw headers like Node would (first Authorization wins, cookies joined)', async () => {
+  const { compileKey, rawHeaderValue } = await import('../src/routing/keys.js');
+  const raw = ['Authorization', 'Bearer a', 'X-Tenant', 'one', 'authorization', 'Bearer b', 'x-tenant', 'two', 'Cookie', 'sid=1', 'cookie', 'room=7'];
+  assert.equal(rawHeaderValue(raw, 'authorization'), 'Bearer a');
+  assert.equal(rawHeaderValue(raw, 'x-tenant'), 'one, two');
+  const view = { method: 'GET', uri: '/', path: '/', host: 'h', match: null, headers: {}, header: (n: string) => rawHeaderValue(raw, n) };
+  assert.equal(compileKey('header:Authorization')(view), 'Bearer a');
+  assert.equal(compileKey('cookie:room')(view), '7');
+  assert.equal(compileKey('header:x-missing')(view), undefined);
+});

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { ErrorCode } from '../errors.js';
 import type { Member } from '../members/member.js';
 import type { Route } from '../routing/route.js';
-import type { RequestView } from '../routing/keys.js';
+import { rawHeaderValue, type RequestView } from '../routing/keys.js';
 import type { Decision } from '../routing/strategy.js';
 import type { Metrics } from '../admin/metrics.js';
 import { parseHostPort, formatHostPort } from '../config/units.js';
@@ -66,7 +66,7 @@ function ignoreError(): void {
 type Body = Buffer | IncomingMessage | Readable | null;
 
 /** What key expressions read of a request; `headers` is Node's parsed object, built only if read. */
-class HttpRequestView implements RequestView {
+export class HttpRequestView implements RequestView {
   constructor(
     private readonly req: IncomingMessage,
     readonly method: string,
@@ -77,6 +77,9 @@ class HttpRequestView implements RequestView {
   ) {}
   get headers(): IncomingMessage['headers'] {
     return this.req.headers;
+  }
+  header(lowerName: string): string | undefined {
+    return rawHeaderValue(this.req.rawHeaders, lowerName);
   }
 }
 

@@ -17,7 +17,7 @@ import { formatHostPort, parseHostPort } from '../config/units.js';
 import { HOP_BY_HOP, upstreamHead } from './headers.js';
 import { parseTarget, routingHost } from './path.js';
 import { socketError } from './respond.js';
-import type { Proxy } from './proxy.js';
+import { HttpRequestView, type Proxy } from './proxy.js';
 
 function destroyBoth(a: Duplex, b: Duplex): void {
   a.destroy();
@@ -71,7 +71,7 @@ export function handleUpgrade(proxy: Proxy, req: IncomingMessage, socket: Duplex
   headers['x-request-id'] = h.requestId ?? randomUUID();
   headers['connection'] = 'Upgrade';
   headers['upgrade'] = 'websocket';
-  const view: RequestView = { method, uri: target.uri, path: target.path, host, headers: req.headers, match: found.match };
+  const view: RequestView = new HttpRequestView(req, method, target.uri, target.path, host, found.match);
   const affKey = route.affinityKey?.(view);
   new UpgradeExchange(proxy, route, socket, head, view, headers, affKey).start();
 }

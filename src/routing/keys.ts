@@ -14,6 +14,11 @@ export interface RequestView {
   /** Host header, lower-cased, without its port. */
   readonly host: string;
   readonly headers: IncomingHttpHeaders;
+  /**
+   * One header's value (name lower-case), repeated lines joined like Node does (`; ` for cookie,
+   * `, ` otherwise). Cheaper than `headers` when only one is needed: no object of every header.
+   */
+  header?(lowerName: string): string | undefined;
   /** Match of the route's `pathRegex` on `path`, if it has one. */
   readonly match: RegExpExecArray | null;
 }
@@ -68,6 +73,22 @@ export function queryValue(uri: string, name: string): string | undefined {
   return undefined;
 }
 
+/** Headers whose repeated lines Node drops (the first wins) in req.headers. */
+const FIRST_WINS = new Set(['age', 'authorization', 'content-length', 'content-type', 'etag', 'expires', 'from', 'host', 'if-modified-since', 'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent']);
+
+/** One header of a raw [name, value, …] list (lower-case name), repeated lines treated like Node's req.headers. */
+export function rawHeaderValue(raw: readonly string[], lowerName: string): string | undefined {
+  let out: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length !== lowerName.length || n.toLowerCase() !== lowerName) continue;
+    const v = raw[i + 1]!;
+    if (FIRST_WINS.has(lowerName)) return v;
+    out = out === undefined ? v : `${out}${lowerName === 'cookie' ? '; ' : ', '}${v}`;
+  }
+  return out;
+}
+
 /** Compile a key expression; throws on an unknown form (the config schema checks it first). */
 export function compileKey(expr: string): KeyFn {
   switch (expr) {
@@ -86,9 +107,9 @@ export function compileKey(expr: string): KeyFn {
   if (colon > 0 && arg) {
     if (kind === 'header') {
       const name = arg.toLowerCase();
-      return (r) => headerValue(r.headers[name]);
+      return (r) => (r.header ? r.header(name) || undefined : headerValue(r.headers[name]));
     }
-    if (kind === 'cookie') return (r) => cookieValue(headerValue(r.headers.cookie), arg);
+    if (kind === 'cookie') return (r) => cookieValue(r.header ? r.header('cookie') : headerValue(r.headers.cookie), arg);
     if (kind === 'query') return (r) => queryValue(r.uri, arg);
     if (kind === 'path' && /^\d+$/.test(arg)) {
       const n = Number(arg);
