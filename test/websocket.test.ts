@@ -144,3 +144,43 @@ routes: [ { name: hub, pool: p } ]
   assert.equal(await roundTrip(ws, 'still'), 'v:still');
   ws.close();
 });
+
+test('an upgrade answered with a backend redirect is followed to the owner (affinity route), then learned', async () => {
+  const a = await wsBackend('a');
+  const b = await wsBackend('b');
+  // Member a answers every upgrade with a redirect to b (the session lives there).
+  a.server.removeAllListeners('upgrade');
+  a.server.on('upgrade', (_req, socket) => {
+    a.upgrades++;
+    socket.end(`HTTP/1.1 200 OK\r\nx-accel-redirect: /internal_redirect/${b.id}/hub\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+  });
+  const h = await startTestHoming(`
+listen: { http: 127.0.0.1:0 }
+admin: 127.0.0.1:0
+pools: { p: { members: ['${a.id}', '${b.id}'] } }
+routes:
+  - name: hub
+    pool: p
+    affinity: { key: 'header:authorization', redirect: {} }
+    hash: { key: 'header:x-guess' }
+`);
+  cleanups.push(() => h.close());
+  // Find a guess key that lands on a, so the first upgrade meets the redirect.
+  let guess = '';
+  for (let i = 0; i < 50 && !guess; i++) {
+    const look = (await (await fetch(`${h.adminUrl}/api/v1/routes/hub/lookup?key=g${i}`)).json()) as { target: string };
+    if (look.target === a.id) guess = `g${i}`;
+  }
+  assert.ok(guess, 'no key hashed to member a');
+  const ws = await openWs(`ws://127.0.0.1:${h.http!.port}/x`, { authorization: 'Bearer hubber', 'x-guess': guess });
+  assert.equal(await roundTrip(ws, 'hi'), 'b:hi');
+  ws.close();
+  assert.equal(a.upgrades, 1);
+  const owner = (await (await fetch(`${h.adminUrl}/api/v1/affinity/hub/${encodeURIComponent('Bearer hubber')}`)).json()) as { owner: string };
+  assert.equal(owner.owner, b.id);
+  // The next upgrade goes straight to the owner.
+  const ws2 = await openWs(`ws://127.0.0.1:${h.http!.port}/x`, { authorization: 'Bearer hubber', 'x-guess': guess });
+  assert.equal(await roundTrip(ws2, 'again'), 'b:again');
+  ws2.close();
+  assert.equal(a.upgrades, 1);
+});

@@ -14,11 +14,11 @@ import type { Route } from '../routing/route.js';
 import { rawHeaderValue, type RequestView } from '../routing/keys.js';
 import type { Decision } from '../routing/strategy.js';
 import type { Metrics } from '../admin/metrics.js';
-import { parseHostPort, formatHostPort } from '../config/units.js';
 import { MAX_HEADER_COUNT, downstreamHeaders, rawHeader, upstreamHead } from './headers.js';
 import { parseTarget, routingHost } from './path.js';
 import { sendError } from './respond.js';
 import { BodyLimit, collectBody } from './body.js';
+import { memberId, parseRedirect, type RedirectRefusal, type RedirectTarget } from './redirect.js';
 import type { UpstreamOptions, Upstreams } from './upstreams.js';
 
 export interface HealthReporter {
@@ -186,11 +186,6 @@ export class Proxy {
   }
 }
 
-interface PendingRedirect {
-  member: Member;
-  uri: string;
-}
-
 /** One proxied request: the undici dispatch handler (legacy raw-header API: no header parsing twice). */
 class Exchange implements Dispatcher.DispatchHandler {
   private attempt = 0;
@@ -206,7 +201,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   private drainHooked = false;
   private uri: string;
   private hops = 0;
-  private redirect: PendingRedirect | { error: ErrorCode; message: string } | undefined;
+  private redirect: RedirectTarget | RedirectRefusal | undefined;
   private visited: Set<Member> | undefined;
   /** The request's affinity key, when the route has affinity. */
   private readonly affKey: string | undefined;
@@ -339,26 +334,10 @@ class Exchange implements Dispatcher.DispatchHandler {
     route.affinity?.set(this.affKey!, owner);
   }
 
-  private parseRedirect(v: string): PendingRedirect | { error: ErrorCode; message: string } {
-    const prefix = this.route.config.affinity!.redirect!.prefix;
-    const bad = { error: 'HOMING_ERR_REDIRECT_TARGET' as const, message: 'backend redirect has an invalid target' };
-    // Only visible ASCII in a target homing turns into a request line (PITFALLS §B 12).
-    if (!v.startsWith(prefix) || /[\x00-\x20\x7f-\uffff]/.test(v)) return bad;
-    const rest = v.slice(prefix.length);
-    const slash = rest.indexOf('/');
-    const q = rest.indexOf('?');
-    const end = slash >= 0 && (q < 0 || slash < q) ? slash : q >= 0 ? q : rest.length;
-    const id = memberId(rest.slice(0, end));
-    let uri = rest.slice(end);
-    if (uri === '' || uri[0] === '?') uri = '/' + uri;
-    const t = parseTarget(uri);
-    if (id === undefined || !t || t.authority !== undefined) return bad;
-    const member = this.route.pool.members.get(id);
-    if (!member) {
-      this.deps.log.warn({ route: this.route.name, from: this.decision?.member.id, target: id }, 'refused backend redirect to an address outside the pool');
-      return { error: 'HOMING_ERR_REDIRECT_TARGET', message: `backend redirect to ${id}, which is not a member of pool "${this.route.pool.name}"` };
-    }
-    return { member, uri: t.uri };
+  private parseRedirect(v: string): RedirectTarget | RedirectRefusal {
+    const r = parseRedirect(v, this.route.config.affinity!.redirect!.prefix, this.route.pool);
+    if ('outside' in r) this.deps.log.warn({ route: this.route.name, from: this.decision?.member.id, target: r.outside }, 'refused backend redirect to an address outside the pool');
+    return r;
   }
 
   onData(chunk: Buffer): boolean {
@@ -388,7 +367,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.res.end();
   }
 
-  private follow(r: PendingRedirect | { error: ErrorCode; message: string }): void {
+  private follow(r: RedirectTarget | RedirectRefusal): void {
     if (this.finished) return;
     if ('error' in r) return this.error(r.error, r.message);
     const aff = this.route.config.affinity!.redirect!;
@@ -480,16 +459,5 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.deps.metrics.errors.labels(this.route.name, code).inc();
     // A body we did not read to the end leaves the connection unusable: close it.
     sendError(this.res, code, message, close || !this.replayable || code === 'HOMING_ERR_UPSTREAM_RESET');
-  }
-}
-
-/** `host:port` → canonical member id, or undefined when it is not one. */
-function memberId(s: string): string | undefined {
-  if (s.length > 300 || /[\s\0]/.test(s)) return undefined;
-  try {
-    const hp = parseHostPort(s);
-    return formatHostPort(hp.host, hp.port);
-  } catch {
-    return undefined;
   }
 }

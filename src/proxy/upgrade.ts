@@ -13,10 +13,10 @@ import type { Member } from '../members/member.js';
 import type { Route } from '../routing/route.js';
 import type { RequestView } from '../routing/keys.js';
 import type { Decision } from '../routing/strategy.js';
-import { formatHostPort, parseHostPort } from '../config/units.js';
 import { HOP_BY_HOP, upstreamHead } from './headers.js';
 import { parseTarget, routingHost } from './path.js';
 import { socketError } from './respond.js';
+import { parseRedirect } from './redirect.js';
 import { HttpRequestView, type Proxy } from './proxy.js';
 
 function destroyBoth(a: Duplex, b: Duplex): void {
@@ -186,23 +186,14 @@ class UpgradeExchange {
   private follow(from: Decision, value: string): void {
     if (this.done) return;
     const aff = this.route.config.affinity?.redirect;
-    if (!aff || !value.startsWith(aff.prefix)) return this.fail('HOMING_ERR_REDIRECT_TARGET', 'backend redirect has an invalid target');
-    const rest = value.slice(aff.prefix.length);
-    const slash = rest.indexOf('/');
-    let id: string | undefined;
-    try {
-      const hp = parseHostPort(slash < 0 ? rest : rest.slice(0, slash));
-      id = formatHostPort(hp.host, hp.port);
-    } catch {
-      id = undefined;
-    }
-    const t = parseTarget(slash < 0 ? '/' : rest.slice(slash));
-    const member = id === undefined ? undefined : this.route.pool.members.get(id);
-    if (!member || !t || t.authority !== undefined) return this.fail('HOMING_ERR_REDIRECT_TARGET', `backend redirect to ${id ?? 'an invalid target'} outside pool "${this.route.pool.name}"`);
+    if (!aff) return this.fail('HOMING_ERR_REDIRECT_TARGET', 'backend redirect on a route without redirects');
+    const r = parseRedirect(value, aff.prefix, this.route.pool);
+    if ('error' in r) return this.fail(r.error, r.message);
+    const member = r.member;
     this.hops++;
     this.tried.add(from.member);
     if (this.hops > aff.maxHops || this.tried.has(member)) return this.fail('HOMING_ERR_REDIRECT_LOOP', 'backend redirects loop or exceed maxHops');
-    this.uri = t.uri;
+    this.uri = r.uri;
     this.send({ member, by: from.by });
   }
 }

@@ -122,22 +122,29 @@ export class Route {
    * `tried` holds members already tried for this request (skipped while others remain).
    */
   resolve(view: RequestView, attempt: number, tried?: ReadonlySet<Member>, affinityKey?: string): MaybePromise<Decision | undefined> {
-    if (attempt === 0 && this.affinity) {
-      const k = affinityKey;
-      if (k !== undefined) {
-        const owner = this.affinity.get(k);
-        if (typeof owner === 'string') {
-          const m = this.pool.live.get(owner);
-          if (m) return { member: m, by: 'affinity' };
-        } else if (owner !== undefined) {
-          return owner.then((o) => {
-            const m = o === undefined ? undefined : this.pool.live.get(o);
-            return m ? { member: m, by: 'affinity' as const } : this.resolveUnowned(view, attempt, tried);
-          });
-        }
-      }
+    if (attempt === 0 && affinityKey !== undefined) {
+      const owned = this.owned(affinityKey, () => this.resolveUnowned(view, attempt, tried));
+      if (owned !== undefined) return owned;
     }
     return this.resolveUnowned(view, attempt, tried);
+  }
+
+  /**
+   * The learned owner of `key` when it is live; a promise (settling on the owner or `unowned()`)
+   * when the shared tier must be asked; undefined when no live owner is known locally.
+   */
+  private owned(key: string, unowned: () => Decision | undefined): MaybePromise<Decision | undefined> | undefined {
+    if (!this.affinity) return undefined;
+    const owner = this.affinity.get(key);
+    if (typeof owner === 'string') {
+      const m = this.pool.live.get(owner);
+      return m ? { member: m, by: 'affinity' } : undefined;
+    }
+    if (owner === undefined) return undefined;
+    return owner.then((o) => {
+      const m = o === undefined ? undefined : this.pool.live.get(o);
+      return m ? { member: m, by: 'affinity' as const } : unowned();
+    });
   }
 
   /** Hash, then balance: the "guess" when no owner is known. */
@@ -167,19 +174,7 @@ export class Route {
 
   /** The target for a bare key (RESP `GET`, admin look-up): learned owner, else hash. */
   lookupKey(key: string): MaybePromise<Decision | undefined> {
-    if (this.affinity) {
-      const owner = this.affinity.get(key);
-      if (typeof owner === 'string') {
-        const m = this.pool.live.get(owner);
-        if (m) return { member: m, by: 'affinity' };
-      } else if (owner !== undefined) {
-        return owner.then((o) => {
-          const m = o === undefined ? undefined : this.pool.live.get(o);
-          return m ? { member: m, by: 'affinity' as const } : this.lookupUnowned(key);
-        });
-      }
-    }
-    return this.lookupUnowned(key);
+    return this.owned(key, () => this.lookupUnowned(key)) ?? this.lookupUnowned(key);
   }
 
   private lookupUnowned(key: string): Decision | undefined {
