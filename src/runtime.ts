@@ -3,6 +3,7 @@
  * their strategies, upstream pools, metrics, and the faces (HTTP proxy, RESP, admin) on top.
  * Nothing here decides a route; it only connects the parts.
  */
+import { BlockList, isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config, RouteConfig } from './config/schema.js';
 import { Pool } from './members/pool.js';
@@ -102,6 +103,7 @@ export class Runtime {
       health: reporter,
       log,
       dropRequestHeaders: drop,
+      trustedProxies: trustedList(config.listen.trustedProxies),
     });
   }
 
@@ -153,6 +155,19 @@ export class Runtime {
     await Promise.all(this.sources.map((s) => s.stop().catch(() => {})));
     await this.upstreams.close();
   }
+}
+
+/** listen.trustedProxies as a BlockList (IPv4-mapped IPv6 peers are unmapped before the check). */
+function trustedList(entries: readonly string[]): BlockList | undefined {
+  if (entries.length === 0) return undefined;
+  const list = new BlockList();
+  for (const e of entries) {
+    const [ip, bits] = e.split('/');
+    const type = isIP(ip!) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(ip!, type);
+    else list.addSubnet(ip!, Number(bits), type);
+  }
+  return list;
 }
 
 /** Headers of homing's backend protocol that a client may never send (forged redirects, owners). */

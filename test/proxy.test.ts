@@ -271,3 +271,29 @@ test('header and cookie keys read the raw headers like Node would (first Authori
   assert.equal(compileKey('cookie:room')(view), '7');
   assert.equal(compileKey('header:x-missing')(view), undefined);
 });
+
+test('behind a trusted proxy the X-Forwarded-* chain is kept and appended; from anyone else it is replaced', async () => {
+  const [b] = await backends(1);
+  const trusted = await homing(`
+listen: { http: 127.0.0.1:0, trustedProxies: ['127.0.0.0/8'] }
+pools: { p: { members: ['${b!.id}'] } }
+routes: [ { name: r, pool: p } ]
+`);
+  await get(`${trusted.url}/`, { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'shop.example.com' });
+  assert.equal(b!.last!.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+  assert.equal(b!.last!.headers['x-forwarded-proto'], 'https');
+  assert.equal(b!.last!.headers['x-forwarded-host'], 'shop.example.com');
+  // A forged proto value is not believed even from a trusted peer.
+  await get(`${trusted.url}/`, { 'x-forwarded-proto': 'gopher' });
+  assert.equal(b!.last!.headers['x-forwarded-proto'], 'http');
+  const untrusted = await homing(`
+listen: { http: 127.0.0.1:0, trustedProxies: ['10.0.0.0/8', '::1'] }
+pools: { p: { members: ['${b!.id}'] } }
+routes: [ { name: r, pool: p } ]
+`);
+  await get(`${untrusted.url}/`, { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https' });
+  assert.equal(b!.last!.headers['x-forwarded-for'], '127.0.0.1');
+  assert.equal(b!.last!.headers['x-forwarded-proto'], 'http');
+  const { ConfigError, parseConfig } = await import('../src/config/load.js');
+  assert.throws(() => parseConfig(`listen: { http: 127.0.0.1:0, trustedProxies: ['10.0.0.0/33'] }\npools: { p: { members: ['${b!.id}'] } }\nroutes: [ { name: r, pool: p } ]`), (e: unknown) => e instanceof ConfigError && /listen\.trustedProxies\[0\]/.test(e.message));
+});

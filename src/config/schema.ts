@@ -3,7 +3,18 @@
  * YAML path (see load.ts, which adds the line). Unknown keys are errors: a typo must not be ignored.
  */
 import { z } from 'zod';
+import { isIP } from 'node:net';
 import { parseDuration, parseHostPort, parseSize } from './units.js';
+
+function isIpOrCidr(v: string): boolean {
+  const [ip, bits, extra] = v.split('/');
+  if (extra !== undefined || !ip) return false;
+  const kind = isIP(ip);
+  if (kind === 0) return false;
+  if (bits === undefined) return true;
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (kind === 4 ? 32 : 128);
+}
 
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try {
@@ -187,6 +198,11 @@ const listen = z
   .strictObject({
     http: bindAddress.optional(),
     https: z.strictObject({ address: bindAddress, cert: z.string(), key: z.string() }).optional(),
+    /**
+     * Peers (IPs or CIDRs, e.g. 10.0.0.0/8) whose X-Forwarded-For/-Proto/-Host homing keeps and
+     * appends to, when it runs behind nginx, HAProxy or a cloud LB. Everyone else's are replaced.
+     */
+    trustedProxies: z.array(z.string().refine((v) => isIpOrCidr(v), 'must be an IP address or CIDR (e.g. 10.0.0.0/8)')).default([]),
     /** Node server timeouts (PITFALLS §E 24): keepAlive < headers ≤ request. */
     keepAliveTimeout: duration.default(65_000),
     headersTimeout: duration.default(66_000),

@@ -58,6 +58,10 @@ export interface UpstreamHead {
   contentLength: string | undefined;
   /** The client's Transfer-Encoding, every line joined with ", " (hop-by-hop: not forwarded). */
   transferEncoding: string | undefined;
+  /** The client's X-Forwarded-For / -Proto / -Host: used only when the peer is a trusted proxy. */
+  forwardedFor: string | undefined;
+  forwardedProto: string | undefined;
+  forwardedHost: string | undefined;
 }
 
 /**
@@ -75,6 +79,9 @@ export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>):
   let badExpect = false;
   let contentLength: string | undefined;
   let transferEncoding: string | undefined;
+  let forwardedFor: string | undefined;
+  let forwardedProto: string | undefined;
+  let forwardedHost: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
@@ -95,6 +102,9 @@ export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>):
     if (FORWARDING.has(lower)) {
       if (lower === 'x-request-id') requestId = value;
       else if (lower === 'via') via = via === undefined ? value : `${via}, ${value}`;
+      else if (lower === 'x-forwarded-for') forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+      else if (lower === 'x-forwarded-proto') forwardedProto ??= value;
+      else if (lower === 'x-forwarded-host') forwardedHost ??= value;
       continue;
     }
     if (lower === 'expect') {
@@ -107,9 +117,9 @@ export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>):
   if (nominated && nominated.size) {
     const kept: string[] = [];
     for (let i = 0; i < out.length; i += 2) if (!nominated.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
-    return { headers: kept, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, upgrade, badExpect, contentLength, transferEncoding };
+    return { headers: kept, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, upgrade, badExpect, contentLength, transferEncoding, forwardedFor, forwardedProto, forwardedHost };
   }
-  return { headers: out, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, upgrade, badExpect, contentLength, transferEncoding };
+  return { headers: out, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, upgrade, badExpect, contentLength, transferEncoding, forwardedFor, forwardedProto, forwardedHost };
 }
 
 /**
@@ -144,4 +154,27 @@ export function rawHeader(raw: readonly Buffer[] | readonly string[], lowerName:
     if (n.length === lowerName.length && n.toString().toLowerCase() === lowerName) return raw[i + 1]!.toString('latin1' as never);
   }
   return undefined;
+}
+
+export interface Forwarding {
+  for: string;
+  proto: string;
+  host: string;
+}
+
+/**
+ * X-Forwarded-* values for the upstream. From an untrusted peer the client's copies are replaced
+ * (PITFALLS §B 8); from a trusted proxy (homing behind nginx/HAProxy/a cloud LB) its chain is kept
+ * and the peer appended, and its proto/host are believed.
+ */
+export function forwarding(head: UpstreamHead, remoteAddress: string, proto: string, host: string, trusted: { check(ip: string, type: 'ipv4' | 'ipv6'): boolean } | undefined): Forwarding {
+  const remote = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
+  if (trusted && remote && trusted.check(remote, remote.includes(':') ? 'ipv6' : 'ipv4')) {
+    return {
+      for: head.forwardedFor ? `${head.forwardedFor}, ${remote}` : remote,
+      proto: head.forwardedProto && /^(https?|wss?)$/i.test(head.forwardedProto.trim()) ? head.forwardedProto.trim().toLowerCase() : proto,
+      host: head.forwardedHost && !/[\s,]/.test(head.forwardedHost) ? head.forwardedHost : host,
+    };
+  }
+  return { for: remote, proto, host };
 }

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { BlockList } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
@@ -14,7 +15,7 @@ import type { Route } from '../routing/route.js';
 import { rawHeaderValue, type RequestView } from '../routing/keys.js';
 import type { Decision } from '../routing/strategy.js';
 import type { Metrics } from '../admin/metrics.js';
-import { MAX_HEADER_COUNT, downstreamHeaders, rawHeader, upstreamHead } from './headers.js';
+import { MAX_HEADER_COUNT, downstreamHeaders, forwarding, rawHeader, upstreamHead } from './headers.js';
 import { parseTarget, routingHost } from './path.js';
 import { sendError } from './respond.js';
 import { BodyLimit, collectBody } from './body.js';
@@ -44,6 +45,8 @@ export interface ProxyDeps {
   log: Logger;
   /** Request headers never forwarded (lower-case): principal metadata, internal protocol headers. */
   dropRequestHeaders: ReadonlySet<string>;
+  /** Peers whose X-Forwarded-* homing keeps (listen.trustedProxies); undefined: trust no one. */
+  trustedProxies?: BlockList;
 }
 
 /** Errors where undici had not written anything: safe to try another member. */
@@ -137,11 +140,11 @@ export class Proxy {
       }
       if (!replaced) head.headers.push('host', target.authority);
     }
-    const remote = req.socket.remoteAddress ?? '';
+    const fwd = forwarding(head, req.socket.remoteAddress ?? '', proto, rawHost, this.deps.trustedProxies);
     head.headers.push(
-      'x-forwarded-for', remote.startsWith('::ffff:') ? remote.slice(7) : remote,
-      'x-forwarded-proto', proto,
-      'x-forwarded-host', rawHost,
+      'x-forwarded-for', fwd.for,
+      'x-forwarded-proto', fwd.proto,
+      'x-forwarded-host', fwd.host,
       'via', head.via === undefined ? '1.1 homing' : `${head.via}, 1.1 homing`,
       'x-request-id', head.requestId ?? nextRequestId(),
     );

@@ -13,7 +13,7 @@ import type { Member } from '../members/member.js';
 import type { Route } from '../routing/route.js';
 import type { RequestView } from '../routing/keys.js';
 import type { Decision } from '../routing/strategy.js';
-import { HOP_BY_HOP, upstreamHead } from './headers.js';
+import { HOP_BY_HOP, forwarding, upstreamHead } from './headers.js';
 import { parseTarget, routingHost } from './path.js';
 import { socketError } from './respond.js';
 import { parseRedirect } from './redirect.js';
@@ -63,10 +63,10 @@ export function handleUpgrade(proxy: Proxy, req: IncomingMessage, socket: Duplex
     const prev = headers[k];
     headers[k] = prev === undefined ? h.headers[i + 1]! : Array.isArray(prev) ? [...prev, h.headers[i + 1]!] : [prev, h.headers[i + 1]!];
   }
-  const remote = req.socket.remoteAddress ?? '';
-  headers['x-forwarded-for'] = remote.startsWith('::ffff:') ? remote.slice(7) : remote;
-  headers['x-forwarded-proto'] = proto === 'https' ? 'wss' : 'ws';
-  headers['x-forwarded-host'] = rawHost;
+  const fwd = forwarding(h, req.socket.remoteAddress ?? '', proto === 'https' ? 'wss' : 'ws', rawHost, deps.trustedProxies);
+  headers['x-forwarded-for'] = fwd.for;
+  headers['x-forwarded-proto'] = fwd.proto;
+  headers['x-forwarded-host'] = fwd.host;
   headers['via'] = h.via === undefined ? '1.1 homing' : `${h.via}, 1.1 homing`;
   headers['x-request-id'] = h.requestId ?? randomUUID();
   headers['connection'] = 'Upgrade';
