@@ -14,6 +14,7 @@ have wrk || need+=(wrk)
 have etcd || need+=(etcd-server)
 have etcdctl || need+=(etcd-client)
 have openssl || need+=(openssl)
+have script || need+=(bsdutils)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "install-system-deps: installing ${need[*]}" >&2
 SUDO=""

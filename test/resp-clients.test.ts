@@ -130,7 +130,8 @@ describe('redis-cli talks to the RESP router', () => {
     assert.match(piped.stdout, /errors: 0, replies: 20000/);
   });
 
-  it('the interactive REPL: help from COMMAND DOCS, SELECT in the prompt', { skip: spawnSync('sh', ['-c', 'command -v script']).status !== 0 ? 'no script(1)' : false }, async () => {
+  // script(1) comes with Debian's bsdutils (scripts/install-system-deps.sh installs it when missing).
+  it('the interactive REPL: help from COMMAND DOCS, SELECT in the prompt', async () => {
     // script(1) gives redis-cli a terminal; TERM=dumb keeps linenoise from querying the cursor.
     const child = spawn('script', ['-qec', `redis-cli -h 127.0.0.1 -p ${port}`, '/dev/null'], { env: { ...process.env, TERM: 'dumb' } });
     let out = '';
