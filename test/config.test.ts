@@ -116,3 +116,10 @@ test('reserved keys this version does not act on are refused by name, not ignore
   );
   assert.throws(() => loadConfigFile(f), (e: unknown) => e instanceof ConfigError && /routes\[0\]\.directory: directory look-up is not implemented/.test(e.message) && /routes\[0\]\.cache: the response cache is not implemented/.test(e.message));
 });
+
+test('the example config in examples/ passes homing check', () => {
+  const r = spawnSync(process.execPath, ['dist/cli/main.js', 'check', 'examples/homing.yaml'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /route crest: host api\.example\.com, path \/ → eve via affinity\(header:authorization\) → balance round-robin/);
+  assert.match(r.stdout, /route documents: .* hash ring\(path:1\) bounded 1\.25/);
+});
