@@ -193,3 +193,23 @@ routes:
   assert.equal(look.owner, ownerId);
   for (let i = 0; i < 4; i++) assert.equal((await send(`${h.url}/x`, 'Bearer owned')).json().member, ownerId);
 });
+
+test('a chunked upload larger than maxReplayBody streams through whole; if it then meets a redirect: 502 with its code', async () => {
+  const { c, h } = await setup(2, '      maxReplayBody: 1KiB', HASH_GUESS);
+  const body = randomBytes(64 * 1024);
+  const sha = createHash('sha256').update(body).digest('hex');
+  const chunks = () => Readable.from(Array.from({ length: 16 }, (_, i) => body.subarray(i * 4096, (i + 1) * 4096)));
+  // The guess is the owner: no redirect, the body streams through byte for byte.
+  const token = 'Bearer stream-ok';
+  const look = (await (await request(`${h.adminUrl}/api/v1/routes/crest/lookup?key=${encodeURIComponent(token)}`)).body.json()) as { target: string };
+  c.sessions.set(token, look.target);
+  const ok = await send(`${h.url}/up`, token, { method: 'POST', body: chunks() });
+  assert.equal(ok.status, 200, ok.text);
+  assert.equal(ok.json().sha256, sha);
+  // The guess is not the owner: the redirect cannot be replayed.
+  const token2 = 'Bearer stream-redirect';
+  await pinAwayFromGuess(c, h.adminUrl, token2);
+  const r = await send(`${h.url}/up`, token2, { method: 'POST', body: chunks() });
+  assert.equal(r.status, 502, r.text);
+  assert.equal(r.json().error.code, 'HOMING_ERR_REDIRECT_BODY_TOO_LARGE');
+});
