@@ -50,8 +50,6 @@ export interface UpstreamHead {
   requestId: string | undefined;
   /** Client's Via, to append to. */
   via: string | undefined;
-  /** The client asked to upgrade (value of Upgrade), for websockets. */
-  upgrade: string | undefined;
   /** An `Expect` other than 100-continue. */
   badExpect: boolean;
   /** The client's Content-Length, if any (Node has already refused conflicting copies). */
@@ -74,7 +72,6 @@ export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>):
   let hostCount = 0;
   let requestId: string | undefined;
   let via: string | undefined;
-  let upgrade: string | undefined;
   let nominated: Set<string> | undefined;
   let badExpect = false;
   let contentLength: string | undefined;
@@ -95,7 +92,6 @@ export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>):
     if (lower === 'content-length') contentLength = value;
     if (HOP_BY_HOP.has(lower)) {
       if (lower === 'connection') nominatedHeaders(value, (nominated ??= new Set()));
-      else if (lower === 'upgrade') upgrade = value;
       else if (lower === 'transfer-encoding') transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
       continue;
     }
@@ -117,27 +113,27 @@ export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>):
   if (nominated && nominated.size) {
     const kept: string[] = [];
     for (let i = 0; i < out.length; i += 2) if (!nominated.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
-    return { headers: kept, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, upgrade, badExpect, contentLength, transferEncoding, forwardedFor, forwardedProto, forwardedHost };
+    return { headers: kept, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, badExpect, contentLength, transferEncoding, forwardedFor, forwardedProto, forwardedHost };
   }
-  return { headers: out, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, upgrade, badExpect, contentLength, transferEncoding, forwardedFor, forwardedProto, forwardedHost };
+  return { headers: out, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, badExpect, contentLength, transferEncoding, forwardedFor, forwardedProto, forwardedHost };
 }
 
 /**
  * The upstream's response headers for the client: hop-by-hop (and those its Connection nominates)
  * and internal ones (`drop`, lower-case) removed. Set-Cookie lines stay separate.
  */
-export function downstreamHeaders(raw: readonly Buffer[] | readonly string[], drop: ReadonlySet<string>): string[] {
+export function downstreamHeaders(raw: readonly Buffer[], drop: ReadonlySet<string>): string[] {
   const out: string[] = [];
   let nominated: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString();
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) {
-      if (lower === 'connection') nominatedHeaders(raw[i + 1]!.toString('latin1' as never), (nominated ??= new Set()));
+      if (lower === 'connection') nominatedHeaders(raw[i + 1]!.toString('latin1'), (nominated ??= new Set()));
       continue;
     }
     if (drop.has(lower)) continue;
-    out.push(name, raw[i + 1]!.toString('latin1' as never));
+    out.push(name, raw[i + 1]!.toString('latin1'));
   }
   if (nominated && nominated.size) {
     const kept: string[] = [];
@@ -147,11 +143,11 @@ export function downstreamHeaders(raw: readonly Buffer[] | readonly string[], dr
   return out;
 }
 
-/** Value of a header in a raw Buffer/string list (case-insensitive name, lower-case), or undefined. */
-export function rawHeader(raw: readonly Buffer[] | readonly string[], lowerName: string): string | undefined {
+/** Value of a header in undici's raw Buffer list (case-insensitive name, lower-case), or undefined. */
+export function rawHeader(raw: readonly Buffer[], lowerName: string): string | undefined {
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i]!;
-    if (n.length === lowerName.length && n.toString().toLowerCase() === lowerName) return raw[i + 1]!.toString('latin1' as never);
+    if (n.length === lowerName.length && n.toString().toLowerCase() === lowerName) return raw[i + 1]!.toString('latin1');
   }
   return undefined;
 }

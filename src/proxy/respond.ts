@@ -1,6 +1,6 @@
 /** Answers homing gives itself: the JSON error body of DESIGN §8. */
 import type { ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ERRORS, errorBody, type ErrorCode } from '../errors.js';
 
 /** Send a JSON error unless headers already went out (then the connection is cut). */
@@ -21,7 +21,7 @@ export function sendError(res: ServerResponse, code: ErrorCode, message: string,
 }
 
 /** An error answer on a raw socket (client errors before a request object exists). */
-export function socketError(socket: Socket, code: ErrorCode, message: string): void {
+export function socketError(socket: Duplex, code: ErrorCode, message: string): void {
   if (!socket.writable) {
     socket.destroy();
     return;

@@ -44,7 +44,7 @@ export function handleUpgrade(proxy: Proxy, req: IncomingMessage, socket: Duplex
   const deps = proxy.deps;
   const fail = (code: ErrorCode, message: string, route?: Route): void => {
     deps.metrics.errors.labels(route?.name ?? '', code).inc();
-    socketError(socket as never, code, message);
+    socketError(socket, code, message);
   };
   if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return fail('HOMING_ERR_BAD_REQUEST', 'only websocket upgrades are proxied');
   const target = parseTarget(req.url ?? '');
@@ -107,7 +107,7 @@ class UpgradeExchange {
   private fail(code: ErrorCode, message: string): void {
     this.done = true;
     this.proxy.deps.metrics.errors.labels(this.route.name, code).inc();
-    socketError(this.socket as never, code, message);
+    socketError(this.socket, code, message);
   }
 
   private send(d: Decision | undefined): void {
