@@ -17,7 +17,7 @@ import type { Decision } from '../routing/strategy.js';
 import type { Metrics } from '../admin/metrics.js';
 import { MAX_HEADER_COUNT, downstreamHeaders, forwarding, rawHeader, upstreamHead } from './headers.js';
 import { parseTarget, routingHost } from './path.js';
-import { sendError } from './respond.js';
+import { isClosing, markClosing, sendError } from './respond.js';
 import { BodyLimit, collectBody } from './body.js';
 import { memberId, parseRedirect, type RedirectRefusal, type RedirectTarget } from './redirect.js';
 import type { UpstreamOptions, Upstreams } from './upstreams.js';
@@ -110,6 +110,10 @@ export class Proxy {
 
   handle(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https'): void {
     req.on('error', ignoreError);
+    // Pipelined behind a refused request or a `Connection: close` one: never acted on (the socket
+    // is closed once the earlier answer is out, so this one is never answered either).
+    if (isClosing(req.socket)) return;
+    if (!res.shouldKeepAlive) markClosing(req.socket);
     const raw = req.rawHeaders;
     if (raw.length / 2 > MAX_HEADER_COUNT) return this.fail(res, undefined, 'HOMING_ERR_HEADERS_TOO_LARGE', `more than ${MAX_HEADER_COUNT} header lines`, true);
     const target = parseTarget(req.url ?? '');
@@ -123,7 +127,11 @@ export class Proxy {
     const host = routingHost(rawHost);
     if (host === undefined) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'invalid Host header', true);
     const te = head.transferEncoding;
-    if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'unsupported Transfer-Encoding (only a single chunked)', true);
+    if (te !== undefined) {
+      if (te.trim().toLowerCase() !== 'chunked') return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'unsupported Transfer-Encoding (only a single chunked)', true);
+      // HTTP/1.0 has no chunked framing: a Transfer-Encoding there means the framing is faulty (RFC 9112 §6.1).
+      if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) return this.fail(res, undefined, 'HOMING_ERR_BAD_REQUEST', 'Transfer-Encoding in an HTTP/1.0 request', true);
+    }
     const method = req.method ?? 'GET';
     const found = this.match(method, host, target.path);
     if (!found) return this.fail(res, undefined, 'HOMING_ERR_NO_ROUTE', 'no route matches this request');

@@ -1,10 +1,32 @@
-/** Answers homing gives itself: the JSON error body of DESIGN §8. */
+/** Answers homing gives itself: the JSON error body every error of the catalogue uses. */
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ERRORS, errorBody, type ErrorCode } from '../errors.js';
 
-/** Send a JSON error unless headers already went out (then the connection is cut). */
+const kClosing = Symbol('homing.closing');
+type Marked = { [kClosing]?: true };
+
+/**
+ * The connection ends after the response in progress: homing refused a request on it, or the
+ * client asked to close. Node's parser reads ahead, so requests pipelined behind that one may
+ * already be parsed (even from the same read); `isClosing` tells the listeners to act on none of
+ * them. For a framing refusal the next request's boundary is undefined anyway; for the others the
+ * client broke the protocol, and an answer to a later request could never be delivered.
+ */
+export function markClosing(socket: object | null | undefined): void {
+  if (socket) (socket as Marked)[kClosing] = true;
+}
+
+export function isClosing(socket: object | null | undefined): boolean {
+  return socket !== null && socket !== undefined && (socket as Marked)[kClosing] === true;
+}
+
+/**
+ * Send a JSON error unless headers already went out (then the connection is cut). `close` answers
+ * with `Connection: close` and marks the connection so nothing after this request is acted on.
+ */
 export function sendError(res: ServerResponse, code: ErrorCode, message: string, close = false): void {
+  if (close) markClosing(res.req?.socket);
   if (res.headersSent) {
     res.destroy();
     return;

@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { Config } from '../config/schema.js';
 import { formatHostPort, type HostPort } from '../config/units.js';
 import type { Proxy } from './proxy.js';
-import { socketError } from './respond.js';
+import { isClosing, socketError } from './respond.js';
 import { MAX_HEADER_COUNT } from './headers.js';
 import { handleUpgrade } from './upgrade.js';
 
@@ -24,6 +24,9 @@ export interface Listener {
 }
 
 function onClientError(err: Error & { code?: string }, socket: Socket): void {
+  // Bytes after a request that ends the connection (a refusal, `Connection: close`, HTTP/1.0):
+  // the answer in progress is the last one and closes the socket; nothing more is said.
+  if (isClosing(socket)) return;
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;

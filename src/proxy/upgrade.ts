@@ -4,7 +4,7 @@
  * `websocket` is tunnelled and only after a real 101; any other answer is relayed and both
  * sockets closed; either side closing or failing destroys the other.
  */
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
@@ -15,7 +15,7 @@ import type { RequestView } from '../routing/keys.js';
 import type { Decision } from '../routing/strategy.js';
 import { HOP_BY_HOP, forwarding, upstreamHead } from './headers.js';
 import { parseTarget, routingHost } from './path.js';
-import { socketError } from './respond.js';
+import { isClosing, socketError } from './respond.js';
 import { parseRedirect } from './redirect.js';
 import { HttpRequestView, type Proxy } from './proxy.js';
 
@@ -41,6 +41,15 @@ function headBytes(res: IncomingMessage, keepUpgrade: boolean, drop: ReadonlySet
 export function handleUpgrade(proxy: Proxy, req: IncomingMessage, socket: Duplex, head: Buffer, proto: 'http' | 'https'): void {
   // Error listeners first: a reset around the upgrade must never crash the process (PITFALLS §D 20).
   socket.on('error', () => socket.destroy());
+  // Pipelined behind a request whose answer is still being written: the socket is ours only
+  // once that answer is out (Node hands it over as soon as it parses the upgrade).
+  const current = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (current && !current.writableFinished) {
+    current.once('close', () => handleUpgrade(proxy, req, socket, head, proto));
+    return;
+  }
+  // Pipelined behind a request homing refused: end the connection, act on nothing.
+  if (isClosing(socket)) return void socket.end();
   const deps = proxy.deps;
   const fail = (code: ErrorCode, message: string, route?: Route): void => {
     deps.metrics.errors.labels(route?.name ?? '', code).inc();
