@@ -11,8 +11,9 @@ import { createMemberSource, type MemberSource } from './discovery/index.js';
 import { Route } from './routing/route.js';
 import { createHashPickerFactory } from './routing/hash/index.js';
 import { createBalancerFactory } from './routing/balance.js';
-import { Upstreams, type UpstreamOptions } from './proxy/upstreams.js';
+import { Upstreams, upstreamOptions, type UpstreamOptions } from './proxy/upstreams.js';
 import { Proxy, type HealthReporter } from './proxy/proxy.js';
+import { Router } from './proxy/match.js';
 import { Metrics } from './admin/metrics.js';
 import { PoolHealth } from './health/index.js';
 import type { Member } from './members/member.js';
@@ -39,7 +40,7 @@ export class Runtime {
   readonly affinityStores = new Map<Route, AffinityTableStore>();
   readonly affinityMetrics: AffinityMetrics;
   readonly sharedRedis: SharedRedis | undefined;
-  private readonly upstreamOpts = new Map<Route, UpstreamOptions>();
+  private readonly upstreamOpts = new Map<Route, Map<Pool, UpstreamOptions>>();
 
   private constructor(readonly config: Config, readonly log: Logger, metrics: Metrics, cluster?: ClusterBus) {
     this.metrics = metrics;
@@ -59,51 +60,56 @@ export class Runtime {
       );
     }
     for (const rc of config.routes) {
-      const pool = this.pools.get(rc.pool ?? rc.pools![0]!)!;
+      const pools = (rc.pools ?? [rc.pool!]).map((name) => this.pools.get(name)!);
       const affinity = rc.affinity
         ? createAffinityStore({ route: rc.name, ttl: rc.affinity.ttl, capacity: rc.affinity.capacity, redis: this.sharedRedis, cluster, metrics: this.affinityMetrics, log })
         : undefined;
       const route = new Route(rc, {
-        pool,
+        pools,
         hash: rc.hash ? createHashPickerFactory(rc.hash) : undefined,
         balance: createBalancerFactory(rc.balance),
         affinity,
       });
       route.onRebuildError = (e) => log.error({ route: rc.name, err: e.message }, 'strategy rebuild failed; keeping the previous member snapshot');
-      if (affinity) {
-        this.affinityStores.set(route, affinity);
-        // An owner that leaves the pool or goes down loses its entries: its keys are guessed again.
-        let live = new Set(pool.live.members.map((m) => m.id));
-        pool.onChange(() => {
-          const now = new Set(pool.live.members.map((m) => m.id));
-          for (const id of live) if (!now.has(id)) affinity.dropOwner(id);
-          live = now;
-        });
+      const opts = new Map<Pool, UpstreamOptions>();
+      for (const pool of pools) {
+        if (affinity) {
+          // An owner that leaves the pool or goes down loses its entries: its keys are guessed again.
+          let live = new Set(pool.live.members.map((m) => m.id));
+          pool.onChange(() => {
+            const now = new Set(pool.live.members.map((m) => m.id));
+            for (const id of live) if (!now.has(id) && !route.liveMember(id)) affinity.dropOwner(id);
+            live = now;
+          });
+        }
+        pool.onChange(() => metrics.pickerRebuilds.labels(rc.name).inc());
+        const pc = config.pools[pool.name]!;
+        opts.set(pool, upstreamOptions(pc.connections, pc.keepAliveTimeout, rc.timeouts.connect));
       }
-      pool.onChange(() => metrics.pickerRebuilds.labels(rc.name).inc());
+      if (affinity) this.affinityStores.set(route, affinity);
       this.routes.push(route);
       this.routeByName.set(rc.name, route);
-      const pc = config.pools[pool.name]!;
-      this.upstreamOpts.set(route, { connections: pc.connections, keepAliveTimeout: pc.keepAliveTimeout, connectTimeout: rc.timeouts.connect });
+      this.upstreamOpts.set(route, opts);
     }
-    const drop = new Set<string>();
+    const internal = new Set<string>();
+    for (const rc of config.routes) dropInternal(rc, internal);
+    const drop = new Set(internal);
     for (const h of config.cache?.principal?.headers ?? []) drop.add(h.toLowerCase());
-    for (const rc of config.routes) dropInternal(rc, drop);
     const health = this.health;
     const reporter: HealthReporter = {
-      success: (r: Route, m: Member) => health.get(r.pool)!.success(m),
-      failure: (r: Route, m: Member) => health.get(r.pool)!.failure(m),
+      success: (p: Pool, m: Member) => health.get(p)!.success(m),
+      failure: (p: Pool, m: Member) => health.get(p)!.failure(m),
     };
     this.proxy = new Proxy({
       affinity: this.affinityMetrics,
-      routes: this.routes,
+      router: new Router(this.routes),
+      hygiene: { dropRequestHeaders: drop, trustedProxies: trustedList(config.listen.trustedProxies) },
       upstreams: this.upstreams,
-      upstreamOptions: (r) => this.upstreamOpts.get(r)!,
+      upstreamOptions: (r, p) => this.upstreamOpts.get(r)!.get(p)!,
       metrics,
       health: reporter,
       log,
-      dropRequestHeaders: drop,
-      trustedProxies: trustedList(config.listen.trustedProxies),
+      dropResponseHeaders: internal,
     });
   }
 
@@ -170,7 +176,10 @@ function trustedList(entries: readonly string[]): BlockList | undefined {
   return list;
 }
 
-/** Headers of homing's backend protocol that a client may never send (forged redirects, owners). */
+/**
+ * Headers of homing's backend protocol (redirects, owners): a client may never send them (forged
+ * redirects, owners), and no client ever sees a member's copy, on any route.
+ */
 function dropInternal(rc: RouteConfig, into: Set<string>): void {
   if (rc.affinity?.redirect) into.add(rc.affinity.redirect.header.toLowerCase());
   if (rc.affinity?.owner) into.add(rc.affinity.owner.toLowerCase());

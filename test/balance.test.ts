@@ -100,6 +100,22 @@ for (const name of ALL) {
       for (let i = 0; i < 500; i++) assert.equal(nameOf(a.pick(`key-${i}`, 0)), nameOf(b.pick(undefined, 0)));
     });
 
+    test('peek tells the next pick and moves nothing, however often it is asked', () => {
+      const ms = members([1, 2, 1, 3, 1]);
+      ms[1]!.inflight = 2;
+      const peeking = createBalancerFactory(name, prng(7))(new MemberSet(ms));
+      const plain = createBalancerFactory(name, prng(7))(new MemberSet(ms));
+      for (let i = 0; i < 500; i++) {
+        const told = peeking.peek();
+        for (let j = 0; j < i % 3; j++) assert.equal(peeking.peek(), told, 'peek is stable');
+        const got = peeking.pick(undefined, 0);
+        assert.equal(got, told, `pick ${i} differs from what peek told`);
+        // Peeking draws ahead but never shifts the sequence a balancer without look-ups follows.
+        if (name === 'round-robin' || name === 'least-connections') assert.equal(plain.pick(undefined, 0), got);
+      }
+      assert.equal(factory(MemberSet.EMPTY).peek(), undefined);
+    });
+
     test('answers the Member objects of the snapshot', () => {
       const ms = members();
       const p = factory(new MemberSet(ms));

@@ -29,6 +29,7 @@ routes:
   - name: sessions
     match: { path: /s }
     pool: eve
+    debugHeader: true
     affinity: { key: 'header:authorization', redirect: {} }
 `);
   cleanups.push(() => h.close());
@@ -48,13 +49,28 @@ routes:
   assert.deepEqual(await redis.mget(...keys), await Promise.all(keys.map((k) => redis.get(k))));
   assert.equal(await redis.call('HOMING.ROUTE', 'documents', 'doc-1'), await redis.get('doc-1'));
   assert.deepEqual(((await redis.call('HOMING.MEMBERS', 'docs')) as string[]).sort(), bs.map((b) => b.id).sort());
-  // db 1 is the affinity route: nil until a key is learned, then its owner.
+  // db 1 is the affinity route. A key with no learned owner: every face tells the same guess,
+  // the member a request with that key goes to first.
   await redis.select(1);
-  assert.equal(await redis.get('Bearer t1'), null);
-  c.sessions.set('Bearer t1', c.backends[1]!.id);
+  const ids = c.backends.map((b) => b.id);
+  for (let i = 0; i < 20; i++) {
+    const token = `Bearer new-${i}`;
+    const guess = await redis.get(token);
+    assert.ok(guess !== null && ids.includes(guess), `${token}: ${guess}`);
+    const viaAdmin = ((await (await request(`${h.adminUrl}/api/v1/routes/sessions/lookup?key=${encodeURIComponent(token)}`)).body.json()) as { target: string; by: string });
+    assert.deepEqual([viaAdmin.target, viaAdmin.by], [guess, 'hash']);
+    const r = await request(`${h.url}/s`, { headers: { authorization: token } });
+    assert.match(String(r.headers['x-homing']), new RegExp(`target=${guess}; by=hash; cache=bypass; hops=0`), token);
+    await r.body.text();
+  }
+  // A learned owner is the answer on every face, wherever the guess would land.
+  const guess = await redis.get('Bearer t1');
+  const owner = ids.find((id) => id !== guess)!;
+  c.sessions.set('Bearer t1', owner);
   const r = await request(`${h.url}/s`, { headers: { authorization: 'Bearer t1' } });
+  assert.match(String(r.headers['x-homing']), new RegExp(`target=${owner}; by=hash; cache=bypass; hops=1`));
   await r.body.text();
-  assert.equal(await redis.get('Bearer t1'), c.backends[1]!.id);
+  assert.equal(await redis.get('Bearer t1'), owner);
   await assert.rejects(redis.select(2), /out of range/);
   // The real redis-cli works against it (async: the router runs in this very process).
   const out = (await promisify(execFile)('redis-cli', ['-p', String(port), 'GET', 'doc-3'], { encoding: 'utf8' })).stdout.trim();

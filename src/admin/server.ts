@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { timingSafeEqual } from 'node:crypto';
 import { errorBody, ERRORS, type ErrorCode } from '../errors.js';
 import type { Runtime } from '../runtime.js';
+import { isResolution } from '../routing/route.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 
 export interface AdminOptions {
@@ -93,8 +94,9 @@ export class AdminServer {
         if (!route) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no route "${decodeURIComponent(lm[1]!)}"`);
         const key = url.searchParams.get('key');
         if (key === null) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', 'missing ?key=');
-        const d = await route.lookupKey(key);
-        return json(res, 200, { route: route.name, key, target: d?.member.id ?? null, pool: route.pool.name, by: d?.by ?? null });
+        const r = await route.resolve(key, 'lookup');
+        if (!isResolution(r)) return json(res, 200, { route: route.name, key, target: null, pool: null, by: null, error: { code: r.error, message: r.message } });
+        return json(res, 200, { route: route.name, key, target: r.member.id, pool: r.pool.name, by: r.by });
       }
     }
     const am = /^\/api\/v1\/affinity\/([^/]+)\/(.+)$/.exec(path);
@@ -115,7 +117,7 @@ export class AdminServer {
         return json(res, 200, { route: name, key, deleted: owner !== null, owner });
       }
       if (owner === null) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no owner learned for that key on route "${name}"`);
-      return json(res, 200, { route: name, key, owner, live: route.pool.isUp(owner) });
+      return json(res, 200, { route: name, key, owner, live: route.liveMember(owner) !== undefined });
     }
     for (const h of this.extra) if (await h(req, res, url)) return;
     fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no admin endpoint ${req.method} ${path}`);
@@ -139,6 +141,7 @@ export class AdminServer {
       routes: this.rt.routes.map((r) => ({
         name: r.name,
         pool: r.pool.name,
+        pools: r.pools.map((p) => p.name),
         strategy: r.config.hash ? `hash:${r.config.hash.algorithm}` : `balance:${r.config.balance}`,
         affinity: Boolean(r.config.affinity),
       })),

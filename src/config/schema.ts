@@ -183,8 +183,9 @@ const route = z
     retries: z.number().int().min(0).max(10).default(2),
   })
   .superRefine((r, ctx) => {
-    if (!r.pool && !r.pools) ctx.addIssue({ code: 'custom', message: 'a route needs pool (or pools with a directory)', path: ['pool'] });
-    if (r.pools && !r.directory) ctx.addIssue({ code: 'custom', message: 'pools (a list) is only for routes with a directory', path: ['pools'] });
+    if (!r.pool && !r.pools) ctx.addIssue({ code: 'custom', message: 'a route needs pool (or pools: a list, tried in order)', path: ['pool'] });
+    if (r.pool && r.pools) ctx.addIssue({ code: 'custom', message: 'give pool or pools, not both', path: ['pools'] });
+    if (r.pools && r.pools.length === 0) ctx.addIssue({ code: 'custom', message: 'pools needs at least one pool', path: ['pools'] });
     if (r.match.pathRegex !== undefined) {
       try {
         new RegExp(r.match.pathRegex);

@@ -1,19 +1,35 @@
-/** One undici keep-alive Pool per member, created on first use and closed when the member leaves. */
+/**
+ * undici keep-alive Pools: one per member and set of connection options (a pool's `connections`
+ * and `keepAliveTimeout`, a route's `timeouts.connect`), so routes that share members keep their
+ * own options. Created on first use, closed when the member leaves.
+ */
 import { Pool as UndiciPool } from 'undici';
 import type { Member } from '../members/member.js';
 
 export interface UpstreamOptions {
-  /** Keep-alive connections per member; sized for peak concurrency (BENCHMARKING: no churn at c256). */
-  connections: number;
-  keepAliveTimeout: number;
-  connectTimeout: number;
+  /** Keep-alive connections per member; size for peak concurrency (fewer churns connections under load). */
+  readonly connections: number;
+  readonly keepAliveTimeout: number;
+  readonly connectTimeout: number;
+  /** The three above as one string: pools with equal options are shared. */
+  readonly key: string;
+}
+
+export function upstreamOptions(connections: number, keepAliveTimeout: number, connectTimeout: number): UpstreamOptions {
+  return { connections, keepAliveTimeout, connectTimeout, key: `${connections}/${keepAliveTimeout}/${connectTimeout}` };
 }
 
 export class Upstreams {
-  private readonly pools = new Map<string, UndiciPool>();
+  /** member id → options key → pool. */
+  private readonly pools = new Map<string, Map<string, UndiciPool>>();
 
   get(member: Member, opts: UpstreamOptions): UndiciPool {
-    let p = this.pools.get(member.id);
+    let byOpts = this.pools.get(member.id);
+    if (!byOpts) {
+      byOpts = new Map();
+      this.pools.set(member.id, byOpts);
+    }
+    let p = byOpts.get(opts.key);
     if (!p) {
       p = new UndiciPool(`http://${member.id}`, {
         connections: opts.connections,
@@ -28,23 +44,30 @@ export class Upstreams {
       });
       // A pool error with no request attached must never crash the process.
       p.on('connectionError', () => {});
-      this.pools.set(member.id, p);
+      byOpts.set(opts.key, p);
     }
     return p;
   }
 
   /** Close pools of members no longer in `keep` (ids). */
   retain(keep: ReadonlySet<string>): void {
-    for (const [id, p] of this.pools) {
+    for (const [id, byOpts] of this.pools) {
       if (!keep.has(id)) {
         this.pools.delete(id);
-        void p.close().catch(() => {});
+        for (const p of byOpts.values()) void p.close().catch(() => {});
       }
     }
   }
 
+  /** Number of undici pools open (one per member and option set). */
+  get size(): number {
+    let n = 0;
+    for (const byOpts of this.pools.values()) n += byOpts.size;
+    return n;
+  }
+
   async close(): Promise<void> {
-    const all = [...this.pools.values()];
+    const all = [...this.pools.values()].flatMap((m) => [...m.values()]);
     this.pools.clear();
     await Promise.all(all.map((p) => p.destroy().catch(() => {})));
   }

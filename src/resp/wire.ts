@@ -1,14 +1,15 @@
 /**
- * The RESP router's view of a runtime: every answer comes from the same Route.lookupKey the
+ * The RESP router's view of a runtime: every answer comes from the same Route.resolve the
  * HTTP proxy and the admin look-up use, so the three can never disagree.
  */
 import type { Runtime } from '../runtime.js';
-import type { Decision } from '../routing/strategy.js';
+import { isResolution } from '../routing/route.js';
+import type { ResolveResult } from '../routing/strategy.js';
 import type { RespBackend } from './backend.js';
 import { VERSION } from '../version.js';
 
-function idOf(d: Decision | undefined): string | null {
-  return d ? d.member.id : null;
+function idOf(r: ResolveResult): string | null {
+  return isResolution(r) ? r.member.id : null;
 }
 
 export function runtimeRespBackend(rt: Runtime): RespBackend {
@@ -19,7 +20,7 @@ export function runtimeRespBackend(rt: Runtime): RespBackend {
     lookup(route: string, key: string) {
       const r = rt.route(route);
       if (!r) throw new Error(`unknown route '${route}'`);
-      const d = r.lookupKey(key);
+      const d = r.resolve(key, 'lookup');
       return d instanceof Promise ? d.then(idOf) : idOf(d);
     },
     members(pool?: string) {

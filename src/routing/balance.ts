@@ -27,6 +27,11 @@ export interface BalancePicker extends Picker {
    * request chose; the answer is another member while there is one.
    */
   pick(key: string | undefined, attempt: number, exclude?: ReadonlySet<Member>): Member | undefined;
+  /**
+   * The member the next `pick` without `exclude` will answer, without moving the rotation: what a
+   * look-up (RESP, admin) answers, so it tells where the next request goes and never shifts it.
+   */
+  peek(): Member | undefined;
 }
 
 export type BalancerFactory = (live: MemberSet) => BalancePicker;
@@ -63,6 +68,15 @@ abstract class Balancer implements BalancePicker {
     return this.members[i];
   }
 
+  peek(): Member | undefined {
+    const n = this.members.length;
+    if (n <= 1) return this.members[0];
+    return this.members[this.next()];
+  }
+
+  /** Index `choose(undefined)` will answer next; no state moves (a random policy draws ahead once). */
+  protected abstract next(): number;
+
   /** Whether some member is not in `exclude`. */
   private anyAllowed(exclude: ReadonlySet<Member>): boolean {
     for (const m of this.members) if (!exclude.has(m)) return true;
@@ -97,6 +111,14 @@ class RoundRobin extends Balancer {
   constructor(live: MemberSet) {
     super(live);
     this.current = new Float64Array(this.members.length);
+  }
+
+  protected override next(): number {
+    const cur = this.current;
+    const w = this.weights;
+    let best = 0;
+    for (let i = 1; i < cur.length; i++) if (cur[i]! + w[i]! > cur[best]! + w[best]!) best = i;
+    return best;
   }
 
   protected override choose(exclude: ReadonlySet<Member> | undefined): number {
@@ -205,8 +227,19 @@ abstract class RandomBalancer extends Balancer {
 
 /** Weighted random: member i with probability w_i / Σw. */
 class RandomPick extends RandomBalancer {
+  /** A draw made by `peek`, answered by the next plain pick (−1: none). */
+  private ahead = -1;
+
+  protected override next(): number {
+    if (this.ahead < 0) this.ahead = this.weighted(-1);
+    return this.ahead;
+  }
+
   protected override choose(exclude: ReadonlySet<Member> | undefined): number {
-    return exclude === undefined ? this.weighted(-1) : this.weightedAllowed(exclude, -1);
+    if (exclude !== undefined) return this.weightedAllowed(exclude, -1);
+    const i = this.ahead >= 0 ? this.ahead : this.weighted(-1);
+    this.ahead = -1;
+    return i;
   }
 }
 
@@ -215,12 +248,30 @@ class RandomPick extends RandomBalancer {
  * the lower inflight / weight wins (the first drawn on a tie).
  */
 class PowerOfTwo extends RandomBalancer {
+  /** The two candidates drawn by `peek`, used by the next plain pick (−1: none). */
+  private aheadA = -1;
+  private aheadB = -1;
+
+  protected override next(): number {
+    if (this.aheadA < 0) {
+      this.aheadA = this.weighted(-1);
+      this.aheadB = this.weighted(this.aheadA);
+    }
+    return this.compareLoad(this.aheadB, this.aheadA) < 0 ? this.aheadB : this.aheadA;
+  }
+
   protected override choose(exclude: ReadonlySet<Member> | undefined): number {
     let a: number;
     let b: number;
     if (exclude === undefined) {
-      a = this.weighted(-1);
-      b = this.weighted(a);
+      if (this.aheadA >= 0) {
+        a = this.aheadA;
+        b = this.aheadB;
+        this.aheadA = -1;
+      } else {
+        a = this.weighted(-1);
+        b = this.weighted(a);
+      }
     } else {
       a = this.weightedAllowed(exclude, -1);
       b = this.weightedAllowed(exclude, a);
@@ -241,6 +292,28 @@ class LeastConnections extends Balancer {
   constructor(live: MemberSet) {
     super(live);
     this.current = new Float64Array(this.members.length);
+  }
+
+  protected override next(): number {
+    const n = this.members.length;
+    let least = 0;
+    let ties = 1;
+    for (let i = 1; i < n; i++) {
+      const c = this.compareLoad(i, least);
+      if (c < 0) {
+        least = i;
+        ties = 1;
+      } else if (c === 0) ties++;
+    }
+    if (ties === 1) return least;
+    const cur = this.current;
+    const w = this.weights;
+    let best = -1;
+    for (let i = least; i < n; i++) {
+      if (this.compareLoad(i, least) !== 0) continue;
+      if (best < 0 || cur[i]! + w[i]! > cur[best]! + w[best]!) best = i;
+    }
+    return best;
   }
 
   protected override choose(exclude: ReadonlySet<Member> | undefined): number {

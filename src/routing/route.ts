@@ -1,17 +1,34 @@
 /**
- * A route at run time: its matcher, its key expressions and its resolvers, tried in the order of
- * DESIGN §2 step 3: learned affinity → directory → hash → balance. The HTTP proxy, the RESP
- * router and the admin look-up all ask `resolve`/`lookupKey` here, so they can never disagree.
+ * A route at run time: its matcher, its key expressions and its resolvers, tried in this order:
+ * learned affinity → directory → hash → balance. `resolve` is the one entry the HTTP proxy
+ * (plain requests and upgrades), the RESP router and the admin look-up use, so they can never
+ * disagree.
+ *
+ * Two modes, one set of rules:
+ * - `request`: a request being proxied. The balancer's choice is taken (its rotation moves);
+ *   `attempt` > 0 asks for another member after a failure, skipping those in `tried`.
+ * - `lookup`: a bare key (RESP `GET`, admin look-up). The same answer the next request with that
+ *   key would get, and nothing moves: a balancer is peeked, never advanced.
+ *
+ * A key with no learned owner on an affinity route without `hash` is guessed by rendezvous
+ * hashing of the affinity key: the same guess on every face and every homing instance (a request
+ * without that key is balanced). Pools are tried in the order listed: the next one only while
+ * those before it have no live member (failover, like nginx's and HAProxy's `backup` servers).
+ *
+ * The answer is synchronous whenever every tier it needs is local; a promise only when a shared
+ * tier (Redis, the primary process) must be asked.
  */
 import type { RouteConfig } from '../config/schema.js';
 import type { Member } from '../members/member.js';
 import type { Pool } from '../members/pool.js';
+import type { BalancePicker, BalancerFactory } from './balance.js';
+import { createHashPickerFactory } from './hash/index.js';
 import { compileKey, type KeyFn, type RequestView } from './keys.js';
-import type { Decision, Picker, PickerFactory } from './strategy.js';
+import type { Picker, PickerFactory, Resolution, ResolveResult, Unresolved } from './strategy.js';
 
 /**
- * Learned key → owner id (issue 3). `get` answers synchronously from the local tier; only a local
- * miss with a shared tier (Redis read-through) returns a promise.
+ * Learned key → owner id. `get` answers synchronously from the local tier; only a local miss with
+ * a shared tier (Redis read-through, the primary) returns a promise.
  */
 export interface AffinityLookup {
   get(key: string): string | undefined | Promise<string | undefined>;
@@ -22,12 +39,18 @@ export interface AffinityLookup {
 
 export type MaybePromise<T> = T | Promise<T>;
 
+export type ResolveMode = 'request' | 'lookup';
+
 export interface RouteDeps {
-  pool: Pool;
+  /** The route's pools, in failover order (at least one). */
+  pools: readonly Pool[];
   hash?: PickerFactory;
-  balance: PickerFactory;
+  balance: BalancerFactory;
   affinity?: AffinityLookup;
 }
+
+/** Name of the header a backend redirects with when the route does not configure one. */
+export const DEFAULT_REDIRECT_HEADER = 'x-accel-redirect';
 
 function compileHostMatcher(host: string | undefined): ((h: string) => boolean) | undefined {
   if (!host) return undefined;
@@ -39,9 +62,18 @@ function compileHostMatcher(host: string | undefined): ((h: string) => boolean) 
   return (x) => x === h;
 }
 
+/** The strategies of one pool, rebuilt from its live snapshot when that changes. */
+interface PoolStrategies {
+  hash: Picker | undefined;
+  balance: BalancePicker;
+}
+
 export class Route {
   readonly name: string;
   readonly config: RouteConfig;
+  /** Pools in failover order. */
+  readonly pools: readonly Pool[];
+  /** The first pool (the only one of a single-pool route). */
   readonly pool: Pool;
   readonly hashKey: KeyFn | undefined;
   readonly affinityKey: KeyFn | undefined;
@@ -50,50 +82,58 @@ export class Route {
   private readonly pathPrefix: string | undefined;
   private readonly methods: ReadonlySet<string> | undefined;
   private readonly hashFactory: PickerFactory | undefined;
-  private readonly balanceFactory: PickerFactory;
+  private readonly balanceFactory: BalancerFactory;
   readonly affinity: AffinityLookup | undefined;
-  /** Lower-case name of the backend redirect header (affinity routes). */
-  readonly redirectHeader: string | undefined;
+  /** Lower-case name of the header a backend redirects with (consumed on every route). */
+  readonly redirectHeader: string;
+  /** Whether backend redirects are followed (affinity.redirect); elsewhere one is refused. */
+  readonly followsRedirects: boolean;
   /** Lower-case name of the owner response header (affinity routes). */
   readonly ownerHeader: string | undefined;
-  /** Backend-protocol headers never shown to clients. */
-  readonly dropResponseHeaders: ReadonlySet<string>;
-  private hashPicker: Picker | undefined;
-  private balancePicker!: Picker;
-  private readonly unsubscribe: () => void;
+  private readonly strategies = new Map<Pool, PoolStrategies>();
+  private readonly unsubscribe: (() => void)[] = [];
 
   constructor(config: RouteConfig, deps: RouteDeps) {
+    if (deps.pools.length === 0) throw new RangeError(`route "${config.name}" needs a pool`);
     this.name = config.name;
     this.config = config;
-    this.pool = deps.pool;
+    this.pools = deps.pools;
+    this.pool = deps.pools[0]!;
     this.hostMatch = compileHostMatcher(config.match.host);
     this.pathPrefix = config.match.path && config.match.path !== '/' ? config.match.path : undefined;
     this.pathRegex = config.match.pathRegex !== undefined ? new RegExp(config.match.pathRegex) : undefined;
     const m = config.match.method;
     this.methods = m === undefined ? undefined : new Set((Array.isArray(m) ? m : [m]).map((x) => x.toUpperCase()));
-    this.hashKey = config.hash ? compileKey(config.hash.key) : undefined;
     this.affinityKey = config.affinity ? compileKey(config.affinity.key) : undefined;
-    this.hashFactory = deps.hash;
+    if (config.hash) {
+      this.hashKey = compileKey(config.hash.key);
+      this.hashFactory = deps.hash;
+    } else if (config.affinity) {
+      // The guess for a key with no learned owner: deterministic, so every face and instance agree.
+      this.hashKey = this.affinityKey;
+      this.hashFactory = createHashPickerFactory({ algorithm: 'rendezvous' });
+    }
     this.balanceFactory = deps.balance;
     this.affinity = deps.affinity;
-    this.redirectHeader = config.affinity?.redirect?.header.toLowerCase();
+    this.redirectHeader = (config.affinity?.redirect?.header ?? DEFAULT_REDIRECT_HEADER).toLowerCase();
+    this.followsRedirects = config.affinity?.redirect !== undefined;
     this.ownerHeader = config.affinity?.owner?.toLowerCase();
-    this.dropResponseHeaders = new Set([this.redirectHeader, this.ownerHeader].filter((h): h is string => h !== undefined));
-    this.rebuild();
-    this.unsubscribe = this.pool.onChange(() => this.rebuild());
+    for (const pool of this.pools) {
+      this.rebuild(pool);
+      this.unsubscribe.push(pool.onChange(() => this.rebuild(pool)));
+    }
   }
 
-  /** Rebuild pickers from the pool's live snapshot: off the hot path, swapped atomically. */
-  private rebuild(): void {
-    const live = this.pool.live;
+  /** Rebuild one pool's pickers from its live snapshot: off the hot path, swapped atomically. */
+  private rebuild(pool: Pool): void {
+    const live = pool.live;
     try {
       const hash = this.hashFactory?.(live);
       const balance = this.balanceFactory(live);
-      this.hashPicker = hash;
-      this.balancePicker = balance;
+      this.strategies.set(pool, { hash, balance });
     } catch (e) {
       // e.g. a Maglev table smaller than the member count: keep serving from the previous snapshot.
-      if (!this.balancePicker) throw e;
+      if (!this.strategies.has(pool)) throw e;
       this.onRebuildError?.(e as Error);
     }
   }
@@ -102,7 +142,7 @@ export class Route {
   onRebuildError: ((e: Error) => void) | undefined;
 
   close(): void {
-    this.unsubscribe();
+    for (const u of this.unsubscribe) u();
   }
 
   /** Does this route take the request? `path` is the normalised path. Returns the regex match (or null). */
@@ -118,75 +158,91 @@ export class Route {
   }
 
   /**
-   * The target for a request. `attempt` > 0 asks for an alternative after a connect failure;
-   * `tried` holds members already tried for this request (skipped while others remain).
+   * Where a request (`mode` 'request', with its view) or a bare key (`mode` 'lookup') goes.
+   * `attempt` > 0 asks for another member after a failure (learned owners are skipped then);
+   * `tried` holds the members already tried for this request. `affinityKey` is the request's
+   * affinity key when the caller computed it already (request mode).
    */
-  resolve(view: RequestView, attempt: number, tried?: ReadonlySet<Member>, affinityKey?: string): MaybePromise<Decision | undefined> {
-    if (attempt === 0 && affinityKey !== undefined) {
-      const owned = this.owned(affinityKey, () => this.resolveUnowned(view, attempt, tried));
+  resolve(q: RequestView | string, mode: ResolveMode, attempt = 0, tried?: ReadonlySet<Member>, affinityKey?: string): MaybePromise<ResolveResult> {
+    const key = typeof q === 'string' ? q : affinityKey;
+    if (attempt === 0 && key !== undefined && this.affinity) {
+      const owned = this.owned(key, q, mode, tried);
       if (owned !== undefined) return owned;
     }
-    return this.resolveUnowned(view, attempt, tried);
+    return this.unowned(q, mode, attempt, tried);
+  }
+
+  /** Which of the route's pools holds `id` as a live member, with the Member. */
+  liveMember(id: string): Resolution | undefined {
+    for (const pool of this.pools) {
+      const m = pool.live.get(id);
+      if (m) return { member: m, pool, by: 'affinity' };
+    }
+    return undefined;
+  }
+
+  /** The route's pool that has `id` as a member (live or not), if any. */
+  poolOf(id: string): Pool | undefined {
+    for (const pool of this.pools) if (pool.members.has(id)) return pool;
+    return undefined;
   }
 
   /**
-   * The learned owner of `key` when it is live; a promise (settling on the owner or `unowned()`)
-   * when the shared tier must be asked; undefined when no live owner is known locally.
+   * The learned owner of `key` when it is live; a promise (settling on the owner or the unowned
+   * answer) when a shared tier must be asked; undefined when no live owner is known locally.
    */
-  private owned(key: string, unowned: () => Decision | undefined): MaybePromise<Decision | undefined> | undefined {
-    if (!this.affinity) return undefined;
-    const owner = this.affinity.get(key);
-    if (typeof owner === 'string') {
-      const m = this.pool.live.get(owner);
-      return m ? { member: m, by: 'affinity' } : undefined;
-    }
+  private owned(key: string, q: RequestView | string, mode: ResolveMode, tried: ReadonlySet<Member> | undefined): MaybePromise<ResolveResult> | undefined {
+    const owner = this.affinity!.get(key);
+    if (typeof owner === 'string') return this.liveMember(owner);
     if (owner === undefined) return undefined;
-    return owner.then((o) => {
-      const m = o === undefined ? undefined : this.pool.live.get(o);
-      return m ? { member: m, by: 'affinity' as const } : unowned();
-    });
+    return owner.then((o) => (o === undefined ? undefined : this.liveMember(o)) ?? this.unowned(q, mode, 0, tried));
   }
 
-  /** Hash, then balance: the "guess" when no owner is known. */
-  resolveUnowned(view: RequestView, attempt: number, tried?: ReadonlySet<Member>): Decision | undefined {
-    if (this.hashPicker && this.hashKey) {
-      const k = this.hashKey(view);
+  /** The pool requests go to now: the first with a live member. */
+  activePool(): Pool | undefined {
+    for (const pool of this.pools) if (pool.live.size > 0) return pool;
+    return undefined;
+  }
+
+  /** Hash, then balance, within the active pool. */
+  private unowned(q: RequestView | string, mode: ResolveMode, attempt: number, tried: ReadonlySet<Member> | undefined): ResolveResult {
+    const pool = this.activePool();
+    if (pool === undefined) return this.noLiveMember();
+    const s = this.strategies.get(pool)!;
+    if (s.hash) {
+      const k = typeof q === 'string' ? q : this.hashKey!(q);
       if (k !== undefined) {
-        const m = pickUntried(this.hashPicker, k, attempt, tried, this.pool.live.size);
-        if (m) return { member: m, by: 'hash' };
+        const m = pickUntried(s.hash, k, attempt, tried, pool.live.size);
+        if (m) return { member: m, pool, by: 'hash' };
       }
     }
-    const m = pickUntried(this.balancePicker, undefined, attempt, tried, this.pool.live.size);
-    return m ? { member: m, by: 'balance' } : undefined;
+    const m = mode === 'lookup' ? s.balance.peek() : pickUntried(s.balance, undefined, attempt, tried, pool.live.size);
+    return m ? { member: m, pool, by: 'balance' } : this.noLiveMember();
+  }
+
+  private noLiveMember(): Unresolved {
+    const names = this.pools.map((p) => `"${p.name}"`).join(', ');
+    return { error: 'HOMING_ERR_NO_LIVE_MEMBER', message: `${this.pools.length > 1 ? 'pools' : 'pool'} ${names} ${this.pools.length > 1 ? 'have' : 'has'} no live member` };
   }
 
   /** Share of `sample` synthetic keys each live member gets from the hash strategy (dashboard). */
   hashShare(sample: number): Record<string, number> | null {
-    if (!this.hashPicker) return null;
+    const pool = this.activePool() ?? this.pool;
+    const picker = this.strategies.get(pool)?.hash;
+    if (!picker || !this.config.hash) return null;
     const counts: Record<string, number> = {};
     for (let i = 0; i < sample; i++) {
-      const m = this.hashPicker.pick(`sample-key-${i}`, 0);
+      const m = picker.pick(`sample-key-${i}`, 0);
       if (m) counts[m.id] = (counts[m.id] ?? 0) + 1;
     }
     for (const k of Object.keys(counts)) counts[k] = counts[k]! / sample;
     return counts;
   }
+}
 
-  /** The target for a bare key (RESP `GET`, admin look-up): learned owner, else hash. */
-  lookupKey(key: string): MaybePromise<Decision | undefined> {
-    return this.owned(key, () => this.lookupUnowned(key)) ?? this.lookupUnowned(key);
-  }
-
-  private lookupUnowned(key: string): Decision | undefined {
-    // An affinity route without a hash has no answer for an unknown key: any member would be a guess.
-    if (this.affinity && !this.hashPicker) return undefined;
-    if (this.hashPicker) {
-      const m = this.hashPicker.pick(key, 0);
-      return m ? { member: m, by: 'hash' } : undefined;
-    }
-    const m = this.balancePicker.pick(key, 0);
-    return m ? { member: m, by: 'balance' } : undefined;
-  }
+/** The answer is a target (not an error). */
+export function isResolution(r: ResolveResult): r is Resolution {
+  return (r as Resolution).member !== undefined;
 }
 
 /** attempt-th choice of `picker`, skipping members in `tried` while untried ones remain. */

@@ -3,7 +3,9 @@
  * from one frozen snapshot of live members and never mutated; a route builds a new one when the
  * pool's live set changes.
  */
+import type { ErrorCode } from '../errors.js';
 import type { Member, MemberSet } from '../members/member.js';
+import type { Pool } from '../members/pool.js';
 
 export interface Picker {
   /**
@@ -22,7 +24,17 @@ export type PickerFactory = (live: MemberSet) => Picker;
 /** How a target was chosen, as shown in `X-Homing` and the admin look-up. */
 export type By = 'affinity' | 'directory' | 'hash' | 'balance';
 
-export interface Decision {
+/** Where a request or key goes: the member, the pool of the route it was taken from, and how. */
+export interface Resolution {
   readonly member: Member;
+  readonly pool: Pool;
   readonly by: By;
 }
+
+/** Why a route has no target: a code of the error catalogue and a message for the client. */
+export interface Unresolved {
+  readonly error: ErrorCode;
+  readonly message: string;
+}
+
+export type ResolveResult = Resolution | Unresolved;

@@ -529,3 +529,47 @@ export async function startScriptedBackend(
   });
   return Object.assign(b, { heads });
 }
+
+import { spawn } from 'node:child_process';
+
+/**
+ * An address where connecting hangs: a listener in a child process whose event loop is blocked
+ * (so it never accepts) with its accept queue filled; the kernel then drops new SYNs and a
+ * connect waits until the client's own timeout. Real TCP, no routing tricks.
+ */
+export async function startBlackhole(): Promise<{ id: string; port: number; close(): Promise<void> }> {
+  const child = spawn(
+    process.execPath,
+    ['-e', `const s=require('net').createServer();s.listen({port:0,host:'127.0.0.1',backlog:1},()=>{process.stdout.write(s.address().port+'\\n',()=>Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),0,0))})`],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
+  });
+  // Fill the accept queue (backlog 1 holds two): every later connect hangs.
+  const fillers: Socket[] = [];
+  for (;;) {
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    fillers.push(s);
+    const connected = await new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), 300);
+      s.once('connect', () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+    if (!connected) break;
+    if (fillers.length > 16) throw new Error('blackhole: the accept queue never filled');
+  }
+  return {
+    id: `127.0.0.1:${port}`,
+    port,
+    async close() {
+      for (const s of fillers) s.destroy();
+      child.kill('SIGKILL');
+      if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
+    },
+  };
+}

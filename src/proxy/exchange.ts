@@ -1,0 +1,111 @@
+/**
+ * One request's state as it goes through the phases, whatever the transport (a plain request on
+ * `node:http` + undici, or an upgrade): the route, the forwarded head, the resolution, attempts
+ * and redirect hops. The transports (`forward.ts`, `upgrade.ts`) extend it; the phases
+ * (`resolve.ts`, `response-head.ts`, `redirect.ts`, `log.ts`) read and update it.
+ */
+import type { Logger } from 'pino';
+import type { Metrics } from '../admin/metrics.js';
+import type { Member } from '../members/member.js';
+import type { Pool } from '../members/pool.js';
+import type { RequestView } from '../routing/keys.js';
+import type { Route } from '../routing/route.js';
+import type { Resolution } from '../routing/strategy.js';
+import type { RequestHead } from './context.js';
+import type { HygieneOptions } from './hygiene.js';
+import type { Router } from './match.js';
+import type { RedirectTarget } from './redirect.js';
+import type { UpstreamOptions, Upstreams } from './upstreams.js';
+
+export interface HealthReporter {
+  /** A request to `member` of `pool` failed at connect/reset/timeout (passive health). */
+  failure(pool: Pool, member: Member): void;
+  success(pool: Pool, member: Member): void;
+}
+
+/** Optional observers of the affinity protocol (metrics). */
+export interface AffinityObserver {
+  hit(route: Route): void;
+  miss(route: Route): void;
+  redirect(route: Route, hops: number): void;
+}
+
+/** What the phases need of the process: routes, upstream pools, health, metrics, logs. */
+export interface PipelineDeps {
+  readonly router: Router;
+  readonly hygiene: HygieneOptions;
+  readonly upstreams: Upstreams;
+  upstreamOptions(route: Route, pool: Pool): UpstreamOptions;
+  readonly metrics: Metrics;
+  readonly health?: HealthReporter;
+  readonly affinity?: AffinityObserver;
+  readonly log: Logger;
+  /** Backend-protocol headers (redirect, owner) no client ever sees, on any route. */
+  readonly dropResponseHeaders: ReadonlySet<string>;
+}
+
+export class Exchange {
+  /** 0 for the first choice; n after n failures where nothing reached a member. */
+  attempt = 0;
+  /** Members tried for this request (built on the first retry only). */
+  tried: Set<Member> | undefined;
+  /** Backend redirects followed so far. */
+  hops = 0;
+  /** Members that redirected this request (a redirect back to one is a loop). */
+  visited: Set<Member> | undefined;
+  /** The member the request is with now. */
+  resolution: Resolution | undefined;
+  /** The request line's target: the client's, or the last redirect's. */
+  uri: string;
+  /** When the current upstream attempt began (performance.now()). */
+  started = 0;
+  /** The request's affinity key, when the route has affinity. */
+  readonly affKey: string | undefined;
+
+  constructor(
+    readonly deps: PipelineDeps,
+    readonly route: Route,
+    readonly head: RequestHead,
+    readonly view: RequestView,
+    /** Whether the body can be sent again (absent or fully buffered). */
+    public replayable: boolean,
+  ) {
+    this.uri = head.uri;
+    this.affKey = route.affinityKey?.(view);
+  }
+
+  /** The upstream phase begins with `r`: counted in flight until `release`. */
+  take(r: Resolution): void {
+    this.resolution = r;
+    r.member.inflight++;
+    this.started = performance.now();
+  }
+
+  release(): void {
+    if (this.resolution) this.resolution.member.inflight--;
+  }
+
+  /** Nothing reached the member: mark it tried, so the next resolution picks another. */
+  markTried(): void {
+    (this.tried ??= new Set()).add(this.resolution!.member);
+    this.attempt++;
+    this.deps.metrics.retries.labels(this.route.name).inc();
+  }
+
+  /** The resolution a followed redirect leads to (same `by` as the first choice). */
+  redirected(t: RedirectTarget): Resolution {
+    this.uri = t.uri;
+    return { member: t.member, pool: t.pool, by: this.resolution!.by };
+  }
+
+  /**
+   * The member failed this request (connect, reset, timeout): passive health hears of it, and
+   * when it could not even be connected to, keys it owns are guessed again.
+   */
+  memberFailed(connected: boolean): void {
+    const r = this.resolution;
+    if (!r) return;
+    this.deps.health?.failure(r.pool, r.member);
+    if (!connected && (r.by === 'affinity' || this.hops > 0)) this.route.affinity?.dropOwner(r.member.id);
+  }
+}

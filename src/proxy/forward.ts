@@ -1,0 +1,248 @@
+/**
+ * Upstream-request and body phases of a plain request on `node:http` + undici: the exchange is
+ * the undici dispatch handler itself (legacy raw-header API: no header parsing twice, no
+ * per-request closures). The response body streams with backpressure; a redirect's body is
+ * discarded and the request re-sent to the member it names; failures are retried on another
+ * member only while nothing reached the first.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { ErrorCode } from '../errors.js';
+import type { RequestView } from '../routing/keys.js';
+import { isResolution, type Route } from '../routing/route.js';
+import type { Resolution, ResolveResult } from '../routing/strategy.js';
+import { BodyLimit } from './body.js';
+import { cacheLookup } from './cache.js';
+import type { Refusal, RequestHead } from './context.js';
+import { Exchange, type PipelineDeps } from './exchange.js';
+import { logAnswer, logError } from './log.js';
+import type { RedirectTarget } from './redirect.js';
+import { countAffinity, resolveTarget } from './resolve.js';
+import { sendError } from './respond.js';
+import { judgeResponseHead, memberHead } from './response-head.js';
+
+/** Errors where undici had not written anything: safe to try another member. */
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+const kExchange = Symbol('homing.exchange');
+type Res = ServerResponse & { [kExchange]?: HttpExchange };
+
+function onResClose(this: Res): void {
+  this[kExchange]?.clientClosed();
+}
+function onResDrain(this: Res): void {
+  this[kExchange]?.drained();
+}
+
+export type Body = Buffer | IncomingMessage | Readable | null;
+
+export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler {
+  private abortUpstream: ((err?: Error) => void) | undefined;
+  private resume: (() => void) | undefined;
+  private connected = false;
+  private responded = false;
+  private finished = false;
+  private resetRetried = false;
+  private drainHooked = false;
+  /** A redirect to follow, or refuse, once the member's answer to this hop is read. */
+  private pending: RedirectTarget | Refusal | undefined;
+  private readonly res: Res;
+
+  constructor(
+    deps: PipelineDeps,
+    route: Route,
+    head: RequestHead,
+    view: RequestView,
+    replayable: boolean,
+    private readonly req: IncomingMessage,
+    res: ServerResponse,
+    private readonly body: Body,
+  ) {
+    super(deps, route, head, view, replayable);
+    this.res = res as Res;
+    this.res[kExchange] = this;
+    res.on('close', onResClose);
+  }
+
+  start(): void {
+    if (cacheLookup(this) !== undefined) return;
+    this.next();
+  }
+
+  /** Resolve, then send (or answer why not). */
+  private next(): void {
+    const r = resolveTarget(this);
+    if (!(r instanceof Promise)) return this.dispatchTo(r);
+    r.then(
+      (x) => this.dispatchTo(x),
+      (err: unknown) => {
+        this.deps.log.error({ err, route: this.route.name }, 'resolve failed');
+        this.error('HOMING_ERR_INTERNAL', 'could not resolve a target');
+      },
+    );
+  }
+
+  private dispatchTo(r: ResolveResult): void {
+    if (this.finished) return;
+    if (!isResolution(r)) {
+      if (this.attempt === 0) return this.error(r.error, r.message);
+      return this.error('HOMING_ERR_UPSTREAM_CONNECT', 'no member could be connected to');
+    }
+    countAffinity(this, r);
+    this.send(r);
+  }
+
+  private send(r: Resolution): void {
+    if (this.finished) return;
+    this.take(r);
+    this.connected = false;
+    this.responded = false;
+    const cfg = this.route.config;
+    const pool = this.deps.upstreams.get(r.member, this.deps.upstreamOptions(this.route, r.pool));
+    pool.dispatch(
+      {
+        path: this.uri,
+        method: this.head.method,
+        headers: this.head.headers,
+        body: this.body,
+        headersTimeout: cfg.timeouts.header,
+        bodyTimeout: cfg.timeouts.body,
+      },
+      this,
+    );
+  }
+
+  // --- undici handler -------------------------------------------------------------------------
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.connected = true;
+    this.abortUpstream = abort;
+    if (this.finished) abort();
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    const r = this.resolution!;
+    const route = this.route;
+    this.responded = true;
+    this.resume = resume;
+    this.deps.health?.success(r.pool, r.member);
+    logAnswer(this, statusCode);
+    const v = judgeResponseHead(this, statusCode, memberHead(rawHeaders, route.redirectHeader, route.ownerHeader, this.deps.dropResponseHeaders));
+    if (!('deliver' in v)) {
+      // Acted on once this answer is read (its body is discarded): the client never sees it.
+      this.pending = 'code' in v ? v : v.follow;
+      return true;
+    }
+    const res = this.res;
+    if (res.destroyed) return false;
+    try {
+      res.writeHead(statusCode, v.deliver);
+    } catch (err) {
+      this.deps.log.warn({ err, route: route.name, member: r.member.id }, 'upstream response head rejected');
+      this.abortUpstream?.(err as Error);
+      return false;
+    }
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.pending) return true; // the redirect's body is discarded
+    if (this.res.write(chunk)) return true;
+    // The client reads slower than the upstream sends: pause undici until the socket drains.
+    if (!this.drainHooked) {
+      this.drainHooked = true;
+      this.res.on('drain', onResDrain);
+    }
+    return false;
+  }
+
+  drained(): void {
+    this.resume?.();
+  }
+
+  onComplete(): void {
+    this.release();
+    const p = this.pending;
+    if (p) {
+      this.pending = undefined;
+      if (this.finished) return;
+      if ('code' in p) return this.error(p.code, p.message);
+      return this.send(this.redirected(p));
+    }
+    // Trailers are dropped: a member's trailer never becomes a header of the client's answer.
+    this.finished = true;
+    this.res.end();
+  }
+
+  onError(err: Error & { code?: string }): void {
+    this.release();
+    const r = this.resolution;
+    const route = this.route;
+    if (this.finished) return; // the client went away and we aborted
+    if (this.responded && !this.pending) {
+      // Mid-body failure: cut the client connection so it cannot take a truncated body as whole.
+      this.finished = true;
+      this.res.destroy();
+      return;
+    }
+    this.pending = undefined;
+    const code = err.code ?? '';
+    const limited = this.body instanceof BodyLimit && this.body.exceeded;
+    if (!this.connected && r) {
+      // Nothing was written upstream: passive failure, then the next candidate.
+      this.memberFailed(false);
+      if (limited) return this.error('HOMING_ERR_BODY_TOO_LARGE', 'request body too large', true);
+      if (CONNECT_ERRORS.has(code) && this.attempt < route.config.retries && !this.clientGone() && this.hops === 0) {
+        this.markTried();
+        return this.next();
+      }
+      if (code === 'UND_ERR_CONNECT_TIMEOUT') return this.error('HOMING_ERR_UPSTREAM_TIMEOUT', `connecting to ${r.member.id} timed out`);
+      return this.error('HOMING_ERR_UPSTREAM_CONNECT', `cannot connect to ${r.member.id}: ${code || err.message}`);
+    }
+    if (limited) return this.error('HOMING_ERR_BODY_TOO_LARGE', 'request body too large', true);
+    if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+      this.memberFailed(true);
+      return this.error('HOMING_ERR_UPSTREAM_TIMEOUT', `${r?.member.id} sent no response head within ${route.config.timeouts.header} ms`);
+    }
+    if (code === 'UND_ERR_HEADERS_OVERFLOW' || code.startsWith('HPE_') || code === 'UND_ERR_INFO' || err.name === 'HTTPParserError') {
+      return this.error('HOMING_ERR_UPSTREAM_BAD_RESPONSE', `${r?.member.id} sent an invalid response head`);
+    }
+    if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_ABORTED' || this.clientGone()) {
+      // The client's upload ended early or the client is gone: nothing useful to answer.
+      this.finished = true;
+      this.res.destroy();
+      return;
+    }
+    // Sent (or began sending) and the connection failed before a response head. A stale pooled
+    // socket closed by the upstream looks the same: one re-send when it is provably safe.
+    if (r && !this.resetRetried && this.replayable && IDEMPOTENT.has(this.head.method) && (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')) {
+      this.resetRetried = true;
+      this.deps.metrics.retries.labels(route.name).inc();
+      return this.send(r);
+    }
+    this.memberFailed(true);
+    this.error('HOMING_ERR_UPSTREAM_RESET', `${r?.member.id} closed the connection before a response: ${code || err.message}`);
+  }
+
+  /** The client is gone (its upload aborted or its socket closed). `req.destroyed` alone is not it: Node destroys req once its body has been read. */
+  private clientGone(): boolean {
+    return this.res.destroyed || (this.req.destroyed && !this.req.complete);
+  }
+
+  clientClosed(): void {
+    if (this.finished || this.res.writableEnded) return;
+    this.finished = true;
+    this.abortUpstream?.(new Error('client closed'));
+    const b = this.body;
+    if (b && !Buffer.isBuffer(b) && b !== this.req) (b as Readable).destroy();
+  }
+
+  private error(code: ErrorCode, message: string, close = false): void {
+    this.finished = true;
+    logError(this.deps, this.route, code, message, this);
+    // A body we did not read to the end leaves the connection unusable: close it.
+    sendError(this.res, code, message, close || !this.replayable || code === 'HOMING_ERR_UPSTREAM_RESET');
+  }
+}

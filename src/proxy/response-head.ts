@@ -1,0 +1,93 @@
+/**
+ * Response-head phase: what a member answered, judged once for plain requests and upgrades.
+ * A backend redirect (the route's redirect header, `X-Accel-Redirect` by default) is followed on
+ * routes that follow redirects and refused on every other route; either way no client ever sees
+ * it, nor an owner header. Otherwise the owner is learned (affinity routes) and the head is
+ * delivered with hop-by-hop and backend-protocol headers removed.
+ */
+import type { Resolution } from '../routing/strategy.js';
+import type { Refusal } from './context.js';
+import { refusal } from './context.js';
+import type { Exchange } from './exchange.js';
+import { HOP_BY_HOP, nominatedHeaders } from './headers.js';
+import { memberId, nextHop, type RedirectTarget } from './redirect.js';
+
+/** A member's response head with the parts homing consumes taken out. */
+export interface MemberHead {
+  /** Headers for the client: [name, value…], Set-Cookie lines kept apart. */
+  headers: string[];
+  /** The redirect header's value, when the member sent one. */
+  redirect: string | undefined;
+  /** The owner header's value, when the route has one and the member sent it. */
+  owner: string | undefined;
+}
+
+/**
+ * One pass over a member's raw head (undici's Buffers or node's strings): hop-by-hop headers (and
+ * those its Connection nominates) and `drop` (lower-case) removed, the route's redirect and owner
+ * headers captured. `upgrade`: a 101 keeps Connection and Upgrade.
+ */
+export function memberHead(raw: readonly (Buffer | string)[], redirectHeader: string, ownerHeader: string | undefined, drop: ReadonlySet<string>, upgrade = false): MemberHead {
+  const out: string[] = [];
+  let nominated: Set<string> | undefined;
+  let redirect: string | undefined;
+  let owner: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString();
+    const lower = name.toLowerCase();
+    const v = raw[i + 1]!;
+    const value = typeof v === 'string' ? v : v.toString('latin1');
+    if (HOP_BY_HOP.has(lower)) {
+      if (upgrade && (lower === 'connection' || lower === 'upgrade')) out.push(name, value);
+      else if (lower === 'connection') nominatedHeaders(value, (nominated ??= new Set()));
+      continue;
+    }
+    if (lower === redirectHeader) {
+      redirect ??= value;
+      continue;
+    }
+    if (lower === ownerHeader) {
+      owner ??= value;
+      continue;
+    }
+    if (drop.has(lower)) continue;
+    out.push(name, value);
+  }
+  if (nominated && nominated.size) {
+    const kept: string[] = [];
+    for (let i = 0; i < out.length; i += 2) if (!nominated.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
+    return { headers: kept, redirect, owner };
+  }
+  return { headers: out, redirect, owner };
+}
+
+export type HeadVerdict = { deliver: string[] } | { follow: RedirectTarget } | Refusal;
+
+/** Deliver, follow a redirect, or refuse: the response-head phase for both transports. */
+export function judgeResponseHead(x: Exchange, status: number, head: MemberHead): HeadVerdict {
+  const route = x.route;
+  const r = x.resolution!;
+  if (head.redirect !== undefined) {
+    if (!route.followsRedirects) {
+      x.deps.log.warn({ route: route.name, from: r.member.id }, 'refused a backend redirect on a route that does not follow redirects');
+      return refusal('HOMING_ERR_REDIRECT_TARGET', 'backend redirect on a route that does not follow redirects');
+    }
+    const next = nextHop(x, head.redirect);
+    return 'code' in next ? next : { follow: next };
+  }
+  if (x.affKey !== undefined && status < 500) learn(x, r, head.owner);
+  const headers = head.headers;
+  if (route.config.debugHeader) headers.push('x-homing', `route=${route.name}; target=${r.member.id}; by=${r.by}; cache=bypass; hops=${x.hops}`);
+  return { deliver: headers };
+}
+
+/** key → owner: the owner header when it names a member of one of the route's pools, else the member that served. */
+function learn(x: Exchange, r: Resolution, ownerValue: string | undefined): void {
+  let owner = r.member.id;
+  if (ownerValue !== undefined) {
+    const id = memberId(ownerValue.trim());
+    if (id !== undefined && x.route.poolOf(id)) owner = id;
+  }
+  // Every answer renews the lease (cheap when nothing changed), so a key in use never expires.
+  x.route.affinity?.set(x.affKey!, owner);
+}
