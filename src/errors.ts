@@ -32,7 +32,7 @@ export const ERRORS = {
   HOMING_ERR_INTERNAL: { status: 500, when: 'An unexpected error inside homing (a bug: please report it).', retryable: false },
   HOMING_ERR_ADMIN_UNAUTHORIZED: { status: 401, when: 'The admin API needs a bearer token and the request had none or a wrong one.', retryable: false },
   HOMING_ERR_ADMIN_NOT_FOUND: { status: 404, when: 'The admin API has no such route, pool, key or endpoint.', retryable: false },
-  HOMING_ERR_ADMIN_BAD_REQUEST: { status: 400, when: 'An admin API call is missing a parameter or has a bad one.', retryable: false },
+  HOMING_ERR_ADMIN_BAD_REQUEST: { status: 400, when: 'An admin API call is missing a parameter or has a bad one (a target that is no URL, a name or key that is not valid percent-encoded UTF-8).', retryable: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
-import { startBackend, startTestHoming, type Backend } from './support/backends.js';
+import { echo, errorCode, parseResponses, rawRequest, startBackend, startTestHoming, type Backend, type Handler } from './support/backends.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 after(async () => {
@@ -14,15 +14,22 @@ async function call(url: string, opts: { method?: 'GET' | 'DELETE'; token?: stri
   return { status: r.statusCode, headers: r.headers, text, json: () => JSON.parse(text) };
 }
 
-async function setup(extra = '') {
-  const bs: Backend[] = [await startBackend('a'), await startBackend('b')];
+/** Echo, and name the answering member as the session's owner (what an affinity route learns). */
+const ownerEcho: Handler = (req, res, body, b) => {
+  res.setHeader('x-session-node', b.id);
+  echo(req, res, body, b);
+};
+
+async function setup(admin = '', moreRoutes = '') {
+  const bs: Backend[] = [await startBackend('a', ownerEcho), await startBackend('b', ownerEcho)];
   for (const b of bs) cleanups.push(() => b.close());
   const h = await startTestHoming(`
 listen: { http: 127.0.0.1:0 }
-admin: ${extra || '127.0.0.1:0'}
+admin: ${admin || '127.0.0.1:0'}
 pools: { p: { members: ['${bs[0]!.id}', '${bs[1]!.id}'] } }
 routes:
   - { name: docs, match: { pathRegex: '^/d/(.*)$' }, pool: p, hash: { key: 'path:1', algorithm: maglev } }
+${moreRoutes}
   - { name: rest, pool: p }
 `);
   cleanups.push(() => h.close());
@@ -71,4 +78,86 @@ test('admin token: everything but /healthz needs the bearer token', async () => 
   assert.equal(denied.json().error.code, 'HOMING_ERR_ADMIN_UNAUTHORIZED');
   assert.equal((await call(`${h.adminUrl}/status`, { token: 'wrong-token-of-some-length' })).status, 401);
   assert.equal((await call(`${h.adminUrl}/status`, { token })).status, 200);
+});
+
+/** One request written as raw bytes (no client normalises the target); the connection closes after it. */
+async function raw(port: number, method: string, target: string, token?: string) {
+  const text = await rawRequest(port, `${method} ${target} HTTP/1.1\r\nHost: admin\r\n${token ? `Authorization: Bearer ${token}\r\n` : ''}Connection: close\r\n\r\n`);
+  const [r] = parseResponses(Buffer.from(text, 'latin1'), true);
+  assert.ok(r, `${method} ${target}: no response: ${JSON.stringify(text)}`);
+  return { status: r.status, body: r.body.toString() };
+}
+
+const STICKY = "  - { name: sticky, match: { path: /s/ }, pool: p, affinity: { key: 'header:x-user', owner: X-Session-Node } }";
+
+/** Targets whose route name or key is not valid percent-encoded UTF-8, or that are no URL at all. */
+const BAD_TARGETS: [string, string][] = [
+  ['GET', '/api/v1/routes/%ZZ/lookup?key=a'],
+  ['GET', '/api/v1/routes/%C0%AF/lookup?key=a'],
+  ['GET', '/api/v1/routes/%E0%A4%A/share'],
+  ['GET', '/api/v1/affinity/%C0%AF/k'],
+  ['DELETE', '/api/v1/affinity/%ZZ/k'],
+  ['GET', '/api/v1/affinity/sticky/%ZZ'],
+  ['DELETE', '/api/v1/affinity/sticky/%C0%AF'],
+  ['GET', '//['],
+  ['GET', '//[/status'],
+];
+
+test('admin: a bad target, route name or key is 400 HOMING_ERR_ADMIN_BAD_REQUEST, never 500', async () => {
+  const { h } = await setup('', STICKY);
+  const port = h.adminAddress!.port;
+  for (const [method, target] of BAD_TARGETS) {
+    const r = await raw(port, method, target);
+    assert.equal(r.status, 400, `${method} ${target}: ${r.body}`);
+    assert.equal(errorCode(r.body), 'HOMING_ERR_ADMIN_BAD_REQUEST', `${method} ${target}`);
+  }
+  // The same endpoints with good encoding still answer (the 400s above are about the encoding).
+  assert.equal((await raw(port, 'GET', '/api/v1/routes/docs/lookup?key=%ZZ')).status, 200, 'a query value is decoded leniently');
+  assert.equal((await raw(port, 'GET', '/api/v1/routes/d%6Fcs/share')).status, 200);
+  assert.equal(errorCode((await raw(port, 'GET', '/api/v1/affinity/sticky/nobody')).body), 'HOMING_ERR_ADMIN_NOT_FOUND');
+});
+
+test('admin token: checked before the target is parsed; a bad target without the token is 401 and tells nothing', async () => {
+  const token = 'a-very-secret-admin-token';
+  const { h } = await setup(`{ address: 127.0.0.1:0, token: ${token} }`, STICKY);
+  const port = h.adminAddress!.port;
+  for (const [method, target] of BAD_TARGETS) {
+    const denied = await raw(port, method, target);
+    assert.equal(denied.status, 401, `${method} ${target}: ${denied.body}`);
+    assert.deepEqual(JSON.parse(denied.body), { error: { code: 'HOMING_ERR_ADMIN_UNAUTHORIZED', message: 'missing or wrong bearer token' } });
+    const wrong = await raw(port, method, target, 'wrong-token-of-some-length');
+    assert.equal(wrong.status, 401, `${method} ${target} with a wrong token`);
+    const allowed = await raw(port, method, target, token);
+    assert.equal(allowed.status, 400, `${method} ${target} with the token: ${allowed.body}`);
+    assert.equal(errorCode(allowed.body), 'HOMING_ERR_ADMIN_BAD_REQUEST');
+  }
+  // Only /healthz itself is open; a spelling of it that needs parsing is not.
+  assert.equal((await raw(port, 'GET', '/healthz')).status, 200);
+  assert.equal((await raw(port, 'GET', '/healthz?probe=1')).status, 200);
+  assert.equal((await raw(port, 'GET', '/./healthz')).status, 401);
+  assert.equal((await raw(port, 'GET', '/./healthz', token)).status, 200);
+});
+
+test('admin affinity: DELETE of a key with no learned owner is 404, as GET is; of a learned one 200, then 404', async () => {
+  const { h } = await setup('', STICKY);
+  const key = 'alice smith/1';
+  const at = `${h.adminUrl}/api/v1/affinity/sticky/${encodeURIComponent(key)}`;
+  const before = await call(at, { method: 'DELETE' });
+  assert.equal(before.status, 404, before.text);
+  assert.equal(before.json().error.code, 'HOMING_ERR_ADMIN_NOT_FOUND');
+  assert.equal((await call(at)).status, 404);
+
+  const served = await request(`${h.url}/s/x`, { headers: { 'x-user': key } });
+  const owner = ((await served.body.json()) as { id: string }).id;
+  const got = await call(at);
+  assert.equal(got.status, 200, got.text);
+  assert.equal(got.json().owner, owner);
+
+  const del = await call(at, { method: 'DELETE' });
+  assert.equal(del.status, 200, del.text);
+  assert.deepEqual(del.json(), { route: 'sticky', key, deleted: true, owner });
+  assert.equal((await call(at)).status, 404, 'the owner was forgotten');
+  const again = await call(at, { method: 'DELETE' });
+  assert.equal(again.status, 404);
+  assert.equal(again.json().error.code, 'HOMING_ERR_ADMIN_NOT_FOUND');
 });

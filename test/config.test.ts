@@ -123,3 +123,49 @@ test('the example config in examples/ passes homing check', () => {
   assert.match(r.stdout, /route crest: host api\.example\.com, path \/ → eve via affinity\(header:authorization\) → balance round-robin/);
   assert.match(r.stdout, /route documents: .* hash ring\(path:1\) bounded 1\.25/);
 });
+
+test('admin beyond loopback without a token is refused, naming admin, its line and the three ways out', () => {
+  const withAdmin = (admin: string): string => base.replace('pools:', `admin: ${admin}\npools:`);
+  for (const admin of ['0.0.0.0:9090', "'[::]:9090'", '192.168.1.10:9090', 'admin.example.com:9090', 'localhost.example.com:9090', "'[::ffff:10.0.0.1]:9090'", '{ address: 0.0.0.0:9090 }', '{ address: 10.0.0.5:0, insecure: false }']) {
+    const p = problems(withAdmin(admin));
+    assert.equal(p.length, 1, `${admin}: ${p.join('\n')}`);
+    assert.match(p[0]!, /^admin: the admin API would listen on .* which is not loopback, without a token/, admin);
+    assert.match(p[0]!, /set admin\.token/, admin);
+    assert.match(p[0]!, /bind it to loopback/, admin);
+    assert.match(p[0]!, /insecure: true/, admin);
+    assert.match(p[0]!, /\(x\.yaml:3\)$/, `${admin}: the line of the admin key`);
+  }
+  // A block map under admin: still the admin key's line, not the line below it.
+  const block = problems(base.replace('pools:', 'admin:\n  address: 0.0.0.0:9090\npools:'));
+  assert.equal(block.length, 1, block.join('\n'));
+  assert.match(block[0]!, /^admin: .*not loopback.* \(x\.yaml:3\)$/);
+});
+
+test('admin: a token, insecure: true or a loopback address is accepted', () => {
+  const withAdmin = (admin: string) => parseConfig(base.replace('pools:', `admin: ${admin}\npools:`)).admin!;
+  for (const admin of ['127.0.0.1:9090', '127.3.2.1:0', "'[::1]:9090'", "'[0:0:0:0:0:0:0:1]:9090'", "'[::ffff:127.0.0.1]:9090'", 'localhost:9090', 'LocalHost:9090', '{ address: 127.0.0.1:0 }']) {
+    const a = withAdmin(admin);
+    assert.equal(a.token, undefined, admin);
+    assert.equal(a.insecure, false, admin);
+  }
+  const token = 'a-very-secret-admin-token';
+  assert.deepEqual(withAdmin(`{ address: 0.0.0.0:9090, token: ${token} }`), { address: { host: '0.0.0.0', port: 9090 }, token, insecure: false });
+  assert.deepEqual(withAdmin("{ address: '[::]:9090', insecure: true }"), { address: { host: '::', port: 9090 }, insecure: true });
+  assert.deepEqual(withAdmin('{ address: admin.example.com:9090, token: ' + token + ', insecure: true }'), { address: { host: 'admin.example.com', port: 9090 }, token, insecure: true });
+  // insecure belongs to the object form only, and must be a boolean.
+  assert.match(problems(base.replace('pools:', "admin: { address: 0.0.0.0:9090, insecure: 'yes' }\npools:")).join('\n'), /^admin/);
+});
+
+test('homing check refuses admin beyond loopback without a token, and shows insecure when written', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'homing-cfg-'));
+  const bad = join(dir, 'open-admin.yaml');
+  writeFileSync(bad, base.replace('pools:', 'admin: 0.0.0.0:9090\npools:'));
+  const r = spawnSync(process.execPath, ['dist/cli/main.js', 'check', bad], { encoding: 'utf8' });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, new RegExp(`admin: the admin API would listen on 0\\.0\\.0\\.0:9090, which is not loopback.*\\(${bad.replace(/[.\\]/g, '\\$&')}:3\\)`));
+  const ok = join(dir, 'insecure-admin.yaml');
+  writeFileSync(ok, base.replace('pools:', 'admin: { address: 0.0.0.0:9090, insecure: true }\npools:'));
+  const r2 = spawnSync(process.execPath, ['dist/cli/main.js', 'check', ok], { encoding: 'utf8' });
+  assert.equal(r2.status, 0, r2.stderr);
+  assert.match(r2.stdout, /admin +0\.0\.0\.0:9090 \(no token: insecure\)/);
+});

@@ -40,6 +40,20 @@ function tokenOk(req: IncomingMessage, token: string): boolean {
   return got.length === want.length && timingSafeEqual(got, want);
 }
 
+/** Percent-decoded path segments, or undefined when one is not valid percent-encoded UTF-8. */
+function decodeSegments(...segments: string[]): string[] | undefined {
+  try {
+    return segments.map((s) => decodeURIComponent(s));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the raw request target is `/healthz` (with or without a query), before any parsing. */
+function isHealthz(target: string): boolean {
+  return target === '/healthz' || target.startsWith('/healthz?');
+}
+
 /** Keys sampled to show each member's share of a hash route. */
 const SHARE_SAMPLE = 4096;
 
@@ -63,10 +77,18 @@ export class AdminServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin.invalid');
+    const target = req.url ?? '/';
+    // The token check comes first: nothing an unauthenticated caller sends is parsed, so a bad
+    // target can neither fail in a way that tells it something nor reach a handler.
+    if (!isHealthz(target) && this.opts.token && !tokenOk(req, this.opts.token)) return fail(res, 'HOMING_ERR_ADMIN_UNAUTHORIZED', 'missing or wrong bearer token');
+    let url: URL;
+    try {
+      url = new URL(target, 'http://admin.invalid');
+    } catch {
+      return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', 'the request target is not a valid URL');
+    }
     const path = url.pathname;
     if (path === '/healthz') return json(res, 200, { status: 'ok' });
-    if (this.opts.token && !tokenOk(req, this.opts.token)) return fail(res, 'HOMING_ERR_ADMIN_UNAUTHORIZED', 'missing or wrong bearer token');
     if (req.method === 'GET') {
       if (path === '/readyz') return this.opts.ready() ? json(res, 200, { status: 'ready' }) : json(res, 503, { status: 'not ready' });
       if (path === '/metrics') {
@@ -82,16 +104,13 @@ export class AdminServer {
         res.end(DASHBOARD_HTML);
         return;
       }
-      const sm = /^\/api\/v1\/routes\/([^/]+)\/share$/.exec(path);
-      if (sm) {
-        const route = this.rt.route(decodeURIComponent(sm[1]!));
-        if (!route) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no route "${decodeURIComponent(sm[1]!)}"`);
-        return json(res, 200, { route: route.name, sample: SHARE_SAMPLE, share: route.hashShare(SHARE_SAMPLE) });
-      }
-      const lm = /^\/api\/v1\/routes\/([^/]+)\/lookup$/.exec(path);
-      if (lm) {
-        const route = this.rt.route(decodeURIComponent(lm[1]!));
-        if (!route) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no route "${decodeURIComponent(lm[1]!)}"`);
+      const rm = /^\/api\/v1\/routes\/([^/]+)\/(share|lookup)$/.exec(path);
+      if (rm) {
+        const [name] = decodeSegments(rm[1]!) ?? [];
+        if (name === undefined) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', 'the route name is not valid percent-encoded UTF-8');
+        const route = this.rt.route(name);
+        if (!route) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no route "${name}"`);
+        if (rm[2] === 'share') return json(res, 200, { route: route.name, sample: SHARE_SAMPLE, share: route.hashShare(SHARE_SAMPLE) });
         const key = url.searchParams.get('key');
         if (key === null) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', 'missing ?key=');
         const r = await route.resolve(key, 'lookup');
@@ -101,22 +120,17 @@ export class AdminServer {
     }
     const am = /^\/api\/v1\/affinity\/([^/]+)\/(.+)$/.exec(path);
     if (am && (req.method === 'GET' || req.method === 'DELETE')) {
-      const name = decodeURIComponent(am[1]!);
+      const [name, key] = decodeSegments(am[1]!, am[2]!) ?? [];
+      if (name === undefined || key === undefined) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', 'the route name or key is not valid percent-encoded UTF-8');
       const route = this.rt.route(name);
       if (!route) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no route "${name}"`);
       if (!route.affinity) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', `route "${name}" has no affinity`);
-      let key: string;
-      try {
-        key = decodeURIComponent(am[2]!);
-      } catch {
-        return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', 'key is not valid percent-encoding');
-      }
       const owner = (await route.affinity.get(key)) ?? null;
-      if (req.method === 'DELETE') {
-        route.affinity.delete(key);
-        return json(res, 200, { route: name, key, deleted: owner !== null, owner });
-      }
+      // Forgotten on every tier even when no tier answered an owner (Redis may be down for reads
+      // while deletes wait in its backlog); the answer says whether there was one to forget.
+      if (req.method === 'DELETE') route.affinity.delete(key);
       if (owner === null) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no owner learned for that key on route "${name}"`);
+      if (req.method === 'DELETE') return json(res, 200, { route: name, key, deleted: true, owner });
       return json(res, 200, { route: name, key, owner, live: route.liveMember(owner) !== undefined });
     }
     for (const h of this.extra) if (await h(req, res, url)) return;

@@ -6,7 +6,7 @@ export function summarize(cfg: Config): string {
   const lines: string[] = [];
   if (cfg.listen.http) lines.push(`listen http  ${formatHostPort(cfg.listen.http.host, cfg.listen.http.port)}`);
   if (cfg.listen.https) lines.push(`listen https ${formatHostPort(cfg.listen.https.address.host, cfg.listen.https.address.port)} (cert ${cfg.listen.https.cert})`);
-  if (cfg.admin) lines.push(`admin        ${formatHostPort(cfg.admin.address.host, cfg.admin.address.port)}${cfg.admin.token ? ' (token)' : ''}`);
+  if (cfg.admin) lines.push(`admin        ${formatHostPort(cfg.admin.address.host, cfg.admin.address.port)}${cfg.admin.token ? ' (token)' : cfg.admin.insecure ? ' (no token: insecure)' : ''}`);
   if (cfg.resp) lines.push(`resp         ${formatHostPort(cfg.resp.address.host, cfg.resp.address.port)} → ${(cfg.resp.routes ?? [cfg.resp.route]).join(', ')}`);
   lines.push(`workers      ${cfg.workers}`);
   for (const [name, p] of Object.entries(cfg.pools)) {

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
+import { isCollection, isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import { configSchema, type Config } from './schema.js';
 
 export class ConfigError extends Error {
@@ -28,7 +28,9 @@ function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: re
       if (!pair) break;
       found = (pair.key as YamlNode) ?? found;
       node = pair.value;
-      if (node && (node as YamlNode).range) found = node as YamlNode;
+      // A scalar value's line is the value's; a map or list is named by its key's line (a block
+      // collection starts on the line below its key).
+      if (node && (node as YamlNode).range && !isCollection(node)) found = node as YamlNode;
     } else if (isSeq(node) && typeof key === 'number') {
       node = node.items[key];
       if (node && (node as YamlNode).range) found = node as YamlNode;

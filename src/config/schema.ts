@@ -3,8 +3,8 @@
  * YAML path (see load.ts, which adds the line). Unknown keys are errors: a typo must not be ignored.
  */
 import { z } from 'zod';
-import { isIP } from 'node:net';
-import { parseDuration, parseHostPort, parseSize } from './units.js';
+import { BlockList, isIP } from 'node:net';
+import { formatHostPort, parseDuration, parseHostPort, parseSize } from './units.js';
 
 function isIpOrCidr(v: string): boolean {
   const [ip, bits, extra] = v.split('/');
@@ -212,10 +212,37 @@ const listen = z
   .refine((l) => l.http || l.https, 'listen needs http or https')
   .refine((l) => l.headersTimeout > l.keepAliveTimeout && l.headersTimeout <= l.requestTimeout, 'needs keepAliveTimeout < headersTimeout ≤ requestTimeout');
 
-const admin = z.union([
-  bindAddress.transform((a) => ({ address: a, token: undefined as string | undefined })),
-  z.strictObject({ address: bindAddress, token: z.string().min(16).optional() }),
-]);
+/** 127.0.0.0/8 and ::1 (IPv4-mapped forms included). */
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/** Only this machine can connect to a listener on this host: a loopback address or the name localhost. */
+function isLoopback(host: string): boolean {
+  if (host.toLowerCase() === 'localhost') return true;
+  const kind = isIP(host);
+  return kind !== 0 && LOOPBACK.check(host, kind === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * The admin API reads and changes routing state, so it listens beyond loopback only with a token,
+ * or when the config says in so many words (`insecure: true`) that whoever reaches it may use it.
+ */
+const admin = z
+  .union([
+    bindAddress.transform((a) => ({ address: a, token: undefined as string | undefined, insecure: false })),
+    z.strictObject({ address: bindAddress, token: z.string().min(16).optional(), insecure: z.boolean().default(false) }),
+  ])
+  .superRefine((a, ctx) => {
+    if (a.token !== undefined || a.insecure || isLoopback(a.address.host)) return;
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        `the admin API would listen on ${formatHostPort(a.address.host, a.address.port)}, which is not loopback, without a token: ` +
+        'set admin.token (a bearer token, ≥ 16 characters), bind it to loopback (127.0.0.1, ::1 or localhost), ' +
+        'or write insecure: true (admin: { address: …, insecure: true }) to let anyone who can reach it use it',
+    });
+  });
 
 const resp = z.strictObject({
   address: bindAddress,
