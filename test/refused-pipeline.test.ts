@@ -45,6 +45,11 @@ const cases: Record<string, { raw: string; status: number; code: string }> = {
     status: 400,
     code: 'HOMING_ERR_BAD_REQUEST',
   },
+  'a websocket upgrade carrying a body': {
+    raw: 'GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello',
+    status: 400,
+    code: 'HOMING_ERR_BAD_REQUEST',
+  },
   'an upgrade other than websocket': {
     raw: 'GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n',
     status: 400,

@@ -46,6 +46,8 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
   private finished = false;
   private resetRetried = false;
   private drainHooked = false;
+  /** Why the member's answer is not HTTP (an impossible status code): answered 502 once undici aborts. */
+  private invalid: string | undefined;
   /** A redirect to follow, or refuse, once the member's answer to this hop is read. */
   private pending: RedirectTarget | Refusal | undefined;
   private readonly res: Res;
@@ -125,6 +127,19 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     const r = this.resolution!;
     const route = this.route;
+    if (statusCode < 200) {
+      // An interim answer (undici hands over every 1xx but 100 and 101): the final one follows.
+      if (statusCode >= 100) return this.interim(statusCode, rawHeaders);
+      // Not a status code at all (RFC 9110 §15: three digits, 1xx to 5xx).
+      this.invalid = `${r.member.id} sent an invalid status code ${statusCode}`;
+      this.abortUpstream?.(new Error(this.invalid));
+      return false;
+    }
+    if (statusCode > 599) {
+      this.invalid = `${r.member.id} sent an invalid status code ${statusCode}`;
+      this.abortUpstream?.(new Error(this.invalid));
+      return false;
+    }
     this.responded = true;
     this.resume = resume;
     this.deps.health?.success(r.pool, r.member);
@@ -143,6 +158,27 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
       this.deps.log.warn({ err, route: route.name, member: r.member.id }, 'upstream response head rejected');
       this.abortUpstream?.(err as Error);
       return false;
+    }
+    return true;
+  }
+
+  /**
+   * RFC 9110 §15.2: 103 Early Hints goes on to an HTTP/1.1 client (its Link headers let a browser
+   * start fetching); other interim answers (102 Processing, …) are dropped. The final answer follows.
+   */
+  private interim(statusCode: number, rawHeaders: Buffer[]): boolean {
+    if (statusCode !== 103 || this.req.httpVersionMinor < 1 || this.res.headersSent || this.res.destroyed) return true;
+    const h = memberHead(rawHeaders, this.route.redirectHeader, this.route.ownerHeader, this.deps.dropResponseHeaders);
+    const hints: Record<string, string | string[]> = {};
+    for (let i = 0; i < h.headers.length; i += 2) {
+      const k = h.headers[i]!.toLowerCase();
+      const prev = hints[k];
+      hints[k] = prev === undefined ? h.headers[i + 1]! : Array.isArray(prev) ? [...prev, h.headers[i + 1]!] : [prev, h.headers[i + 1]!];
+    }
+    try {
+      this.res.writeEarlyHints(hints);
+    } catch {
+      // A Link value Node will not write: the hints are advisory, the final answer still comes.
     }
     return true;
   }
@@ -181,6 +217,7 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     const r = this.resolution;
     const route = this.route;
     if (this.finished) return; // the client went away and we aborted
+    if (this.invalid !== undefined) return this.error('HOMING_ERR_UPSTREAM_BAD_RESPONSE', this.invalid);
     if (this.responded && !this.pending) {
       // Mid-body failure: cut the client connection so it cannot take a truncated body as whole.
       this.finished = true;
@@ -208,6 +245,11 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     }
     if (code === 'UND_ERR_HEADERS_OVERFLOW' || code.startsWith('HPE_') || code === 'UND_ERR_INFO' || err.name === 'HTTPParserError') {
       return this.error('HOMING_ERR_UPSTREAM_BAD_RESPONSE', `${r?.member.id} sent an invalid response head`);
+    }
+    if (code === 'UND_ERR_SOCKET' && err.message === 'bad response') {
+      // undici refuses a 100 Continue homing did not ask for (it never sends Expect upstream) and
+      // an answer to no request: not HTTP it can relay, and sending again would meet it again.
+      return this.error('HOMING_ERR_UPSTREAM_BAD_RESPONSE', `${r?.member.id} sent a response homing cannot relay (an unsolicited 100 Continue, or an answer to no request)`);
     }
     if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_ABORTED' || this.clientGone()) {
       // The client's upload ended early or the client is gone: nothing useful to answer.

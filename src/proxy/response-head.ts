@@ -20,6 +20,11 @@ export interface MemberHead {
   redirect: string | undefined;
   /** The owner header's value, when the route has one and the member sent it. */
   owner: string | undefined;
+  /**
+   * The member's Transfer-Encoding names a coding other than chunked (gzip, …): homing does not
+   * decode those, and relaying the bytes without the coding would hand the client a wrong body.
+   */
+  foreignCoding: boolean;
 }
 
 /**
@@ -32,6 +37,7 @@ export function memberHead(raw: readonly (Buffer | string)[], redirectHeader: st
   let nominated: Set<string> | undefined;
   let redirect: string | undefined;
   let owner: string | undefined;
+  let foreignCoding = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString();
     const lower = name.toLowerCase();
@@ -40,6 +46,7 @@ export function memberHead(raw: readonly (Buffer | string)[], redirectHeader: st
     if (HOP_BY_HOP.has(lower)) {
       if (upgrade && (lower === 'connection' || lower === 'upgrade')) out.push(name, value);
       else if (lower === 'connection') nominatedHeaders(value, (nominated ??= new Set()));
+      else if (lower === 'transfer-encoding' && value.trim().toLowerCase() !== 'chunked') foreignCoding = true;
       continue;
     }
     if (lower === redirectHeader) {
@@ -56,9 +63,9 @@ export function memberHead(raw: readonly (Buffer | string)[], redirectHeader: st
   if (nominated && nominated.size) {
     const kept: string[] = [];
     for (let i = 0; i < out.length; i += 2) if (!nominated.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
-    return { headers: kept, redirect, owner };
+    return { headers: kept, redirect, owner, foreignCoding };
   }
-  return { headers: out, redirect, owner };
+  return { headers: out, redirect, owner, foreignCoding };
 }
 
 export type HeadVerdict = { deliver: string[] } | { follow: RedirectTarget } | Refusal;
@@ -67,6 +74,7 @@ export type HeadVerdict = { deliver: string[] } | { follow: RedirectTarget } | R
 export function judgeResponseHead(x: Exchange, status: number, head: MemberHead): HeadVerdict {
   const route = x.route;
   const r = x.resolution!;
+  if (head.foreignCoding) return refusal('HOMING_ERR_UPSTREAM_BAD_RESPONSE', `${r.member.id} sent a Transfer-Encoding other than chunked`);
   if (head.redirect !== undefined) {
     if (!route.followsRedirects) {
       x.deps.log.warn({ route: route.name, from: r.member.id }, 'refused a backend redirect on a route that does not follow redirects');
