@@ -17,6 +17,7 @@ export const ERRORS = {
   HOMING_ERR_NO_ROUTE: { status: 404, when: 'No route matches the request (host, path, method).', retryable: false },
   HOMING_ERR_BODY_TOO_LARGE: { status: 413, when: 'The request body is larger than the route allows.', retryable: false },
   HOMING_ERR_HEADERS_TOO_LARGE: { status: 431, when: 'The request head is larger than 16 KiB or has too many headers.', retryable: false },
+  HOMING_ERR_CLIENT_TIMEOUT: { status: 408, when: 'The client sent nothing of its request body for `timeouts.clientBody` (60 s by default).', retryable: false },
   HOMING_ERR_EXPECTATION_FAILED: { status: 417, when: 'The request has an `Expect` value other than `100-continue`.', retryable: false },
   HOMING_ERR_NO_LIVE_MEMBER: { status: 503, when: 'The route’s pool has no live member (all down, ejected or empty).', retryable: false },
   HOMING_ERR_UPSTREAM_CONNECT: { status: 502, when: 'No member could be connected to (every candidate refused or failed before anything was sent).', retryable: true },

@@ -110,13 +110,21 @@ routes:
 
 describe('routes over several pools', () => {
   test('failover in order: the backup pool only while the primary has no live member, each with its own pool options', async () => {
+    // The primary answers only once two requests are with it at the same time (or after 5 s), so
+    // concurrent requests need several connections there whatever the machine's speed.
+    let held: (() => void)[] = [];
     const [primary, backup] = await backends(2, (req, res, _body, b) => {
-      // Slow enough that concurrent requests need several connections.
-      setTimeout(() => {
+      const answer = (): void => {
         const text = JSON.stringify({ id: b.id });
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
         res.end(text);
-      }, 50);
+      };
+      if (b.name !== 'a') return void setTimeout(answer, 20);
+      held.push(answer);
+      if (held.length >= 2) {
+        for (const f of held) f();
+        held = [];
+      } else setTimeout(() => held.includes(answer) && (held.splice(held.indexOf(answer), 1), answer()), 5000);
     });
     const dead = await deadPort();
     const h = await homing(`

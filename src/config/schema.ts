@@ -177,10 +177,30 @@ const route = z
         connect: duration.default(2000),
         header: duration.default(60_000),
         body: duration.default(300_000),
+        /** Longest wait between two reads of a client's request body (nginx client_body_timeout): 408 past it. */
+        clientBody: duration.default(60_000),
       })
-      .default({ connect: 2000, header: 60_000, body: 300_000 }),
-    /** Further members tried when connecting fails (nothing sent). */
+      .default({ connect: 2000, header: 60_000, body: 300_000, clientBody: 60_000 }),
+    /**
+     * Attempts after the first: on another member when connecting failed (nothing sent), and for
+     * `retryMethods` after the member reset or closed the connection before any byte of its answer.
+     */
     retries: z.number().int().min(0).max(10).default(2),
+    /**
+     * Methods re-sent after a reset (like nginx `proxy_next_upstream error`): idempotent ones.
+     * PUT and DELETE only when listed; POST and PATCH never (their body may have been acted on).
+     */
+    retryMethods: z
+      .array(z.enum(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']))
+      .default(['GET', 'HEAD', 'OPTIONS']),
+    /**
+     * Request bodies up to `memory` are read whole before a member connection is taken, so a slow
+     * client never holds one (and the body can be re-sent after a reset or a redirect); larger
+     * bodies stream. `false` streams every body.
+     */
+    requestBuffering: z
+      .union([z.literal(false), z.strictObject({ memory: size.default(64 * 1024) })])
+      .default({ memory: 64 * 1024 }),
   })
   .superRefine((r, ctx) => {
     if (!r.pool && !r.pools) ctx.addIssue({ code: 'custom', message: 'a route needs pool (or pools: a list, tried in order)', path: ['pool'] });

@@ -1,19 +1,34 @@
 /**
- * Request bodies. Streamed by default; on routes that may have to re-send them (affinity
- * redirects) a body up to `maxReplayBody` is read first, like nginx's request buffering, so a
- * redirect can replay it byte for byte with a correct Content-Length.
+ * Request bodies. A body up to a route's buffering size is read whole before a member is asked
+ * (like nginx's request buffering): a slow client never holds a member connection, and the body
+ * can be re-sent byte for byte, with a correct Content-Length, after a reset or a backend
+ * redirect. Larger bodies stream. Either way a client that sends nothing for `clientBody` ms is
+ * answered 408 and its connection closed.
  */
 import type { IncomingMessage } from 'node:http';
 import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
 
-/** Counts body bytes of a streamed (chunked) upload and fails past `limit`. */
+/** Counts body bytes of a streamed upload: fails past `limit`, or when no byte came for `idleMs`. */
 export class BodyLimit extends Transform {
   private seen = 0;
   exceeded = false;
-  constructor(private readonly limit: number) {
+  timedOut = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly limit: number,
+    idleMs: number,
+  ) {
     super();
+    this.timer = setTimeout(() => {
+      this.timedOut = true;
+      this.destroy(new Error('request body stalled'));
+    }, idleMs);
+    this.timer.unref();
   }
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.timer.refresh();
     this.seen += chunk.length;
     if (this.seen > this.limit) {
       this.exceeded = true;
@@ -22,26 +37,39 @@ export class BodyLimit extends Transform {
     }
     cb(null, chunk);
   }
+
+  override _flush(cb: TransformCallback): void {
+    clearTimeout(this.timer);
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    clearTimeout(this.timer);
+    cb(err);
+  }
 }
 
 export type CollectedBody =
   | { kind: 'buffer'; body: Buffer }
-  /** Larger than the replay cap: the part read so far followed by the rest, streamed. */
-  | { kind: 'stream'; body: Readable }
+  /** Larger than the cap: the part read so far followed by the rest, streamed. */
+  | { kind: 'stream'; body: Readable; limit: BodyLimit }
   | { kind: 'too-large' }
+  | { kind: 'timeout' }
   | { kind: 'aborted' };
 
 /**
- * Read `req` up to `replayCap` bytes. Answers a Buffer when the whole body fits, else a stream of
- * what was read plus the rest (not replayable). Over `maxBody` → too-large.
+ * Read `req` up to `cap` bytes. Answers a Buffer when the whole body fits, else a stream of what
+ * was read plus the rest (not replayable). Over `maxBody` → too-large; no byte for `idleMs` → timeout.
  */
-export function collectBody(req: IncomingMessage, replayCap: number, maxBody: number, done: (r: CollectedBody) => void): void {
+export function collectBody(req: IncomingMessage, cap: number, maxBody: number, idleMs: number, done: (r: CollectedBody) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let finished = false;
+  const timer = setTimeout(() => finish({ kind: 'timeout' }), idleMs);
   const finish = (r: CollectedBody): void => {
     if (finished) return;
     finished = true;
+    clearTimeout(timer);
     req.off('data', onData);
     req.off('end', onEnd);
     req.off('error', onError);
@@ -49,6 +77,7 @@ export function collectBody(req: IncomingMessage, replayCap: number, maxBody: nu
     done(r);
   };
   const onData = (c: Buffer): void => {
+    timer.refresh();
     size += c.length;
     if (size > maxBody) {
       req.pause();
@@ -56,12 +85,12 @@ export function collectBody(req: IncomingMessage, replayCap: number, maxBody: nu
       return;
     }
     chunks.push(c);
-    if (size > replayCap) {
+    if (size > cap) {
       req.pause();
       const pass = new PassThrough();
       for (const b of chunks) pass.write(b);
-      const limit = new BodyLimit(maxBody - size);
-      finish({ kind: 'stream', body: req.pipe(limit).pipe(pass) });
+      const limit = new BodyLimit(maxBody - size, idleMs);
+      finish({ kind: 'stream', body: req.pipe(limit).pipe(pass), limit });
       limit.on('error', (e) => pass.destroy(e));
       req.resume();
     }

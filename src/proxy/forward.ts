@@ -7,12 +7,12 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import type { Dispatcher, Pool as UndiciPool } from 'undici';
 import type { ErrorCode } from '../errors.js';
 import type { RequestView } from '../routing/keys.js';
 import { isResolution, type Route } from '../routing/route.js';
 import type { Resolution, ResolveResult } from '../routing/strategy.js';
-import { BodyLimit } from './body.js';
+import type { BodyLimit } from './body.js';
 import { cacheLookup } from './cache.js';
 import type { Refusal, RequestHead } from './context.js';
 import { Exchange, type PipelineDeps } from './exchange.js';
@@ -24,7 +24,8 @@ import { judgeResponseHead, memberHead } from './response-head.js';
 
 /** Errors where undici had not written anything: safe to try another member. */
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** The member closed or reset the connection after the request went out, before any answer. */
+const RESET_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED']);
 
 const kExchange = Symbol('homing.exchange');
 type Res = ServerResponse & { [kExchange]?: HttpExchange };
@@ -44,7 +45,10 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
   private connected = false;
   private responded = false;
   private finished = false;
-  private resetRetried = false;
+  /** Re-sends after a reset so far (bounded by the route's `retries`). */
+  private resets = 0;
+  /** The undici pool of the current attempt. */
+  private upstream: UndiciPool | undefined;
   private drainHooked = false;
   /** Why the member's answer is not HTTP (an impossible status code): answered 502 once undici aborts. */
   private invalid: string | undefined;
@@ -61,6 +65,8 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     private readonly req: IncomingMessage,
     res: ServerResponse,
     private readonly body: Body,
+    /** What counts a streamed body's bytes and idle time, when it streams. */
+    private readonly limit?: BodyLimit,
   ) {
     super(deps, route, head, view, replayable);
     this.res = res as Res;
@@ -103,6 +109,7 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     this.responded = false;
     const cfg = this.route.config;
     const pool = this.deps.upstreams.get(r.member, this.deps.upstreamOptions(this.route, r.pool));
+    this.upstream = pool;
     pool.dispatch(
       {
         path: this.uri,
@@ -226,7 +233,10 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     }
     this.pending = undefined;
     const code = err.code ?? '';
-    const limited = this.body instanceof BodyLimit && this.body.exceeded;
+    const limited = this.limit?.exceeded === true;
+    if (this.limit?.timedOut) {
+      return this.error('HOMING_ERR_CLIENT_TIMEOUT', `the request body stalled for more than ${route.config.timeouts.clientBody} ms`, true);
+    }
     if (!this.connected && r) {
       // Nothing was written upstream: passive failure, then the next candidate.
       this.memberFailed(false);
@@ -257,10 +267,20 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
       this.res.destroy();
       return;
     }
-    // Sent (or began sending) and the connection failed before a response head. A stale pooled
-    // socket closed by the upstream looks the same: one re-send when it is provably safe.
-    if (r && !this.resetRetried && this.replayable && IDEMPOTENT.has(this.head.method) && (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')) {
-      this.resetRetried = true;
+    // Sent (or began sending) and the connection failed before any byte of an answer: the member
+    // died with the request in flight, or a pooled socket it had closed was reused. An idempotent
+    // request is sent again (nothing reached the client yet) on a fresh connection: a balanced
+    // request to another member, a keyed one (hash, affinity) to the same member, which moves
+    // its keys only if connecting to it fails too. Never a body that could not be kept.
+    if (r && RESET_ERRORS.has(code) && this.replayable && this.resets < route.config.retries && route.retryMethods.has(this.head.method)) {
+      this.resets++;
+      if (this.upstream) this.deps.upstreams.discard(r.member, this.deps.upstreamOptions(route, r.pool), this.upstream);
+      if (r.by === 'balance' && this.hops === 0) {
+        // Another member while there is an untried one; else the same on a fresh connection.
+        this.markTried();
+        const alt = resolveTarget(this);
+        return this.send(!(alt instanceof Promise) && isResolution(alt) ? alt : r);
+      }
       this.deps.metrics.retries.labels(route.name).inc();
       return this.send(r);
     }

@@ -75,24 +75,23 @@ export class Proxy {
       return;
     }
     if (n !== undefined && n > cfg.maxBody) return this.refuse(res, refusal('HOMING_ERR_BODY_TOO_LARGE', `request body over ${cfg.maxBody} bytes`, true, route));
-    const replayCap = cfg.affinity?.redirect ? cfg.affinity.maxReplayBody : -1;
-    if (replayCap >= 0 && (n === undefined || n <= replayCap)) {
-      // May have to be re-sent after a redirect: read it first (bounded by maxReplayBody).
-      collectBody(req, replayCap, cfg.maxBody, (r) => {
+    const idle = cfg.timeouts.clientBody;
+    // Read whole first when it fits the route's buffering (or must be kept for a redirect's re-send).
+    const cap = Math.max(cfg.requestBuffering ? cfg.requestBuffering.memory : -1, cfg.affinity?.redirect ? cfg.affinity.maxReplayBody : -1);
+    if (cap >= 0 && (n === undefined || n <= cap)) {
+      collectBody(req, cap, cfg.maxBody, idle, (r) => {
         if (r.kind === 'aborted') return void res.destroy();
         if (r.kind === 'too-large') return this.refuse(res, refusal('HOMING_ERR_BODY_TOO_LARGE', `request body over ${cfg.maxBody} bytes`, true, route));
+        if (r.kind === 'timeout') return this.refuse(res, refusal('HOMING_ERR_CLIENT_TIMEOUT', `the request body stalled for more than ${idle} ms`, true, route));
         // A buffered body goes up with a Content-Length (undici sets it), never chunked framing.
-        new HttpExchange(this.deps, route, head, view, r.kind === 'buffer', req, res, r.body).start();
+        if (r.kind === 'buffer') new HttpExchange(this.deps, route, head, view, true, req, res, r.body).start();
+        else new HttpExchange(this.deps, route, head, view, false, req, res, r.body, r.limit).start();
       });
       return;
     }
-    if (head.chunked) {
-      const limit = new BodyLimit(cfg.maxBody);
-      limit.on('error', ignoreError);
-      new HttpExchange(this.deps, route, head, view, false, req, res, req.pipe(limit)).start();
-      return;
-    }
-    new HttpExchange(this.deps, route, head, view, false, req, res, req).start();
+    const limit = new BodyLimit(cfg.maxBody, idle);
+    limit.on('error', ignoreError);
+    new HttpExchange(this.deps, route, head, view, false, req, res, req.pipe(limit), limit).start();
   }
 
   /** Answer a refusal: its JSON error, closing the connection when it says so. */

@@ -49,6 +49,19 @@ export class Upstreams {
     return p;
   }
 
+  /**
+   * `pool` saw a member reset a connection: its idle sockets to that member are likely dead too
+   * (the member restarted, or dropped its keep-alive connections), so the next request must not
+   * draw another. The pool is swapped for a fresh one (only if it is still the current one, so a
+   * burst of failures swaps once) and closed gracefully: requests on it finish.
+   */
+  discard(member: Member, opts: UpstreamOptions, pool: UndiciPool): void {
+    const byOpts = this.pools.get(member.id);
+    if (byOpts?.get(opts.key) !== pool) return;
+    byOpts.delete(opts.key);
+    void pool.close().catch(() => {});
+  }
+
   /** Close pools of members no longer in `keep` (ids). */
   retain(keep: ReadonlySet<string>): void {
     for (const [id, byOpts] of this.pools) {

@@ -90,6 +90,8 @@ export class Route {
   readonly followsRedirects: boolean;
   /** Lower-case name of the owner response header (affinity routes). */
   readonly ownerHeader: string | undefined;
+  /** Methods re-sent after a member reset the connection before answering. */
+  readonly retryMethods: ReadonlySet<string>;
   private readonly strategies = new Map<Pool, PoolStrategies>();
   private readonly unsubscribe: (() => void)[] = [];
 
@@ -118,6 +120,7 @@ export class Route {
     this.redirectHeader = (config.affinity?.redirect?.header ?? DEFAULT_REDIRECT_HEADER).toLowerCase();
     this.followsRedirects = config.affinity?.redirect !== undefined;
     this.ownerHeader = config.affinity?.owner?.toLowerCase();
+    this.retryMethods = new Set(config.retryMethods);
     for (const pool of this.pools) {
       this.rebuild(pool);
       this.unsubscribe.push(pool.onChange(() => this.rebuild(pool)));
