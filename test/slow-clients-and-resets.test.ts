@@ -87,6 +87,32 @@ routes: [ { name: r, pool: p, timeouts: { clientBody: 300ms }${route} } ]
   }
 });
 
+describe('a slow member is not a slow client', () => {
+  test('a streamed upload waiting on a member that reads slowly is not timed out by timeouts.clientBody', async () => {
+    const b = await startRecordingBackend('a', {
+      onRequest: (req) => {
+        // Read a little, then nothing for three times clientBody, then the rest.
+        req.once('data', () => {
+          req.pause();
+          setTimeout(() => req.resume(), 1000);
+        });
+        return undefined;
+      },
+    });
+    cleanups.push(() => b.close());
+    const h = await homing(`
+log: { level: silent }
+listen: { http: 127.0.0.1:0 }
+pools: { p: { members: ['${b.id}'] } }
+routes: [ { name: r, pool: p, requestBuffering: false, timeouts: { clientBody: 300ms } } ]
+`);
+    const body = Buffer.alloc(16 * 1024 * 1024, 7);
+    const r = await httpRequest(`${h.url}/big`, { method: 'PUT', body, timeout: 30_000 });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(b.seen[0]!.body.length, body.length);
+  });
+});
+
 /** A node:http member in a child process, on a given port, that can be SIGKILLed. */
 function spawnMember(port: number): Promise<ChildProcess> {
   const child = spawn(

@@ -21,6 +21,9 @@ export class BodyLimit extends Transform {
   ) {
     super();
     this.timer = setTimeout(() => {
+      // Bytes waiting for the member to take them: the member is slow, not the client (only
+      // time spent waiting for the client counts, like nginx's client_body_timeout).
+      if (this.readableLength > 0 || this.writableLength > 0) return void this.timer.refresh();
       this.timedOut = true;
       this.destroy(new Error('request body stalled'));
     }, idleMs);
