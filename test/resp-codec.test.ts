@@ -308,6 +308,18 @@ describe('RESP parser: errors like Redis (tests/unit/protocol.tcl) and limits', 
     assert.equal(p.held, 0);
   });
 
+  it('release() lets go of a partial command at once, and nothing is parsed after it', () => {
+    const p = new RespParser();
+    p.push(Buffer.concat([Buffer.from(`*2\r\n$3\r\nGET\r\n$${512 * 1024}\r\n`), Buffer.alloc(100 * 1024, 0x61)]));
+    assert.equal(p.next(), null);
+    assert.ok(p.held >= 100 * 1024);
+    p.release();
+    assert.equal(p.held, 0);
+    assert.equal(p.buffered, 0);
+    p.push(Buffer.from('PING\r\n'));
+    assert.throws(() => p.next(), /connection closed/);
+  });
+
   it('validates limits eagerly and names the bad one', () => {
     assert.throws(() => resolveRespLimits({ maxBulkLength: 0 }), /maxBulkLength/);
     assert.throws(() => new RespParser({ maxMultibulkItems: 1.5 }), /maxMultibulkItems/);

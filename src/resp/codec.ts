@@ -211,13 +211,20 @@ export class RespParser {
     } catch (err) {
       if (err instanceof RespProtocolError) {
         this.failed = err;
-        this.buf = EMPTY;
-        this.store = EMPTY;
-        this.pos = 0;
-        this.args = null;
+        this.release();
       }
       throw err;
     }
+  }
+
+  /** Lets go of every byte held, for a connection being closed: `next()` answers nothing more. */
+  release(): void {
+    this.failed ??= new RespProtocolError('connection closed');
+    this.buf = EMPTY;
+    this.store = EMPTY;
+    this.pos = 0;
+    this.borrowed = false;
+    this.args = null;
   }
 
   private parse(): string[] | null {

@@ -315,6 +315,8 @@ class Client implements Session {
     this.closing = true;
     this.out = '';
     this.socket.destroy();
+    // The socket lets go of this client only at 'close', a turn or more later: free its input now.
+    this.parser.release();
   }
 
   drop(reason: string): void {
