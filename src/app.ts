@@ -14,6 +14,7 @@ import { VERSION } from './version.js';
 import type { ClusterBus } from './shared/cluster.js';
 import { startRespServer, type RespServer } from './resp/server.js';
 import { runtimeRespBackend } from './resp/wire.js';
+import { RespMetrics } from './resp/metrics.js';
 
 export interface StartOptions {
   log?: Logger;
@@ -56,6 +57,7 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
   let ready = false;
   let admin: AdminServer | undefined;
   let resp: RespServer | undefined;
+  let untrackResp = (): void => {};
   try {
     for (const l of listeners) await listen(l.server, l.proto === 'http' ? cfg.listen.http! : cfg.listen.https!.address);
     if (cfg.admin && opts.admin !== false) {
@@ -65,9 +67,20 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
     if (cfg.resp) {
       const r = cfg.resp;
       resp = await startRespServer(
-        { host: r.address.host, port: r.address.port, maxClients: r.maxClients, idleTimeout: r.idleTimeout, maxPipeline: r.maxPipeline, log },
+        {
+          host: r.address.host,
+          port: r.address.port,
+          maxClients: r.maxClients,
+          idleTimeout: r.idleTimeout,
+          maxPipeline: r.maxPipeline,
+          maxOutputBuffer: r.maxOutputBuffer,
+          maxTotalBuffer: r.maxTotalBuffer,
+          limits: { maxQueryBuffer: r.maxQueryBuffer },
+          log,
+        },
         runtimeRespBackend(runtime),
       );
+      untrackResp = RespMetrics.of(runtime.metrics.registry).track(resp);
     }
   } catch (e) {
     if (admin?.server.listening) await closeServer(admin.server);
@@ -89,6 +102,7 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
     async close() {
       ready = false;
       await Promise.all([...listeners.map((l) => closeServer(l.server)), admin ? closeServer(admin.server) : undefined, resp?.close()]);
+      untrackResp();
       await runtime.close();
     },
   };

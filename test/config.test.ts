@@ -70,6 +70,19 @@ test('unknown keys, unknown pools, bad durations and duplicate routes are refuse
   assert.match(problems(base.replace('routes:', 'resp: { address: 127.0.0.1:0, route: ghost }\nroutes:')).join('\n'), /resp\.route: unknown route "ghost"/);
 });
 
+test('resp buffer limits: defaults, sizes with units, at least 1 KiB, and a total of at least twice the per-request bound', () => {
+  const withResp = (keys: string): string => base.replace('routes:', `resp: { address: 127.0.0.1:0, route: r${keys} }\nroutes:`);
+  const d = parseConfig(withResp('')).resp!;
+  assert.equal(d.maxQueryBuffer, 1024 * 1024);
+  assert.equal(d.maxOutputBuffer, 8 * 1024 * 1024);
+  assert.equal(d.maxTotalBuffer, 64 * 1024 * 1024);
+  const c = parseConfig(withResp(', maxQueryBuffer: 64KiB, maxOutputBuffer: 2MiB, maxTotalBuffer: 16MiB')).resp!;
+  assert.deepEqual([c.maxQueryBuffer, c.maxOutputBuffer, c.maxTotalBuffer], [64 * 1024, 2 * 1024 * 1024, 16 * 1024 * 1024]);
+  assert.match(problems(withResp(', maxTotalBuffer: 1MiB')).join('\n'), /resp\.maxTotalBuffer: maxTotalBuffer must be at least twice maxQueryBuffer/);
+  assert.match(problems(withResp(', maxQueryBuffer: 100')).join('\n'), /resp\.maxQueryBuffer: must be at least 1KiB/);
+  assert.match(problems(withResp(', maxOutputBuffer: lots')).join('\n'), /resp\.maxOutputBuffer: invalid size "lots"/);
+});
+
 test('YAML syntax errors are reported, not thrown raw', () => {
   assert.match(problems('listen: { http: [').join('\n'), /x\.yaml/);
 });

@@ -257,6 +257,69 @@ describe('RESP parser: errors like Redis (tests/unit/protocol.tcl) and limits', 
     assert.equal(feed([big], { maxQueryBuffer: 4000 }).error, null);
   });
 
+  it('marks the errors of size limits (tooBig), not those of syntax', () => {
+    const errorOf = (input: string, limits?: Partial<RespLimits>): RespProtocolError => {
+      const p = new RespParser(limits);
+      p.push(Buffer.from(input, 'latin1'));
+      try {
+        p.next();
+      } catch (err) {
+        assert.ok(err instanceof RespProtocolError);
+        return err;
+      }
+      throw new Error(`no error for ${JSON.stringify(input.slice(0, 40))}`);
+    };
+    const tooBig = [
+      errorOf('*1\r\n$11\r\n', { maxBulkLength: 10 }),
+      errorOf('*2\r\n$600\r\n', { maxQueryBuffer: 512 }),
+      errorOf(`GET ${'a'.repeat(70 * 1024)}\r\n`),
+      errorOf(`*${'1'.repeat(70 * 1024)}`),
+      errorOf(`*1\r\n$${'1'.repeat(70 * 1024)}`),
+    ];
+    for (const e of tooBig) assert.equal(e.tooBig, true, e.message);
+    const syntax = [errorOf('*1\r\n$-5\r\n'), errorOf('*1\r\n$x\r\n'), errorOf('*1\r\n+1\r\n'), errorOf('*1\r\n$1\r\nabc'), errorOf('GET "a\r\n')];
+    for (const e of syntax) assert.equal(e.tooBig, false, e.message);
+    assert.equal(tooBig[0]!.message, syntax[0]!.message, "Redis' words either way");
+  });
+
+  it('reports the memory it holds for a partial command, and does not keep a large store for a few bytes', () => {
+    const p = new RespParser();
+    assert.equal(p.held, 0);
+    p.push(Buffer.from(`*2\r\n$3\r\nGET\r\n$${512 * 1024}\r\n`));
+    assert.equal(p.next(), null);
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    let maxHeld = 0;
+    for (let i = 0; i < 4; i++) {
+      p.push(chunk);
+      assert.equal(p.next(), null);
+      assert.ok(p.held >= p.buffered, `held ${p.held} < buffered ${p.buffered}`);
+      maxHeld = Math.max(maxHeld, p.held);
+    }
+    assert.ok(maxHeld > 256 * 1024 && maxHeld <= 2 * p.buffered + 4096, `held ${maxHeld} for ${p.buffered} bytes`);
+    // The rest of the bulk, then one byte of the next command.
+    p.push(Buffer.concat([chunk, chunk, chunk, chunk, Buffer.from('\r\n*')]));
+    const cmd = p.next()!;
+    assert.equal(cmd[1]!.length, 512 * 1024);
+    assert.equal(p.next(), null);
+    assert.equal(p.buffered, 1);
+    assert.ok(p.held <= 4096, `held ${p.held} for one byte`);
+    p.push(Buffer.from('1\r\n$4\r\nPING\r\n'));
+    assert.deepEqual(p.next(), ['PING']);
+    assert.equal(p.held, 0);
+  });
+
+  it('release() lets go of a partial command at once, and nothing is parsed after it', () => {
+    const p = new RespParser();
+    p.push(Buffer.concat([Buffer.from(`*2\r\n$3\r\nGET\r\n$${512 * 1024}\r\n`), Buffer.alloc(100 * 1024, 0x61)]));
+    assert.equal(p.next(), null);
+    assert.ok(p.held >= 100 * 1024);
+    p.release();
+    assert.equal(p.held, 0);
+    assert.equal(p.buffered, 0);
+    p.push(Buffer.from('PING\r\n'));
+    assert.throws(() => p.next(), /connection closed/);
+  });
+
   it('validates limits eagerly and names the bad one', () => {
     assert.throws(() => resolveRespLimits({ maxBulkLength: 0 }), /maxBulkLength/);
     assert.throws(() => new RespParser({ maxMultibulkItems: 1.5 }), /maxMultibulkItems/);

@@ -264,14 +264,25 @@ const admin = z
     });
   });
 
-const resp = z.strictObject({
-  address: bindAddress,
-  route: z.string().optional(),
-  routes: z.array(z.string()).optional(),
-  maxClients: z.number().int().min(1).default(10_000),
-  idleTimeout: duration.default(300_000),
-  maxPipeline: z.number().int().min(1).default(1024),
-});
+/** A size of at least 1 KiB (buffer limits: below that even a GET with a long key does not fit). */
+const bufferSize = size.refine((v) => v >= 1024, 'must be at least 1KiB');
+
+const resp = z
+  .strictObject({
+    address: bindAddress,
+    route: z.string().optional(),
+    routes: z.array(z.string()).optional(),
+    maxClients: z.number().int().min(1).default(10_000),
+    idleTimeout: duration.default(300_000),
+    maxPipeline: z.number().int().min(1).default(1024),
+    /** Most bytes one request may occupy; a client sending more is answered a protocol error and closed. */
+    maxQueryBuffer: bufferSize.default(1024 * 1024),
+    /** A client whose unsent replies pass this is closed. */
+    maxOutputBuffer: bufferSize.default(8 * 1024 * 1024),
+    /** Memory all clients together may hold in unparsed input and unsent output; past it the clients holding the most are closed. */
+    maxTotalBuffer: bufferSize.default(64 * 1024 * 1024),
+  })
+  .refine((r) => r.maxTotalBuffer >= 2 * r.maxQueryBuffer, { message: 'maxTotalBuffer must be at least twice maxQueryBuffer (one client may hold that much)', path: ['maxTotalBuffer'] });
 
 const cache = z.strictObject({
   memory: size.default(256 * 1024 * 1024),

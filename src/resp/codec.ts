@@ -82,7 +82,14 @@ export function resolveRespLimits(partial?: Partial<RespLimits>): RespLimits {
 
 /** The client broke the protocol. `message` is what follows `-ERR ` in the reply (as Redis words it). */
 export class RespProtocolError extends Error {
-  constructor(detail: string) {
+  /**
+   * @param tooBig the request passed a size limit (maxBulkLength, maxInlineLength, maxQueryBuffer)
+   *   rather than breaking the syntax: the server counts those as closes for memory.
+   */
+  constructor(
+    detail: string,
+    readonly tooBig = false,
+  ) {
     super(`Protocol error: ${detail}`);
     this.name = 'RespProtocolError';
   }
@@ -106,6 +113,12 @@ const NUL = 0;
 
 /** Parsed storage is released back to this size once drained, so one big request does not pin memory. */
 const KEEP_STORAGE = 16 * 1024;
+/**
+ * Storage larger than this that holds a quarter of itself or less is swapped for a small one, so
+ * a few bytes left behind a large command do not pin it either; pipelined reads (64 KiB each)
+ * stay below it and keep reusing theirs.
+ */
+const SHRINK_ABOVE = 256 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -140,6 +153,18 @@ export class RespParser {
   /** Bytes received and not yet turned into arguments. */
   get buffered(): number {
     return this.buf.length - this.pos;
+  }
+
+  /**
+   * Memory this parser holds for unparsed bytes: the size of its own storage while that holds
+   * any (up to about twice the bytes, as it grows geometrically), the bytes themselves while
+   * they are still the caller's chunk, and 0 once drained (the small store kept for the next
+   * partial read is a fixed cost of a connection, like its socket, not buffered input).
+   */
+  get held(): number {
+    const rest = this.buf.length - this.pos;
+    if (rest === 0) return 0;
+    return this.borrowed ? rest : this.store.length;
   }
 
   /**
@@ -186,13 +211,20 @@ export class RespParser {
     } catch (err) {
       if (err instanceof RespProtocolError) {
         this.failed = err;
-        this.buf = EMPTY;
-        this.store = EMPTY;
-        this.pos = 0;
-        this.args = null;
+        this.release();
       }
       throw err;
     }
+  }
+
+  /** Lets go of every byte held, for a connection being closed: `next()` answers nothing more. */
+  release(): void {
+    this.failed ??= new RespProtocolError('connection closed');
+    this.buf = EMPTY;
+    this.store = EMPTY;
+    this.pos = 0;
+    this.borrowed = false;
+    this.args = null;
   }
 
   private parse(): string[] | null {
@@ -211,7 +243,7 @@ export class RespParser {
         }
         const nl = this.findLF(pos + 1);
         if (nl < 0) {
-          if (end - pos > limits.maxInlineLength) throw new RespProtocolError('too big mbulk count string');
+          if (end - pos > limits.maxInlineLength) throw new RespProtocolError('too big mbulk count string', true);
           return this.needMore();
         }
         const n = parseLength(buf, pos + 1, nl);
@@ -235,13 +267,14 @@ export class RespParser {
           if (c !== DOLLAR) throw new RespProtocolError(`expected '$', got '${String.fromCharCode(c)}'`);
           const nl = this.findLF(pos + 1);
           if (nl < 0) {
-            if (end - pos > limits.maxInlineLength) throw new RespProtocolError('too big bulk count string');
+            if (end - pos > limits.maxInlineLength) throw new RespProtocolError('too big bulk count string', true);
             return this.needMore();
           }
           len = parseLength(buf, pos + 1, nl);
-          if (len === INVALID || len < 0 || len > limits.maxBulkLength) throw new RespProtocolError('invalid bulk length');
+          if (len === INVALID || len < 0) throw new RespProtocolError('invalid bulk length');
+          if (len > limits.maxBulkLength) throw new RespProtocolError('invalid bulk length', true);
           this.cmdBytes += nl + 1 - pos + len + 2;
-          if (this.cmdBytes > limits.maxQueryBuffer) throw new RespProtocolError('too big request');
+          if (this.cmdBytes > limits.maxQueryBuffer) throw new RespProtocolError('too big request', true);
           pos = nl + 1;
           this.pos = pos;
           this.scanned = 0;
@@ -279,12 +312,12 @@ export class RespParser {
     const max = this.limits.maxInlineLength;
     const nl = this.findLF(start);
     if (nl < 0) {
-      if (buf.length - start > max) throw new RespProtocolError('too big inline request');
+      if (buf.length - start > max) throw new RespProtocolError('too big inline request', true);
       return null;
     }
     let lineEnd = nl;
     if (lineEnd > start && buf[lineEnd - 1] === CR) lineEnd--;
-    if (lineEnd - start > max) throw new RespProtocolError('too big inline request');
+    if (lineEnd - start > max) throw new RespProtocolError('too big inline request', true);
     const args = splitArgs(buf, start, lineEnd);
     if (args === null) throw new RespProtocolError('unbalanced quotes in request');
     this.pos = nl + 1;
@@ -303,6 +336,12 @@ export class RespParser {
       if (this.store.length > KEEP_STORAGE) this.store = EMPTY;
     } else if (this.borrowed) {
       this.retain();
+    } else if (this.store.length > SHRINK_ABOVE && rest <= this.store.length >>> 2) {
+      const small = Buffer.allocUnsafe(Math.max(4096, rest * 2));
+      this.buf.copy(small, 0, this.pos);
+      this.store = small;
+      this.buf = small.subarray(0, rest);
+      this.pos = 0;
     }
     return null;
   }

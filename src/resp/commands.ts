@@ -56,6 +56,10 @@ export interface ServerStats {
   protocolErrors: number;
   /** Connections closed because their unread output passed maxOutputBuffer. */
   outputLimitCloses: number;
+  /** Connections closed because a request passed a size limit (maxQueryBuffer, bulk or line length). */
+  queryLimitCloses: number;
+  /** Connections closed because all clients' buffers together passed maxTotalBuffer. */
+  evictedClients: number;
   /** Connections closed by the idle timeout. */
   idleCloses: number;
   readonly startedAt: number;
@@ -69,6 +73,8 @@ export interface ServerStats {
 export interface CommandHost {
   readonly backend: RespBackend;
   readonly stats: ServerStats;
+  /** Memory held for all clients' unparsed input and unsent output, for INFO. */
+  readonly buffered: number;
   /** All sessions, for CLIENT LIST. */
   sessions(): Iterable<Session>;
 }
@@ -326,6 +332,7 @@ function infoSections(host: CommandHost): Section[] {
       [
         ['used_memory', mem.heapUsed],
         ['used_memory_rss', mem.rss],
+        ['mem_clients_normal', host.buffered],
       ],
     ],
     ['Persistence', [['loading', 0]]],
@@ -337,6 +344,8 @@ function infoSections(host: CommandHost): Section[] {
         ['rejected_connections', st.rejectedConnections],
         ['total_error_replies_protocol', st.protocolErrors],
         ['client_output_limit_disconnections', st.outputLimitCloses],
+        ['client_query_buffer_limit_disconnections', st.queryLimitCloses],
+        ['evicted_clients', st.evictedClients],
         ['client_idle_disconnections', st.idleCloses],
       ],
     ],

@@ -12,7 +12,12 @@
  *     parsing and stops reading the socket until they are answered;
  *   - output: when the socket cannot take more (write() answers false) reading stops until
  *     'drain', so a client that never reads its replies stalls instead of growing memory; and a
- *     connection whose queued output still passes maxOutputBuffer is closed (PITFALLS §H 36);
+ *     connection whose queued output still passes maxOutputBuffer is closed;
+ *   - input: one request may not pass maxQueryBuffer bytes (the parser refuses it with a protocol
+ *     error as soon as its headers announce more), which bounds what one client's parser holds;
+ *   - memory across clients: what the parsers hold for unparsed input plus the sockets' unsent
+ *     output is summed per read and write; past maxTotalBuffer the clients holding the most are
+ *     closed until the sum is well under it again (see RespServerImpl.overBound);
  *   - protocol errors are answered `-ERR Protocol error: …` and close the connection, as in Redis;
  *     an HTTP request at the port closes it at once without an answer (PITFALLS §H 37).
  */
@@ -34,6 +39,12 @@ export interface RespServerOptions {
   maxPipeline: number;
   /** Close a connection whose unsent output passes this many bytes. Default 8 MiB. */
   maxOutputBuffer?: number;
+  /**
+   * Memory all clients together may hold in unparsed input and unsent output; past it the
+   * clients holding the most are closed. At least twice limits.maxQueryBuffer (a parser may hold
+   * about twice a request while it grows). Default 64 MiB.
+   */
+  maxTotalBuffer?: number;
   /** Request size limits (see RespLimits for defaults). */
   limits?: Partial<RespLimits>;
   /** Where warnings go (pino-compatible). */
@@ -53,9 +64,12 @@ export interface RespServer {
   readonly clients: number;
   /** Counters as INFO shows them. */
   readonly stats: Readonly<ServerStats>;
+  /** Memory held for all clients now (unparsed input and unsent output), measured afresh. */
+  readonly buffered: number;
 }
 
 const DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024;
+const DEFAULT_MAX_TOTAL = 64 * 1024 * 1024;
 /** Replies are written once they reach this size even mid-read, so one read cannot build a huge string. */
 const FLUSH_AT = 64 * 1024;
 /** After QUIT or a protocol error, how long the peer has to read the last reply and close. */
@@ -91,6 +105,8 @@ class Client implements Session {
   /** Set once the socket was ended; the sweep destroys it after the grace period. */
   endedAt = 0;
   lastActive: number;
+  /** This client's share of the server's `heldTotal`, as last measured. */
+  held = 0;
   private readonly connectedAt: number;
 
   constructor(
@@ -134,6 +150,7 @@ class Client implements Session {
       } catch (err) {
         if (err instanceof RespProtocolError) {
           server.stats.protocolErrors++;
+          if (err.tooBig) server.stats.queryLimitCloses++;
           this.reply(errorReply(err.message));
         } else {
           // A parser bug: never let it take the process down; this connection cannot go on.
@@ -154,6 +171,23 @@ class Client implements Session {
     }
     this.flush();
     this.updateReading();
+    this.account();
+  }
+
+  /** Memory held for this client now: the parser's, for unparsed input, and the socket's unsent output. */
+  measure(): number {
+    return this.socket.destroyed ? 0 : this.parser.held + this.socket.writableLength;
+  }
+
+  /** Brings this client's share of the server's total up to date (once per read, write or drain). */
+  private account(): void {
+    const held = this.measure();
+    const grew = held - this.held;
+    if (grew === 0) return;
+    const server = this.server;
+    server.heldTotal += grew;
+    this.held = held;
+    if (grew > 0 && server.heldTotal > server.maxTotalBuffer) server.overBound();
   }
 
   reply(encoded: string): void {
@@ -204,6 +238,7 @@ class Client implements Session {
     if (this.closing) {
       this.flush();
       if (this.head === this.slots.length) this.end();
+      this.account();
       return;
     }
     if (this.pipelineFull && this.slots.length - this.head < this.server.maxPipeline) {
@@ -212,6 +247,7 @@ class Client implements Session {
     } else {
       this.flush();
       this.updateReading();
+      this.account();
     }
   }
 
@@ -238,6 +274,7 @@ class Client implements Session {
     this.outputFull = false;
     this.lastActive = this.server.clock.now();
     if (!this.closing) this.run();
+    else this.account();
   }
 
   private updateReading(): void {
@@ -271,6 +308,17 @@ class Client implements Session {
     }
   }
 
+  /** Closes this client at once to bring the total under maxTotalBuffer (no reply: see overBound). */
+  evict(): void {
+    this.server.heldTotal -= this.held;
+    this.held = 0;
+    this.closing = true;
+    this.out = '';
+    this.socket.destroy();
+    // The socket lets go of this client only at 'close', a turn or more later: free its input now.
+    this.parser.release();
+  }
+
   drop(reason: string): void {
     this.server.log?.warn({ client: this.describe(), reason }, 'resp: possible security attack (HTTP sent to the RESP port), connection closed');
     this.closing = true;
@@ -284,7 +332,7 @@ class Client implements Session {
     return (
       `id=${this.id} addr=${s.remoteAddress ?? '?'}:${s.remotePort ?? 0} laddr=${s.localAddress ?? '?'}:${s.localPort ?? 0} ` +
       `name=${this.name ?? ''} age=${Math.floor((now - this.connectedAt) / 1000)} idle=${Math.floor((now - this.lastActive) / 1000)} ` +
-      `db=${this.db} qbuf=${this.parser.buffered} multi=-1 omem=${s.writableLength} cmd=NULL resp=2`
+      `db=${this.db} qbuf=${this.parser.buffered} multi=-1 omem=${s.writableLength} tot-mem=${this.measure()} cmd=NULL resp=2`
     );
   }
 }
@@ -293,6 +341,9 @@ class RespServerImpl implements RespServer, CommandHost {
   readonly limits: RespLimits;
   readonly maxPipeline: number;
   readonly maxOutputBuffer: number;
+  readonly maxTotalBuffer: number;
+  /** Running sum of the clients' `held`: exact for input, possibly high for output (see overBound). */
+  heldTotal = 0;
   readonly clock: Clock;
   readonly log: RespLog | undefined;
   readonly stats: ServerStats;
@@ -311,6 +362,10 @@ class RespServerImpl implements RespServer, CommandHost {
     this.limits = resolveRespLimits(opts.limits);
     this.maxPipeline = positiveInt('maxPipeline', opts.maxPipeline, 1);
     this.maxOutputBuffer = positiveInt('maxOutputBuffer', opts.maxOutputBuffer ?? DEFAULT_MAX_OUTPUT, 1024);
+    this.maxTotalBuffer = positiveInt('maxTotalBuffer', opts.maxTotalBuffer ?? DEFAULT_MAX_TOTAL, 1024);
+    if (this.maxTotalBuffer < 2 * this.limits.maxQueryBuffer) {
+      throw new RangeError(`resp: maxTotalBuffer (${this.maxTotalBuffer}) must be at least twice maxQueryBuffer (${this.limits.maxQueryBuffer}): one client may hold that much`);
+    }
     positiveInt('maxClients', opts.maxClients, 1);
     positiveInt('idleTimeout', opts.idleTimeout, 0);
     this.clock = opts.clock ?? systemClock;
@@ -322,6 +377,8 @@ class RespServerImpl implements RespServer, CommandHost {
       totalCommands: 0,
       protocolErrors: 0,
       outputLimitCloses: 0,
+      queryLimitCloses: 0,
+      evictedClients: 0,
       idleCloses: 0,
       startedAt: Date.now(),
       port: 0,
@@ -334,6 +391,10 @@ class RespServerImpl implements RespServer, CommandHost {
 
   get clients(): number {
     return this.live.size;
+  }
+
+  get buffered(): number {
+    return this.remeasure();
   }
 
   sessions(): Iterable<Session> {
@@ -379,6 +440,52 @@ class RespServerImpl implements RespServer, CommandHost {
   forget(client: Client): void {
     this.live.delete(client);
     this.stats.connectedClients = this.live.size;
+    this.heldTotal -= client.held;
+    client.held = 0;
+  }
+
+  /** Measures every client afresh and answers the total (also corrects the running sum). */
+  private remeasure(): number {
+    let total = 0;
+    for (const c of this.live) {
+      const held = c.measure();
+      c.held = held;
+      total += held;
+    }
+    this.heldTotal = total;
+    return total;
+  }
+
+  /**
+   * The running sum passed maxTotalBuffer. It may overstate output (the kernel takes queued bytes
+   * without an event unless the queue was full), so measure every client first; if still over,
+   * close the clients holding the most until the sum is under seven eighths of the bound. The
+   * margin makes the next round wait for an eighth of the bound in new bytes rather than one more
+   * read, since a round walks every client.
+   *
+   * Largest first rather than oldest partial command first: it closes the fewest clients to get
+   * under the bound, and it picks whoever costs the memory, whatever they hold it in (a partial
+   * request or unread replies), while a well-behaved client holds next to nothing between its
+   * commands and is never picked. Among equal holders the earliest connected goes first (the sort
+   * is stable over connection order). Evicted clients get no reply, as with maxOutputBuffer (and
+   * Redis' client eviction): writing more to them would only add to the memory being reclaimed.
+   */
+  overBound(): void {
+    const max = this.maxTotalBuffer;
+    if (this.remeasure() <= max) return;
+    const target = max - (max >>> 3);
+    const holders: Client[] = [];
+    for (const c of this.live) if (c.held > 0) holders.push(c);
+    holders.sort((a, b) => b.held - a.held);
+    const before = this.heldTotal;
+    let closed = 0;
+    for (const c of holders) {
+      if (this.heldTotal <= target) break;
+      c.evict();
+      closed++;
+    }
+    this.stats.evictedClients += closed;
+    this.log?.warn({ closed, before, after: this.heldTotal, maxTotalBuffer: max }, 'resp: client buffers over maxTotalBuffer, closed the clients holding the most');
   }
 
   private sweepClients(): void {
