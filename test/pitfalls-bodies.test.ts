@@ -1,5 +1,5 @@
 /**
- * PITFALLS §C (items 13-17): request and response bodies. A real homing (port 0) between raw TCP
+ * Request and response bodies. A real homing (port 0) between raw TCP
  * clients and real node:http backends (raw TCP where the upstream must misbehave); each test checks
  * what the backend received, what the client received, and that homing still proxies afterwards.
  */
@@ -50,7 +50,7 @@ function unlessAlive(fn: NonNullable<RecordingOptions['onRequest']>): NonNullabl
   return (req, res, s, b) => (req.url === '/alive' ? undefined : fn(req, res, s, b));
 }
 
-describe('PITFALLS §C 13: client aborts mid-upload', () => {
+describe('client aborts mid-upload', () => {
   const variants: [string, string, (n: number) => string, string | undefined][] = [
     ['Content-Length upload, streamed route', 'Content-Length: 100000\r\n', (n) => 'u'.repeat(n), undefined],
     ['chunked upload, streamed route', 'Transfer-Encoding: chunked\r\n', (n) => `${n.toString(16)}\r\n${'u'.repeat(n)}\r\n`, 'requestBuffering: false'],
@@ -119,7 +119,7 @@ describe('PITFALLS §C 13: client aborts mid-upload', () => {
   });
 });
 
-describe('PITFALLS §C 14: upstream resets', () => {
+describe('upstream resets', () => {
   test('GET, upstream resets before the head → 502 JSON with Connection: close', async () => {
     const t = await setup({ onRequest: unlessAlive((req) => void req.socket.destroy()) });
     try {
@@ -267,7 +267,7 @@ describe('PITFALLS §C 14: upstream resets', () => {
   );
 });
 
-describe('PITFALLS §C 15: a client that never reads a 200 MB response', () => {
+describe('a client that never reads a 200 MB response', () => {
   test('backpressure reaches the upstream: its writes stall, homing RSS stays bounded, abort on close', async () => {
     const total = 200 * 1024 * 1024;
     let written = 0;
@@ -326,7 +326,7 @@ describe('PITFALLS §C 15: a client that never reads a 200 MB response', () => {
   });
 });
 
-describe('PITFALLS §C 16: trailers are dropped, never merged into headers', () => {
+describe('trailers are dropped, never merged into headers', () => {
   test('upstream trailers Transfer-Encoding, X-Forwarded-For, X-Checksum: body relayed whole, trailers dropped', async () => {
     const t = await setup({
       onRequest: unlessAlive((_req, res) => {
@@ -476,7 +476,7 @@ describe('PITFALLS §C 16: trailers are dropped, never merged into headers', () 
   });
 });
 
-describe('PITFALLS §C 17: Expect: 100-continue', () => {
+describe('Expect: 100-continue', () => {
   for (const [name, route] of [
     ['streamed route', undefined],
     ['redirect route (body buffered first)', 'affinity: { key: header:x-k, redirect: {} }'],

@@ -1,5 +1,5 @@
 /**
- * PITFALLS §A (items 1-5): request parsing and smuggling. Hostile bytes go over raw TCP to a real
+ * Request parsing and smuggling. Hostile bytes go over raw TCP to a real
  * homing (port 0) in front of real node:http backends (port 0); each test checks homing's answer,
  * what the backend received, and that homing still serves a normal request afterwards.
  */
@@ -56,7 +56,7 @@ function assertRefused(r: { res: RawResponse | undefined; closed: boolean; c: Ra
 
 const hex = (n: number): string => n.toString(16);
 
-describe('PITFALLS §A 1: DELETE/OPTIONS with Transfer-Encoding: chunked, no CL, a second request in the body', () => {
+describe('DELETE/OPTIONS with Transfer-Encoding: chunked, no CL, a second request in the body', () => {
   const smuggled = 'GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n';
 
   for (const method of ['DELETE', 'OPTIONS']) {
@@ -113,7 +113,7 @@ describe('PITFALLS §A 1: DELETE/OPTIONS with Transfer-Encoding: chunked, no CL,
   }
 });
 
-describe('PITFALLS §A 2: CL + TE, two TE lines, TE split over lines or obs-fold → 400 and close', () => {
+describe('CL + TE, two TE lines, TE split over lines or obs-fold → 400 and close', () => {
   const cases: Record<string, string> = {
     'CL and TE together': 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n',
     'TE and CL together (TE first)': 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n',
@@ -142,7 +142,7 @@ describe('PITFALLS §A 2: CL + TE, two TE lines, TE split over lines or obs-fold
   }
 });
 
-describe('PITFALLS §A 3: malformed header lines → 400 (strict parser, no insecureHTTPParser)', () => {
+describe('malformed header lines → 400 (strict parser, no insecureHTTPParser)', () => {
   test('listeners are built without insecureHTTPParser', async () => {
     const t = await setup();
     try {
@@ -179,7 +179,7 @@ describe('PITFALLS §A 3: malformed header lines → 400 (strict parser, no inse
   }
 });
 
-describe('PITFALLS §A 4: chunk framing abuse → 400/close, memory bounded', () => {
+describe('chunk framing abuse → 400/close, memory bounded', () => {
   test('1 MB chunk extension: refused and closed before the extension ends, backend never gets a complete request', async () => {
     const t = await setup();
     try {
@@ -253,7 +253,7 @@ describe('PITFALLS §A 4: chunk framing abuse → 400/close, memory bounded', ()
   }
 });
 
-describe('PITFALLS §A 5: request targets and Host: route on the normalised path, upstream = configured origin', () => {
+describe('request targets and Host: route on the normalised path, upstream = configured origin', () => {
   /** Two backends: `internal` behind host internal.example, `public` behind /public on any host. */
   async function twoRoutes(): Promise<{ pub: { b: RecordingBackend; seen: SeenRequest[] }; int: { b: RecordingBackend; seen: SeenRequest[] }; h: Homing; close(): Promise<void> }> {
     const pb = await startRecordingBackend('public');

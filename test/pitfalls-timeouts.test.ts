@@ -1,5 +1,5 @@
 /**
- * PITFALLS §E (items 22-25): timeouts and keep-alive. A real homing (port 0) in front of real
+ * Timeouts and keep-alive. A real homing (port 0) in front of real
  * node:http backends (port 0, restarted on the same port where needed); raw TCP clients where the
  * client must misbehave. Every test ends with a normal proxied request.
  */
@@ -33,7 +33,7 @@ async function onConn(c: RawClient, raw: string, n: number): Promise<ReturnType<
   return rs[n - 1]!;
 }
 
-describe('PITFALLS §E 22: upstream closes pooled sockets, upstream restarts', () => {
+describe('upstream closes pooled sockets, upstream restarts', () => {
   test('backend closed and restarted on the same port: homing recovers without a restart', async () => {
     let b: RecordingBackend = await startRecordingBackend('first');
     const port = b.port;
@@ -150,7 +150,7 @@ describe('PITFALLS §E 22: upstream closes pooled sockets, upstream restarts', (
   });
 });
 
-describe('PITFALLS §E 23: POST and a reset after bytes were sent → 502, never replayed', () => {
+describe('POST and a reset after bytes were sent → 502, never replayed', () => {
   async function twoMembers(onRequest: RecordingOptions['onRequest'], route = 'retries: 2'): Promise<{ a: RecordingBackend; b: RecordingBackend; h: Homing; close(): Promise<void>; posts(): number }> {
     const a = await startRecordingBackend('a', { onRequest });
     const b = await startRecordingBackend('b', { onRequest });
@@ -252,7 +252,7 @@ describe('PITFALLS §E 23: POST and a reset after bytes were sent → 502, never
   });
 });
 
-describe('PITFALLS §E 24: listener timeouts in the right order', () => {
+describe('listener timeouts in the right order', () => {
   test('configured keepAliveTimeout < headersTimeout ≤ requestTimeout are what the server uses', async () => {
     const b = await startRecordingBackend('a');
     const h = await startTestHoming(oneRouteConfig([b.port], { listen: 'keepAliveTimeout: 1s, headersTimeout: 2s, requestTimeout: 3s' }));
@@ -305,7 +305,7 @@ describe('PITFALLS §E 24: listener timeouts in the right order', () => {
   });
 });
 
-describe('PITFALLS §E 25: headers trickled one byte a second', () => {
+describe('headers trickled one byte a second', () => {
   const listen = 'keepAliveTimeout: 500ms, headersTimeout: 1500ms, requestTimeout: 3s';
 
   async function trickle(port: number, prefix: string, slow = 'X-Slow: ' + 'a'.repeat(100)): Promise<{ closedAfter: number; c: RawClient }> {

@@ -1,7 +1,7 @@
 /**
  * The RESP2 request parser and reply encoders on their own (no sockets): any split of the input
  * gives the same commands or the same error, Redis' error words, limits that bound memory, and no
- * aliasing of the caller's read buffer (PITFALLS §H 33-35).
+ * aliasing of the caller's read buffer (splits at every byte, hostile lengths, no aliasing).
  */
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';

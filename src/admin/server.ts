@@ -1,5 +1,5 @@
 /**
- * The admin HTTP API (DESIGN §7): health, readiness, metrics, status, pools and route look-ups.
+ * The admin HTTP API: health, readiness, metrics, status, pools and route look-ups.
  * Bound to loopback by default; an optional bearer token guards everything but /healthz.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';

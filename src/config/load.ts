@@ -84,7 +84,7 @@ export function loadConfigFile(file: string): Config {
 }
 
 /**
- * Keys the contract reserves (DESIGN §3) that this version does not act on yet: refused with a
+ * Keys the documented config reserves that this version does not act on yet: refused with a
  * clear message rather than silently ignored.
  */
 export function checkSupported(cfg: Config): void {

@@ -1,5 +1,5 @@
 /**
- * The config schema (DESIGN §3). Every key is validated here, with its default; an error names the
+ * The config schema. Every key is validated here, with its default; an error names the
  * YAML path (see load.ts, which adds the line). Unknown keys are errors: a typo must not be ignored.
  */
 import { z } from 'zod';
@@ -47,7 +47,7 @@ const address = hostPort(false);
 /** A local listening address: port 0 lets the OS pick (tests). */
 const bindAddress = hostPort(true);
 
-/** A key expression (DESIGN §4); compiled and checked further in routing/keys.ts. */
+/** A key expression (`host`, `path`, `header:<name>`, …); compiled and checked further in routing/keys.ts. */
 const keyExpr = z
   .string()
   .regex(/^(host|path|uri|method|(header|cookie|query):[!#$%&'*+\-.^_`|~0-9A-Za-z]+|path:\d+)$/, 'invalid key expression (host, path, uri, method, header:<name>, cookie:<name>, query:<name>, path:<n>)');
@@ -168,7 +168,7 @@ const route = z
     directory: directory.optional(),
     balance: balance.default('round-robin'),
     cache: routeCache.optional(),
-    /** Opt-in `X-Homing` response header (DESIGN §5). */
+    /** Opt-in `X-Homing` response header: route, target, how it was chosen, hops. */
     debugHeader: z.boolean().default(false),
     /** Largest request body accepted (413 above). */
     maxBody: size.default(64 * 1024 * 1024),
@@ -224,7 +224,10 @@ const listen = z
      * appends to, when it runs behind nginx, HAProxy or a cloud LB. Everyone else's are replaced.
      */
     trustedProxies: z.array(z.string().refine((v) => isIpOrCidr(v), 'must be an IP address or CIDR (e.g. 10.0.0.0/8)')).default([]),
-    /** Node server timeouts (PITFALLS §E 24): keepAlive < headers ≤ request. */
+    /**
+     * Node server timeouts: keepAlive < headers ≤ request. Behind a load balancer keepAliveTimeout must
+     * outlast the balancer's idle timeout, or it reuses a connection homing is closing.
+     */
     keepAliveTimeout: duration.default(65_000),
     headersTimeout: duration.default(66_000),
     requestTimeout: duration.default(300_000),

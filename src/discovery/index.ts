@@ -1,4 +1,4 @@
-/** Picks the MemberSource for a pool's config (DESIGN §3 discovery). */
+/** Picks the MemberSource for a pool's config: static `members`, or `discovery` by file, DNS or HTTP. */
 import type { PoolConfig } from '../config/schema.js';
 import { DnsSource } from './dns.js';
 import { FileSource, type FileSourceOptions } from './file.js';

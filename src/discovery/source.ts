@@ -1,5 +1,5 @@
 /**
- * Where a pool's member list comes from (DESIGN §3: static `members`, `file`, `dns`, `etcd`,
+ * Where a pool's member list comes from (static `members`, `file`, `dns`, `etcd`,
  * `http`). Every source follows one contract, so the wiring is the same for all of them:
  *
  *   await source.start((specs) => pool.setMembers(specs), (err) => log.warn(err));

@@ -1,5 +1,5 @@
 /**
- * Header rules of the proxy (PITFALLS §B): hop-by-hop headers removed both ways, client-nominated
+ * Header rules of the proxy: hop-by-hop headers removed both ways, client-nominated
  * hop-by-hop headers removed before homing adds its own, forwarding headers overwritten (the
  * upstream sees exactly one copy), underscore spellings dropped (like nginx), CR/LF/NUL refused.
  */
@@ -160,7 +160,7 @@ export interface Forwarding {
 
 /**
  * X-Forwarded-* values for the upstream. From an untrusted peer the client's copies are replaced
- * (PITFALLS §B 8); from a trusted proxy (homing behind nginx/HAProxy/a cloud LB) its chain is kept
+ * (the member sees one copy, homing's; a client cannot forge its address); from a trusted proxy (homing behind nginx/HAProxy/a cloud LB) its chain is kept
  * and the peer appended, and its proto/host are believed.
  */
 export function forwarding(head: UpstreamHead, remoteAddress: string, proto: string, host: string, trusted: { check(ip: string, type: 'ipv4' | 'ipv6'): boolean } | undefined): Forwarding {

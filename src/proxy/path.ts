@@ -1,5 +1,5 @@
 /**
- * Request-target handling (PITFALLS §A 5): routing uses the normalised path; the upstream URL is
+ * Request-target handling: routing (and any path rule) uses the normalised path; the upstream URL is
  * the configured member origin plus this path, never `new URL(req.url, base)`.
  */
 

@@ -1,7 +1,8 @@
 /**
  * The client-facing listeners: plain HTTP and optional TLS termination, both on the same Proxy.
  * Node's strict parser is kept (no insecureHTTPParser): CL+TE, bad chunk framing, bare CR and
- * obs-fold are refused by llhttp and answered here as JSON 400/431 (PITFALLS §A).
+ * obs-fold are refused by llhttp and answered here as JSON 400/431: a proxy that accepts what its
+ * members parse differently lets requests be smuggled past it.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -14,7 +15,7 @@ import { isClosing, socketError } from './respond.js';
 import { MAX_HEADER_COUNT } from './headers.js';
 import { handleUpgrade } from './upgrade.js';
 
-/** 16 KiB head limit, as Node and undici (PITFALLS §2.1); 431 above it. */
+/** 16 KiB head limit, as Node's and undici's defaults; 431 above it. */
 export const MAX_HEADER_SIZE = 16 * 1024;
 
 export interface Listener {
@@ -62,7 +63,7 @@ export function createListeners(cfg: Config, proxy: Proxy): Listener[] {
     server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => proxy.handle(req, res, proto));
     // Node drops header lines past maxHeadersCount silently; keep one more than the limit so the proxy sees the excess.
     server.maxHeadersCount = MAX_HEADER_COUNT + 1;
-    // Set again after construction in the right order (PITFALLS §E 24: assigning later can swap them).
+    // Set again after construction, in this order: Node checks them against each other as they are assigned.
     server.keepAliveTimeout = cfg.listen.keepAliveTimeout;
     server.headersTimeout = cfg.listen.headersTimeout;
     server.requestTimeout = cfg.listen.requestTimeout;

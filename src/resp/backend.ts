@@ -1,6 +1,6 @@
 /**
  * What the RESP router asks of homing. The runtime implements it over the same resolver the HTTP
- * proxy uses (DESIGN §2 step 3), so the two faces can never disagree; protocol tests use a small
+ * proxy uses (`Route.resolve`), so the two faces can never disagree; protocol tests use a small
  * deterministic implementation.
  */
 export interface RespBackend {

@@ -10,7 +10,7 @@
  *     client desync the stream);
  *   - an inline line longer than the limit is an error even when its LF arrived in the same read.
  *
- * Safety properties (PITFALLS §H 33-35):
+ * Safety properties (what Redis clients and servers have got wrong):
  *   - any split of the input across `push()` calls gives the same commands as one push;
  *   - nothing is allocated from a length the client announced: a bulk is decoded only once all
  *     of its bytes have arrived, and the buffer grows only by bytes actually received;
@@ -70,7 +70,7 @@ export const DEFAULT_RESP_LIMITS: RespLimits = Object.freeze({
   maxQueryBuffer: 1024 * 1024,
 });
 
-/** Validates limits eagerly and names the bad one (CONVENTIONS habit 10). */
+/** Validates limits eagerly and names the bad one (a wrong option fails at start, not under load). */
 export function resolveRespLimits(partial?: Partial<RespLimits>): RespLimits {
   const limits = { ...DEFAULT_RESP_LIMITS, ...partial };
   for (const [name, value] of Object.entries(limits)) {

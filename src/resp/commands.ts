@@ -1,5 +1,5 @@
 /**
- * The commands the RESP router answers (DESIGN §6), and the metadata `COMMAND` reports so that
+ * The commands the RESP router answers, and the metadata `COMMAND` reports so that
  * redis-cli, redis-benchmark and client libraries are comfortable talking to homing.
  *
  * `runCommand` is the hot path: `GET` is matched before anything else, a synchronous look-up is
@@ -142,7 +142,7 @@ export function runCommand(host: CommandHost, s: Session, args: string[]): void 
       return;
     }
   }
-  // PITFALLS §H 37: an HTTP request sent to this port (e.g. by SSRF through a proxy) is never
+  // An HTTP request sent to this port (e.g. by SSRF through a proxy) is never
   // answered, so nothing of it can be turned into a Redis conversation. Redis does the same for
   // `POST` and `Host:`; the request line `GET / HTTP/1.1` is caught here before it is answered.
   if (args.length === 3 && isHttpVersion(args[2]!)) {
@@ -266,7 +266,7 @@ function select(host: CommandHost, s: Session, args: string[]): void {
     return;
   }
   const routes = host.backend.routes.length;
-  // With one route (or none) any database is accepted and ignored (DESIGN §6), so clients and
+  // With one route (or none) any database is accepted and ignored, so clients and
   // nginx configs that SELECT a fixed database keep working.
   if (n < 0 || (routes > 1 && n >= routes)) {
     s.reply(errorReply('DB index is out of range'));

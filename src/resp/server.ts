@@ -1,5 +1,5 @@
 /**
- * The RESP2 router's TCP face (DESIGN §6): nginx, HAProxy or any Redis client asks `GET <key>`
+ * The RESP2 router's TCP face: nginx, HAProxy or any Redis client asks `GET <key>`
  * and gets the member `host:port` homing would send that key to.
  *
  * Per connection: bytes go through an incremental parser; each command is answered through the
@@ -19,7 +19,7 @@
  *     output is summed per read and write; past maxTotalBuffer the clients holding the most are
  *     closed until the sum is well under it again (see RespServerImpl.overBound);
  *   - protocol errors are answered `-ERR Protocol error: …` and close the connection, as in Redis;
- *     an HTTP request at the port closes it at once without an answer (PITFALLS §H 37).
+ *     an HTTP request at the port closes it at once without an answer (no SSRF through it).
  */
 import net from 'node:net';
 import type { RespBackend } from './backend.js';

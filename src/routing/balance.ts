@@ -345,7 +345,7 @@ class LeastConnections extends Balancer {
 }
 
 /**
- * A factory of balancers for a route's `balance:` (DESIGN §2). `random` (answers in [0, 1))
+ * A factory of balancers for a route's `balance:`. `random` (answers in [0, 1))
  * drives random and power-of-two-choices; tests inject a seeded one. Without it each picker uses
  * its own fast generator, seeded from `Math.random`.
  */

@@ -1,5 +1,5 @@
 /**
- * Key expressions (DESIGN §4), compiled once per route into a function. A missing key answers
+ * Key expressions, compiled once per route into a function. A missing key answers
  * `undefined`: the route then falls through to its next resolver.
  */
 import type { IncomingHttpHeaders } from 'node:http';

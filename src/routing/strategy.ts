@@ -1,5 +1,5 @@
 /**
- * Where a request lands, apart from which key it has (CONVENTIONS habit 3). A Picker is built
+ * Where a request lands, apart from which key it has (the key is the route's business). A Picker is built
  * from one frozen snapshot of live members and never mutated; a route builds a new one when the
  * pool's live set changes.
  */

@@ -1,5 +1,5 @@
 /**
- * Learned affinity state (issue 3 item 4): `createAffinityStore` builds a route's store with the
+ * Learned affinity state: `createAffinityStore` builds a route's store with the
  * tiers the process has — always the local table, the worker tier with a ClusterBus, the
  * instance tier with a SharedRedis.
  */

@@ -1,9 +1,9 @@
 /**
- * The process tier of the affinity table (DESIGN §2 "state lives in three tiers"): key → owner
+ * The process tier of the affinity table (state lives in three tiers: process, box, instances): key → owner
  * (`host:port`) with a TTL and a capacity (least recently used goes first), answered
  * synchronously in O(1).
  *
- * Memory is the design constraint (issue 3: 1 M entries under 200 MB RSS, measured by
+ * Memory is the design constraint (1 M entries under 200 MB RSS, measured by
  * bench/affinity-memory.ts). lru-cache plus an owner → Set<key> reverse index cost 138 B per
  * entry (242 MB RSS at 1 M in plain node), so this table keeps everything but the key strings in
  * typed arrays indexed by slot:

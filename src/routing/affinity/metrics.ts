@@ -1,5 +1,5 @@
 /**
- * Metrics of learned affinity (issue 3 item 6) on a prom-client Registry (`Metrics.registry`).
+ * Metrics of learned affinity on a prom-client Registry (`Metrics.registry`).
  *
  * The per-request counts are plain numbers per route, turned into Prometheus values only when
  * scraped (prom-client hashes the labels on every `inc()`, even on a labelled child): a request

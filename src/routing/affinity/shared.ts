@@ -1,5 +1,5 @@
 /**
- * The instance tier of learned affinity (DESIGN §2, issue 3 item 4): entries are written to
+ * The instance tier of learned affinity: entries are written to
  * Redis, read through the local table (a near-cache), and deletions are published so every
  * instance drops them from its near-cache.
  *

@@ -1,6 +1,6 @@
 /**
  * Consistent hashing with bounded loads (Mirrokni, Thorup & Zadimoghaddam, 2017; Envoy's
- * `hash_balance_factor`), as a decorator over any hash algorithm (CONVENTIONS habit 3).
+ * `hash_balance_factor`), as a decorator over any hash algorithm (which key stays apart from where it lands).
  *
  * With balance factor c ≥ 1, a member may take a request only while
  *

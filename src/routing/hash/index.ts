@@ -1,8 +1,8 @@
 /**
- * Consistent hashing for a route's `hash:` block (DESIGN §3): picks the algorithm and wraps it in
+ * Consistent hashing for a route's `hash:` block: picks the algorithm and wraps it in
  * bounded loads when `boundedLoad` is set. The factory validates its options at once, naming them;
- * each call builds a frozen picker for one snapshot of live members (off the hot path, CONVENTIONS
- * habit 2).
+ * each call builds a frozen picker for one snapshot of live members (off the hot path: requests read a
+ * frozen snapshot).
  *
  * A hash picker answers undefined when the key is undefined or the snapshot is empty, and is
  * otherwise deterministic: the same members (in any insertion order) give the same answer for a

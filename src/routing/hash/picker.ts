@@ -1,6 +1,6 @@
 /**
  * What every hash algorithm shares: "which key" is turned into a 32-bit hash here, "where it
- * lands" is the algorithm's (CONVENTIONS habit 3, Envoy's `chooseHost(hash, attempt)`).
+ * lands" is the algorithm's (as Envoy's `chooseHost(hash, attempt)`).
  *
  * An algorithm answers two questions about a hash, both in member indices of its frozen snapshot
  * (`members`, ordered by id, so the same on every instance):
