@@ -27,6 +27,7 @@ export const ERRORS = {
   HOMING_ERR_REDIRECT_TARGET: { status: 502, when: 'A backend redirect named a target outside the route’s pool, or an unparseable target.', retryable: false },
   HOMING_ERR_REDIRECT_LOOP: { status: 508, when: 'Backend redirects looped, or exceeded `maxHops`.', retryable: false },
   HOMING_ERR_REDIRECT_BODY_TOO_LARGE: { status: 502, when: 'A backend redirect asked to re-send a body larger than `maxReplayBody`.', retryable: false },
+  HOMING_ERR_DIRECTORY_UNKNOWN_KEY: { status: 404, when: 'The directory says it knows no such key (cached for `negativeTtl`).', retryable: false },
   HOMING_ERR_DIRECTORY_UNAVAILABLE: { status: 503, when: 'The directory is down or timed out and nothing is cached for the key.', retryable: false },
   HOMING_ERR_DIRECTORY_BAD_ANSWER: { status: 502, when: 'The directory answered a target that is not a known pool or member.', retryable: false },
   HOMING_ERR_SERVICE_UNAVAILABLE: { status: 503, when: 'homing is shutting down or not ready.', retryable: false },

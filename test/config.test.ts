@@ -130,6 +130,16 @@ test('reserved keys this version does not act on are refused by name, not ignore
   assert.throws(() => loadConfigFile(f), (e: unknown) => e instanceof ConfigError && /routes\[0\]\.directory: directory look-up is not implemented/.test(e.message) && /routes\[0\]\.cache: the response cache is not implemented/.test(e.message));
 });
 
+test('a directory route: exactly one of lookup.url or lookup.redis, a url with {key}', () => {
+  const route = (lookup: string): string => base.replace('routes: [ { name: r, pool: p } ]', `routes: [ { name: r, pools: [p], directory: { key: host, lookup: ${lookup} } } ]`);
+  assert.doesNotThrow(() => parseConfig(route("{ url: 'http://dir.internal/backend/{key}' }"), '.', 't'));
+  assert.doesNotThrow(() => parseConfig(route("{ redis: { url: 'redis://127.0.0.1:6379', keyPrefix: 'tenant:' } }"), '.', 't'));
+  assert.match(problems(route('{ timeout: 1s }')).join('\n'), /routes\[0\]\.directory\.lookup: give exactly one of url or redis/);
+  assert.match(problems(route("{ url: 'http://dir/{key}', redis: { url: 'redis://x' } }")).join('\n'), /give exactly one of url or redis/);
+  assert.match(problems(route("{ url: 'http://dir/backend' }")).join('\n'), /lookup\.url: must contain \{key\}/);
+  assert.match(problems(route("{ url: 'file:///etc/{key}' }")).join('\n'), /lookup\.url: must be an http/);
+});
+
 test('the example config in examples/ passes homing check', () => {
   const r = spawnSync(process.execPath, ['dist/cli/main.js', 'check', 'examples/homing.yaml'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);

@@ -132,18 +132,43 @@ const affinity = z.strictObject({
   maxReplayBody: size.default(1024 * 1024),
 });
 
-const directory = z.strictObject({
-  key: keyExpr,
-  lookup: z.strictObject({
-    url: z.string().optional(),
-    resp: z.string().optional(),
-    timeout: duration.default(500),
-  }),
-  ttl: duration.default(300_000),
-  negativeTtl: duration.default(10_000),
-  staleIfError: duration.default(3_600_000),
-  seed: z.string().optional(),
-});
+/**
+ * `directory:` on a route: ask an external directory which pool (or member) holds a key, and
+ * cache the answer. Exactly one of `lookup.url` (HTTP: `{key}` in the template is replaced by the
+ * key, percent-encoded as one path segment) or `lookup.redis` (a `GET <keyPrefix><key>`).
+ */
+const directory = z
+  .strictObject({
+    key: keyExpr,
+    lookup: z
+      .strictObject({
+        url: z
+          .string()
+          .regex(/^https?:\/\/[^/?#\s]+/i, 'must be an http:// or https:// URL')
+          .refine((u) => u.includes('{key}'), 'must contain {key}, where the key goes')
+          .optional(),
+        redis: z.strictObject({ url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL'), keyPrefix: z.string().default('') }).optional(),
+        /** Longest wait for one directory answer; past it an unknown key is a 503. */
+        timeout: duration.default(500),
+        /** Extra request headers for the HTTP directory (e.g. an API token). */
+        headers: z.record(headerName, headerText).optional(),
+        /** Let the directory's Cache-Control max-age set an entry's ttl (off: routing data is often sent no-store). */
+        respectCacheControl: z.boolean().default(false),
+      })
+      .refine((l) => (l.url === undefined) !== (l.redis === undefined), 'give exactly one of url or redis'),
+    /** How long an answer is used before the directory is asked again. */
+    ttl: duration.default(300_000),
+    /** How long a "no such key" answer (404, nil) is remembered. */
+    negativeTtl: duration.default(10_000),
+    /** How long past its ttl an answer still routes while the directory is failing. */
+    staleIfError: duration.default(3_600_000),
+    /** Fraction of ttl after which a used entry is refreshed in the background (requests never wait for it). */
+    refreshAhead: z.number().gt(0).max(1).default(0.8),
+    /** Most keys cached (least recently used dropped first). */
+    capacity: z.number().int().min(1).default(100_000),
+    /** A YAML or JSON map of key → pool name or host:port, loaded at start and reloaded when it changes. */
+    seed: z.string().optional(),
+  });
 
 const routeCache = z.union([
   z.boolean(),

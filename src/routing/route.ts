@@ -39,6 +39,17 @@ export interface AffinityLookup {
 
 export type MaybePromise<T> = T | Promise<T>;
 
+/** What the directory tier says of a key: a pool name or host:port, no such key, or no answer to be had. */
+export type DirectoryAnswer = { kind: 'found'; value: string; stale: boolean } | { kind: 'unknown' } | { kind: 'unavailable'; message: string };
+
+/**
+ * The directory tier (a cache in front of an external directory). `get` answers synchronously
+ * when a usable entry is cached; a promise only when the directory must be asked.
+ */
+export interface DirectoryLookup {
+  get(key: string): DirectoryAnswer | Promise<DirectoryAnswer>;
+}
+
 export type ResolveMode = 'request' | 'lookup';
 
 export interface RouteDeps {
@@ -47,6 +58,7 @@ export interface RouteDeps {
   hash?: PickerFactory;
   balance: BalancerFactory;
   affinity?: AffinityLookup;
+  directory?: DirectoryLookup;
 }
 
 /** Name of the header a backend redirects with when the route does not configure one. */
@@ -84,6 +96,9 @@ export class Route {
   private readonly hashFactory: PickerFactory | undefined;
   private readonly balanceFactory: BalancerFactory;
   readonly affinity: AffinityLookup | undefined;
+  readonly directory: DirectoryLookup | undefined;
+  readonly directoryKey: KeyFn | undefined;
+  private readonly poolByName: ReadonlyMap<string, Pool>;
   /** Lower-case name of the header a backend redirects with (consumed on every route). */
   readonly redirectHeader: string;
   /** Whether backend redirects are followed (affinity.redirect); elsewhere one is refused. */
@@ -117,6 +132,9 @@ export class Route {
     }
     this.balanceFactory = deps.balance;
     this.affinity = deps.affinity;
+    this.directory = deps.directory;
+    this.directoryKey = config.directory ? compileKey(config.directory.key) : undefined;
+    this.poolByName = new Map(this.pools.map((p) => [p.name, p]));
     this.redirectHeader = (config.affinity?.redirect?.header ?? DEFAULT_REDIRECT_HEADER).toLowerCase();
     this.followsRedirects = config.affinity?.redirect !== undefined;
     this.ownerHeader = config.affinity?.owner?.toLowerCase();
@@ -172,7 +190,44 @@ export class Route {
       const owned = this.owned(key, q, mode, tried);
       if (owned !== undefined) return owned;
     }
+    return this.afterAffinity(q, mode, attempt, tried);
+  }
+
+  /** Directory (when the route has one and the request has its key), else hash and balance. */
+  private afterAffinity(q: RequestView | string, mode: ResolveMode, attempt: number, tried: ReadonlySet<Member> | undefined): MaybePromise<ResolveResult> {
+    if (this.directory) {
+      const key = typeof q === 'string' ? q : this.directoryKey!(q);
+      if (key !== undefined) {
+        const a = this.directory.get(key);
+        if (a instanceof Promise) return a.then((x) => this.fromDirectory(x, key, q, mode, attempt, tried));
+        return this.fromDirectory(a, key, q, mode, attempt, tried);
+      }
+    }
     return this.unowned(q, mode, attempt, tried);
+  }
+
+  /**
+   * The directory's answer as a resolution: a pool of the route (its hash or balance picks the
+   * member), or a member of one of the route's pools. Anything else is a bad answer: homing never
+   * connects to an address the directory names unless it is a member.
+   */
+  private fromDirectory(a: DirectoryAnswer, key: string, q: RequestView | string, mode: ResolveMode, attempt: number, tried: ReadonlySet<Member> | undefined): ResolveResult {
+    if (a.kind === 'unknown') return { error: 'HOMING_ERR_DIRECTORY_UNKNOWN_KEY', message: `the directory knows no "${key.length > 200 ? `${key.slice(0, 200)}…` : key}"` };
+    if (a.kind === 'unavailable') return { error: 'HOMING_ERR_DIRECTORY_UNAVAILABLE', message: a.message };
+    const pool = this.poolByName.get(a.value);
+    if (pool) {
+      const r = this.pickIn(pool, q, mode, attempt, tried, true);
+      return r ?? { error: 'HOMING_ERR_NO_LIVE_MEMBER', message: `pool "${pool.name}" (the directory's answer) has no live member` };
+    }
+    const owner = this.poolOf(a.value);
+    if (!owner) return { error: 'HOMING_ERR_DIRECTORY_BAD_ANSWER', message: 'the directory answered a target that is not a pool or member of this route' };
+    const m = owner.live.get(a.value);
+    return m ? { member: m, pool: owner, by: 'directory' } : { error: 'HOMING_ERR_NO_LIVE_MEMBER', message: `${a.value} (the directory's answer) is not live` };
+  }
+
+  /** Whether the directory may answer `value`: a pool of this route, or a member of one. */
+  allowsDirectoryAnswer(value: string): boolean {
+    return this.poolByName.has(value) || this.poolOf(value) !== undefined;
   }
 
   /** Which of the route's pools holds `id` as a live member, with the Member. */
@@ -198,7 +253,7 @@ export class Route {
     const owner = this.affinity!.get(key);
     if (typeof owner === 'string') return this.liveMember(owner);
     if (owner === undefined) return undefined;
-    return owner.then((o) => (o === undefined ? undefined : this.liveMember(o)) ?? this.unowned(q, mode, 0, tried));
+    return owner.then((o) => (o === undefined ? undefined : this.liveMember(o)) ?? this.afterAffinity(q, mode, 0, tried));
   }
 
   /** The pool requests go to now: the first with a live member. */
@@ -211,16 +266,22 @@ export class Route {
   private unowned(q: RequestView | string, mode: ResolveMode, attempt: number, tried: ReadonlySet<Member> | undefined): ResolveResult {
     const pool = this.activePool();
     if (pool === undefined) return this.noLiveMember();
+    return this.pickIn(pool, q, mode, attempt, tried, false) ?? this.noLiveMember();
+  }
+
+  /** Hash (when the request has the key), else balance, within `pool`; `by` says which, or 'directory' when the directory chose the pool. */
+  private pickIn(pool: Pool, q: RequestView | string, mode: ResolveMode, attempt: number, tried: ReadonlySet<Member> | undefined, viaDirectory: boolean): Resolution | undefined {
     const s = this.strategies.get(pool)!;
+    const by = viaDirectory ? 'directory' : undefined;
     if (s.hash) {
       const k = typeof q === 'string' ? q : this.hashKey!(q);
       if (k !== undefined) {
         const m = pickUntried(s.hash, k, attempt, tried, pool.live.size);
-        if (m) return { member: m, pool, by: 'hash' };
+        if (m) return { member: m, pool, by: by ?? 'hash' };
       }
     }
     const m = mode === 'lookup' ? s.balance.peek() : pickUntried(s.balance, undefined, attempt, tried, pool.live.size);
-    return m ? { member: m, pool, by: 'balance' } : this.noLiveMember();
+    return m ? { member: m, pool, by: by ?? 'balance' } : undefined;
   }
 
   private noLiveMember(): Unresolved {
