@@ -100,7 +100,7 @@ export async function waitRespPing(port, timeoutMs) {
 
 // ---------------------------------------------------------------------------------------------
 
-/** The shared backend: its own process; stats() → {connections, open, requests}. */
+/** The shared backend: its own process; stats() → {connections, closed, open, requests, bodies, bodyBytes}. */
 export async function startBackend(h) {
   const child = startNode('backend', path.join(PEERS_DIR, 'backend.mjs'), [], { logFile: path.join(h.tmp, 'backend.log') });
   const port = await readyPort(child, 'backend');
@@ -128,7 +128,7 @@ export async function startBackend(h) {
         }, 3000);
         pending.set(id, (m) => {
           clearTimeout(t);
-          resolve({ connections: m.connections, closed: m.closed, open: m.open, requests: m.requests });
+          resolve({ connections: m.connections, closed: m.closed, open: m.open, requests: m.requests, bodies: m.bodies, bodyBytes: m.bodyBytes });
         });
         child.send({ type: 'stats', id });
       }),
