@@ -54,6 +54,21 @@ export function httpGet(url, timeoutMs = 2000) {
   });
 }
 
+/** One POST with `body` (a Buffer); resolves {status, headers, text} or rejects. */
+export function httpPost(url, body, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent: false, timeout: timeoutMs, headers: { 'content-type': 'application/octet-stream', 'content-length': body.length } }, (res) => {
+      const chunks = [];
+      res.on('data', (d) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** Polls `url` until it answers with any HTTP status; fails early if `child` exits. */
 async function waitHttp(url, child, name, timeoutMs = 15_000) {
   const until = Date.now() + timeoutMs;
