@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench` (DESIGN §10, method in BENCHMARKING.md): starts a backend, homing and its peers,
+// `npm run bench`: starts a backend, homing and its peers,
 // drives them with wrk in interleaved rounds, prints tables of ratios, writes JSON to
 // bench/results/<ISO timestamp>.json and bench/results/latest.json.
 //
