@@ -1,5 +1,5 @@
 /**
- * Memory of the local affinity table (issue 3: 1 M learned keys under 200 MB RSS).
+ * Memory of the local affinity table (target: 1 M learned keys under 200 MB RSS).
  *
  * A fresh child process (`--expose-gc`) fills one LocalAffinityTable with `entries` keys shaped
  * like session tokens (40 hex chars) naming 16 members (`127.0.0.1:91xx`, a fresh owner string

@@ -1,5 +1,5 @@
 /**
- * Hash strategy benchmark (DESIGN §10): look-ups per second of each algorithm against the
+ * Hash strategy benchmark: look-ups per second of each algorithm against the
  * `hashring` package, and for each algorithm how keys move when one of five members leaves and
  * comes back, and how evenly they spread.
  *

@@ -1,14 +1,15 @@
 #!/usr/bin/env node
-// `npm run bench` (DESIGN §10, method in BENCHMARKING.md): starts a backend, homing and its peers,
+// `npm run bench`: starts a backend, homing and its peers,
 // drives them with wrk in interleaved rounds, prints tables of ratios, writes JSON to
 // bench/results/<ISO timestamp>.json and bench/results/latest.json.
 //
-//   node --import tsx bench/run.mjs [--quick] [--only http,resp,hash,affinity,lookup,cache]
+//   node --import tsx bench/run.mjs [--quick] [--only http,upload,resp,hash,affinity,lookup,cache]
 //        [--skip …] [--rounds N] [--seconds S] [--warmup S] [--conns N] [--conns-high N]
 //        [--resp-requests N] [--hash-keys N] [--max-time S] [--no-install] [--keep-tmp]
 //
 // Defaults: 3 rounds × 5 s at c64 (+1 s warm-up per pass), one c256 pass per proxy peer, RESP
-// 3 rounds; --quick: 1 round × 2 s. Every process started is killed on exit, Ctrl-C and errors.
+// 3 rounds; --quick: 1 round × 2 s. `upload` measures POSTs (4 KiB and 256 KiB bodies) with and
+// without homing's request buffering. Every process started is killed on exit, Ctrl-C and errors.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -17,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { installExitHandlers, stopAll } from './lib/proc.mjs';
 import { createHarness } from './lib/harness.mjs';
 import { httpSection } from './lib/section-http.mjs';
+import { uploadSection } from './lib/section-upload.mjs';
 import { respSection } from './lib/section-resp.mjs';
 import { hashSection } from './lib/section-hash.mjs';
 import { affinitySection } from './lib/section-affinity.mjs';
@@ -30,6 +32,7 @@ const RESULTS_DIR = path.join(BENCH_DIR, 'results');
 /** Sections in run order; each is `async (h) => JSON-able result`. */
 const SECTIONS = {
   http: httpSection,
+  upload: uploadSection,
   resp: respSection,
   affinity: affinitySection,
   lookup: lookupSection,
@@ -50,7 +53,7 @@ function parseArgs(argv) {
     respRequests: 200_000,
     respPipelinedFactor: 10, // -P 16 runs -n 10× as many requests so its CPU figure has enough clock ticks
     hashKeys: undefined,
-    maxTimeS: quick ? 150 : 330,
+    maxTimeS: quick ? 200 : 480, // the whole run; the upload section adds about 30 s (--quick) or 150 s
     install: true,
     keepTmp: false,
     only: undefined,

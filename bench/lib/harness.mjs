@@ -60,11 +60,14 @@ export async function createHarness(opts) {
      *                      the pass: churn without the connect burst and the end-of-run aborts
      *   boxBusyPct / otherCpuPct  the whole box's busy time and what is left after the proxy,
      *                      backend and wrk (other engineers' work; 100 = one core)
+     *   bodies / bodyBytes (with a script only) request bodies the backend read whole during the
+     *                      measured pass, and their bytes (a POST pass: bodyBytes ÷ bodies = the size sent)
+     * `script`/`scriptArgs` go to wrk (a Lua script: a POST with a body…); without them wrk sends GETs.
      */
-    async measure(peer, { conns, seconds, warmupS = 0 }) {
+    async measure(peer, { conns, seconds, warmupS = 0, script, scriptArgs }) {
       const backend = h.backend;
       const s0 = await backend.stats();
-      if (warmupS > 0) await wrk(peer.url, { conns, seconds: warmupS });
+      if (warmupS > 0) await wrk(peer.url, { conns, seconds: warmupS, script, scriptArgs });
       const s1 = await backend.stats();
       const p1 = groupTicks(peer.pgids);
       const b1 = groupTicks(backend.pgids);
@@ -72,7 +75,7 @@ export async function createHarness(opts) {
       const w1 = Date.now();
       // Steady-state window inside the pass (skips the connect burst at its start and the aborted
       // in-flight requests at its end): backend connections opened ÷ requests served in it.
-      const wrkRun = wrk(peer.url, { conns, seconds });
+      const wrkRun = wrk(peer.url, { conns, seconds, script, scriptArgs });
       const secs = Math.max(1, Math.round(seconds));
       const at = (ms) => new Promise((r) => setTimeout(r, Math.max(0, w1 + ms - Date.now())));
       const steady = (async () => {
@@ -117,6 +120,7 @@ export async function createHarness(opts) {
         /** Mid-pass window: backend connections opened/closed and requests served in it. */
         steady: st,
         backendRequests: s2.requests - s1.requests,
+        ...(script ? { bodies: s2.bodies - s1.bodies, bodyBytes: s2.bodyBytes - s1.bodyBytes } : {}),
         backendOpenConnections: s2.open,
         wrkOutput: w.raw,
       };

@@ -1,7 +1,7 @@
 // Starting the things the bench measures. Every start function returns a Peer:
 //   { name, label, url?, port?, pgids: [pid…] (process groups whose CPU counts as the peer's),
 //     child, stop() }  or  { name, label, skipped: 'reason' }.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -54,6 +54,21 @@ export function httpGet(url, timeoutMs = 2000) {
   });
 }
 
+/** One POST with `body` (a Buffer); resolves {status, headers, text} or rejects. */
+export function httpPost(url, body, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent: false, timeout: timeoutMs, headers: { 'content-type': 'application/octet-stream', 'content-length': body.length } }, (res) => {
+      const chunks = [];
+      res.on('data', (d) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** Polls `url` until it answers with any HTTP status; fails early if `child` exits. */
 async function waitHttp(url, child, name, timeoutMs = 15_000) {
   const until = Date.now() + timeoutMs;
@@ -100,7 +115,7 @@ export async function waitRespPing(port, timeoutMs) {
 
 // ---------------------------------------------------------------------------------------------
 
-/** The shared backend: its own process; stats() → {connections, open, requests}. */
+/** The shared backend: its own process; stats() → {connections, closed, open, requests, bodies, bodyBytes}. */
 export async function startBackend(h) {
   const child = startNode('backend', path.join(PEERS_DIR, 'backend.mjs'), [], { logFile: path.join(h.tmp, 'backend.log') });
   const port = await readyPort(child, 'backend');
@@ -128,7 +143,7 @@ export async function startBackend(h) {
         }, 3000);
         pending.set(id, (m) => {
           clearTimeout(t);
-          resolve({ connections: m.connections, closed: m.closed, open: m.open, requests: m.requests });
+          resolve({ connections: m.connections, closed: m.closed, open: m.open, requests: m.requests, bodies: m.bodies, bodyBytes: m.bodyBytes });
         });
         child.send({ type: 'stats', id });
       }),
@@ -148,17 +163,26 @@ export async function startHttpProxy(h) {
   return { name, label: '`http-proxy` package, 1 process', kind: 'proxy', port, url: `http://127.0.0.1:${port}/bench`, pgids: [child.pid], child, stop: () => stop(child) };
 }
 
-export async function startNginx(h, { keepalive = 512 } = {}) {
+/**
+ * nginx, 1 worker, proxy_pass to the backend with upstream keep-alive. `errorLogLevel` is `warn`;
+ * `error` keeps nginx from writing a warning per request where one would come (a request body
+ * larger than client_body_buffer_size is buffered to a temp file with a warning each time).
+ */
+export async function startNginx(h, { keepalive = 512, errorLogLevel = 'warn' } = {}) {
   const name = 'nginx';
   if (!h.have('nginx')) return { name, label: name, skipped: 'nginx not installed (scripts/install-system-deps.sh)' };
   const prefix = path.join(h.tmp, 'nginx');
   mkdirSync(prefix, { recursive: true });
+  // Run as root, nginx's workers run as `nobody`: they must be able to reach the temp dirs under
+  // the (0700) harness temp dir to buffer a request body to a file (a 500 otherwise).
+  if (process.getuid?.() === 0) chmodSync(h.tmp, 0o711);
   const port = await freePort();
   const conf = readFileSync(path.join(PEERS_DIR, 'nginx.conf.tmpl'), 'utf8')
     .replaceAll('{{PREFIX}}', prefix)
     .replaceAll('{{PORT}}', String(port))
     .replaceAll('{{BACKEND}}', String(h.backend.port))
-    .replaceAll('{{KEEPALIVE}}', String(keepalive));
+    .replaceAll('{{KEEPALIVE}}', String(keepalive))
+    .replaceAll('{{ERROR_LOG_LEVEL}}', errorLogLevel);
   const confFile = path.join(prefix, 'nginx.conf');
   writeFileSync(confFile, conf);
   const child = start(name, h.bin('nginx'), ['-p', prefix, '-e', path.join(prefix, 'error.log'), '-c', confFile, '-g', 'daemon off;'], {

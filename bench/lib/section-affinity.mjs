@@ -1,4 +1,4 @@
-// Section "affinity" (issue 3, Bench): learned affinity measured three ways.
+// Section "affinity": learned affinity measured three ways.
 //
 // 1. Throughput on a warm table vs the plain balance route, same backend. Both homing peers front
 //    the same 3-member pool: bench/peers/stateful-backend.mjs, one process with three node:http
@@ -861,7 +861,7 @@ function print(h, r) {
     console.log('  via ≥2 procs = tokens whose requests reached the backend through more than one homing worker/instance (from upstream source ports).');
   }
 
-  console.log('\n== Targets (issue 3, Bench)');
+  console.log('\n== Targets');
   console.log(table(['target', 'value', 'result'], r.targets.map((t) => [t.target, t.value ?? '–', t.pass === undefined ? 'n/a' : t.pass ? 'PASS' : 'FAIL']), 'lrl'));
   console.log(`  (section took ${fmtNum(r.seconds, 1)} s; the box is shared: absolute figures move ±10% run to run)`);
 }

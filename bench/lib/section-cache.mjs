@@ -1,4 +1,4 @@
-// Section "cache" (DESIGN §10): NOT IMPLEMENTED YET — a hook with the harness's shape.
+// Section "cache": NOT IMPLEMENTED YET — a hook with the harness's shape.
 // To do, with the same harness `h`: cache-hit throughput against the proxied path —
 // startHoming(h, { routes: [{ …, cache: true }] }) vs the plain route, h.measure() in interleaved
 // rounds, ratio = median of per-round ratios; backend requests per run (h.measure's

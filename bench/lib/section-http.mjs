@@ -1,7 +1,7 @@
 // Section "http": a 1 KiB GET under wrk through homing (1 worker and auto) against direct to the
 // backend, nginx proxy_pass with upstream keep-alive, and the `http-proxy` package; peers are
 // started once and measured in interleaved rounds; then one c256 pass per proxy peer to check
-// upstream connection churn. Targets: issue 2 "Bench targets".
+// upstream connection churn, and checks the targets in TARGETS.
 import { directPeer, httpGet, startHoming, startHttpProxy, startNginx } from './peers.mjs';
 import { fmtInt, fmtK, fmtNum, median, table } from './format.mjs';
 
@@ -207,7 +207,7 @@ function print(h, r) {
   }
 
   if (Array.isArray(r.targets)) {
-    console.log('\n== Targets (issue 2) for homing, workers: 1');
+    console.log('\n== Targets for homing, workers: 1');
     console.log(
       table(
         ['target', 'value', 'result'],
@@ -215,5 +215,5 @@ function print(h, r) {
         'lrl',
       ),
     );
-  } else console.log(`\n== Targets (issue 2): not checked — ${r.targets.skipped}`);
+  } else console.log(`\n== Targets: not checked — ${r.targets.skipped}`);
 }

@@ -1,4 +1,4 @@
-// Section "lookup" (issue 4, Bench): end-to-end throughput of
+// Section "lookup": end-to-end throughput of
 //   nginx → homing look-up → backend      integrations/nginx as shipped (nginx.conf.template,
 //                                          homing.lua, its includes): per request one
 //                                          `GET <uri>` to homing's RESP router on a kept-alive

@@ -1,4 +1,4 @@
-// Section "resp" (issue 4): `redis-benchmark -t get -c 50` against redis-server and against
+// Section "resp": `redis-benchmark -t get -c 50` against redis-server and against
 // homing's RESP side (`resp: { address, route: bench }`), with and without -P 16, interleaved in
 // rounds; ops/s and the server's CPU per op. homing's RESP side is detected by PING on its port;
 // when it does not answer, only redis-server is measured.

@@ -50,12 +50,17 @@ export function parseWrk(out) {
   };
 }
 
-/** One wrk pass: `wrk -t1 -c<conns> -d<seconds>s --latency <url>`. */
-export async function wrk(url, { conns = 64, seconds = 5, threads = 1, timeoutS } = {}) {
+/**
+ * One wrk pass: `wrk -t1 -c<conns> -d<seconds>s --latency [-s <script>] <url> [-- <scriptArgs…>]`.
+ * `script` is a Lua file (a POST with a body, rotating headers…); without it wrk sends GETs.
+ */
+export async function wrk(url, { conns = 64, seconds = 5, threads = 1, timeoutS, script, scriptArgs = [] } = {}) {
   // wrk takes whole seconds only.
   const args = [`-t${threads}`, `-c${conns}`, `-d${Math.max(1, Math.round(seconds))}s`, '--latency'];
   if (timeoutS) args.push(`--timeout`, `${timeoutS}s`);
+  if (script) args.push('-s', script);
   args.push(url);
+  if (script && scriptArgs.length) args.push('--', ...scriptArgs.map(String));
   const r = await run('wrk', 'sh', ['-c', WRAP, 'sh', 'wrk', ...args]);
   if (r.code !== 0) throw new Error(`wrk exited ${r.code ?? r.signal}: ${(r.err.trim() || r.out.replace(/^BENCH_WRAPSTAT.*$/m, '').trim()).slice(0, 800)}`);
   const parsed = parseWrk(r.out);

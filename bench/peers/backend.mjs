@@ -1,7 +1,10 @@
-// Bench backend: node:http answering every GET with a 1 KiB body, keep-alive.
+// Bench backend: node:http answering every GET with a 1 KiB body, keep-alive. A POST or PUT is
+// read to its end before it is answered (an answer sent before the body is read would make an
+// upload bench measure nothing): 200 with the number of body bytes received as its body.
 // Started by bench/run.mjs with an IPC channel: sends {type:'ready', port} once listening and
-// answers {type:'stats'} with {type:'stats', connections, closed, open, requests}: `connections` counts
-// every 'connection' event since start (the harness takes deltas to see upstream churn).
+// answers {type:'stats'} with {type:'stats', connections, closed, open, requests, bodies, bodyBytes}:
+// `connections` counts every 'connection' event since start (the harness takes deltas to see
+// upstream churn); `bodies`/`bodyBytes` count request bodies read to their end and their bytes.
 import http from 'node:http';
 
 const body = Buffer.alloc(1024, 'x');
@@ -9,9 +12,23 @@ let connections = 0;
 let open = 0;
 let closed = 0;
 let requests = 0;
+let bodies = 0;
+let bodyBytes = 0;
 
 const server = http.createServer((req, res) => {
   requests++;
+  if (req.method === 'POST' || req.method === 'PUT') {
+    let n = 0;
+    req.on('data', (d) => (n += d.length));
+    req.on('end', () => {
+      bodies++;
+      bodyBytes += n;
+      const answer = `${n}\n`;
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(answer) });
+      res.end(answer);
+    });
+    return;
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.writeHead(405, { 'content-length': 0 });
     res.end();
@@ -40,7 +57,7 @@ server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
 });
 
 process.on('message', (m) => {
-  if (m?.type === 'stats') process.send({ type: 'stats', id: m.id, connections, closed, open, requests });
+  if (m?.type === 'stats') process.send({ type: 'stats', id: m.id, connections, closed, open, requests, bodies, bodyBytes });
 });
 // The harness went away: do not linger.
 process.on('disconnect', () => process.exit(0));

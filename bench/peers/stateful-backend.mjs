@@ -1,4 +1,4 @@
-// Bench stateful backend (issue 3, section "affinity"): one process, `--members N` node:http
+// Bench stateful backend (section "affinity"): one process, `--members N` node:http
 // servers on 127.0.0.1 (the pool's members), plus a control server. Like the session servers
 // behind nginx that homing replaces: every token (the Authorization header) already has a session
 // on one member — pre-assigned by a hash of the token, so a balancer's first guess usually
