@@ -45,12 +45,13 @@ export class Runtime {
     this.metrics = metrics;
     this.affinityMetrics = AffinityMetrics.of(metrics.registry);
     this.sharedRedis = config.routes.some((r) => r.affinity) ? createSharedRedis(config.shared, { log, observer: this.affinityMetrics.redis }) : undefined;
-    for (const name of Object.keys(config.pools)) this.pools.set(name, new Pool(name));
+    for (const name of Object.keys(config.pools)) this.pools.set(name, new Pool(name, [], log));
     for (const pool of this.pools.values()) {
       const poolName = pool.name;
       this.health.set(
         pool,
         new PoolHealth(pool, config.pools[poolName]!.health, {
+          log,
           onTransition: (m, up, reason) => {
             metrics.memberUp.labels(poolName, m.id).set(up ? 1 : 0);
             log.warn({ pool: poolName, member: m.id, up, reason }, up ? 'member up' : 'member down');

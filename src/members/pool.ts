@@ -2,7 +2,12 @@
  * A pool: its configured members (from static config or discovery) and which of them are live
  * (health). Both are immutable snapshots swapped atomically; routes rebuild their strategies off
  * the hot path when `live` changes (listeners), and look-ups read the frozen snapshot.
+ *
+ * Listeners are isolated from each other and from whoever changed the pool: one that throws is
+ * logged, and the others still run (a health check or a discovery reload that changed the pool
+ * must not fail because of a listener).
  */
+import type { Logger } from 'pino';
 import { Member, MemberSet } from './member.js';
 
 export interface MemberSpec {
@@ -22,7 +27,11 @@ export class Pool {
   /** Bumped on every change of `live`; useful to tell a rebuilt snapshot. */
   version = 0;
 
-  constructor(readonly name: string, specs: readonly MemberSpec[] = []) {
+  constructor(
+    readonly name: string,
+    specs: readonly MemberSpec[] = [],
+    private readonly log?: Logger,
+  ) {
     if (specs.length) this.setMembers(specs);
   }
 
@@ -80,6 +89,12 @@ export class Pool {
     if (live.sameAs(this._live) && this._live.members.every((m, i) => m === live.members[i])) return;
     this._live = live;
     this.version++;
-    for (const l of [...this.listeners]) l(this);
+    for (const l of [...this.listeners]) {
+      try {
+        l(this);
+      } catch (err) {
+        this.log?.error({ pool: this.name, err }, 'pool change listener failed');
+      }
+    }
   }
 }
