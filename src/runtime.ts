@@ -128,14 +128,24 @@ export class Runtime {
         await source.start(
           (specs) => {
             pool.setMembers(specs);
-            for (const m of pool.members.members) this.metrics.memberUp.labels(pool.name, m.id).set(pool.isUp(m.id) ? 1 : 0);
-            this.upstreams.retain(this.allMemberIds());
+            this.membersChanged(pool);
             this.log.info({ pool: pool.name, members: pool.members.members.map((m) => m.id) }, 'pool members');
           },
           (err) => this.log.warn({ pool: pool.name, err: err.message }, 'discovery error; keeping the last good member list'),
         );
       }),
     );
+  }
+
+  /**
+   * After `pool`'s member list changed: a gauge for each member it has and no series left for a
+   * member that left; upstream connections kept only to members some pool still has.
+   */
+  private membersChanged(pool: Pool): void {
+    for (const m of pool.members.members) this.metrics.memberUp.labels(pool.name, m.id).set(pool.isUp(m.id) ? 1 : 0);
+    const routes = this.routes.filter((r) => r.pool === pool).map((r) => r.name);
+    this.metrics.retainMembers(pool.name, routes, new Set(pool.members.members.map((m) => m.id)));
+    this.upstreams.retain(this.allMemberIds());
   }
 
   private allMemberIds(): Set<string> {
