@@ -19,12 +19,21 @@ import type { Member } from './members/member.js';
 import { AffinityMetrics, createAffinityStore, type AffinityTableStore } from './routing/affinity/index.js';
 import { createSharedRedis, type SharedRedis } from './shared/redis.js';
 import type { ClusterBus } from './shared/cluster.js';
+import type { PoolStatePublisher, PoolStateReplica } from './shared/pools.js';
 
 export interface RuntimeOptions {
   log: Logger;
   metrics?: Metrics;
   /** This process's cluster bus when it is a node:cluster worker (affinity shared between workers). */
   cluster?: ClusterBus;
+  /**
+   * With node:cluster workers, where members and health live. In the primary (a publisher):
+   * discovery and active health checks run here, once for the box, and their state reaches the
+   * workers. In a worker (a replica): members and up/down come from the primary, nothing is
+   * discovered or checked here, and request outcomes go to the primary, which decides ejection.
+   * Absent: this process does it all. The runtime closes it.
+   */
+  pools?: PoolStatePublisher | PoolStateReplica;
 }
 
 export class Runtime {
@@ -41,12 +50,21 @@ export class Runtime {
   readonly sharedRedis: SharedRedis | undefined;
   private readonly upstreamOpts = new Map<Route, UpstreamOptions>();
 
-  private constructor(readonly config: Config, readonly log: Logger, metrics: Metrics, cluster?: ClusterBus) {
+  private constructor(
+    readonly config: Config,
+    readonly log: Logger,
+    metrics: Metrics,
+    cluster?: ClusterBus,
+    private readonly box?: PoolStatePublisher | PoolStateReplica,
+  ) {
     this.metrics = metrics;
     this.affinityMetrics = AffinityMetrics.of(metrics.registry);
     this.sharedRedis = config.routes.some((r) => r.affinity) ? createSharedRedis(config.shared, { log, observer: this.affinityMetrics.redis }) : undefined;
     for (const name of Object.keys(config.pools)) this.pools.set(name, new Pool(name, [], log));
+    const replica = box?.role === 'worker' ? box : undefined;
     for (const pool of this.pools.values()) {
+      // A worker follows the primary's health: it checks nothing and judges nothing itself.
+      if (replica) continue;
       const poolName = pool.name;
       this.health.set(
         pool,
@@ -91,10 +109,12 @@ export class Runtime {
     for (const h of config.cache?.principal?.headers ?? []) drop.add(h.toLowerCase());
     for (const rc of config.routes) dropInternal(rc, drop);
     const health = this.health;
-    const reporter: HealthReporter = {
-      success: (r: Route, m: Member) => health.get(r.pool)!.success(m),
-      failure: (r: Route, m: Member) => health.get(r.pool)!.failure(m),
-    };
+    const reporter: HealthReporter = replica
+      ? { success: (r: Route, m: Member) => replica.success(r.pool, m), failure: (r: Route, m: Member) => replica.failure(r.pool, m) }
+      : {
+          success: (r: Route, m: Member) => health.get(r.pool)!.success(m),
+          failure: (r: Route, m: Member) => health.get(r.pool)!.failure(m),
+        };
     this.proxy = new Proxy({
       affinity: this.affinityMetrics,
       routes: this.routes,
@@ -109,10 +129,16 @@ export class Runtime {
   }
 
   static async create(config: Config, opts: RuntimeOptions): Promise<Runtime> {
-    const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics(), opts.cluster);
+    const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics(), opts.cluster, opts.pools);
     try {
-      await rt.startDiscovery();
-      for (const h of rt.health.values()) h.start();
+      if (opts.pools?.role === 'worker') {
+        const follow = [...rt.pools.values()].map((pool) => ({ pool, passive: Boolean(config.pools[pool.name]!.health?.passive) }));
+        await opts.pools.follow(follow, (pool) => rt.membersChanged(pool));
+      } else {
+        await rt.startDiscovery();
+        for (const h of rt.health.values()) h.start();
+        opts.pools?.share([...rt.pools.values()].map((p) => [p, rt.health.get(p)] as const));
+      }
     } catch (e) {
       await rt.close();
       throw e;
@@ -146,6 +172,7 @@ export class Runtime {
     const routes = this.routes.filter((r) => r.pool === pool).map((r) => r.name);
     this.metrics.retainMembers(pool.name, routes, new Set(pool.members.members.map((m) => m.id)));
     this.upstreams.retain(this.allMemberIds());
+    if (this.box?.role === 'primary') this.box.changed(pool);
   }
 
   private allMemberIds(): Set<string> {
@@ -159,6 +186,7 @@ export class Runtime {
   }
 
   async close(): Promise<void> {
+    this.box?.close();
     await Promise.all([...this.health.values()].map((h) => h.stop()));
     for (const r of this.routes) r.close();
     await Promise.all([...this.affinityStores.values()].map((s) => s.close().catch(() => {})));

@@ -59,6 +59,28 @@ export class Pool {
 
   /** Replace the member list (discovery). Existing Member objects are kept for unchanged ids. */
   setMembers(specs: readonly MemberSpec[]): void {
+    const set = this.memberSet(specs);
+    if (set.sameAs(this._members)) return;
+    this._members = set;
+    for (const id of [...this.down]) if (!set.has(id)) this.down.delete(id);
+    this.recompute();
+  }
+
+  /**
+   * Take another process's view of the pool as it is: these members, of which `down` are down,
+   * in one step (one change event at most). A node:cluster worker follows the primary's
+   * discovery and health this way.
+   */
+  mirror(specs: readonly MemberSpec[], down: Iterable<string>): void {
+    const set = this.memberSet(specs);
+    if (!set.sameAs(this._members)) this._members = set;
+    this.down.clear();
+    for (const id of down) if (set.has(id)) this.down.add(id);
+    this.recompute();
+  }
+
+  /** The set `specs` make, duplicates dropped, reusing this pool's Member objects that did not change. */
+  private memberSet(specs: readonly MemberSpec[]): MemberSet {
     const next: Member[] = [];
     const seen = new Set<string>();
     for (const s of specs) {
@@ -68,11 +90,7 @@ export class Pool {
       const old = this._members.get(m.id);
       next.push(old && old.weight === m.weight ? old : m);
     }
-    const set = new MemberSet(next);
-    if (set.sameAs(this._members)) return;
-    this._members = set;
-    for (const id of [...this.down]) if (!set.has(id)) this.down.delete(id);
-    this.recompute();
+    return new MemberSet(next);
   }
 
   /** Mark a member up or down (health). No-op if unchanged or unknown. */
