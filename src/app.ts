@@ -12,6 +12,7 @@ import { Metrics } from './admin/metrics.js';
 import { addressOf, createListeners, listen, type Listener } from './proxy/server.js';
 import { VERSION } from './version.js';
 import type { ClusterBus } from './shared/cluster.js';
+import type { PoolStateReplica } from './shared/pools.js';
 import { startRespServer, type RespServer } from './resp/server.js';
 import { runtimeRespBackend } from './resp/wire.js';
 import { RespMetrics } from './resp/metrics.js';
@@ -23,6 +24,8 @@ export interface StartOptions {
   metrics?: Metrics;
   /** The worker's cluster bus (affinity shared between workers). */
   cluster?: ClusterBus;
+  /** In a cluster worker: members and health come from the primary (see RuntimeOptions.pools). */
+  pools?: PoolStateReplica;
 }
 
 export interface Homing {
@@ -52,7 +55,7 @@ function closeServer(s: { close(cb: () => void): unknown; closeAllConnections?: 
 export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise<Homing> {
   checkSupported(cfg);
   const log = opts.log ?? createLogger(cfg);
-  const runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics(), cluster: opts.cluster });
+  const runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics(), cluster: opts.cluster, pools: opts.pools });
   const listeners = createListeners(cfg, runtime.proxy);
   let ready = false;
   let admin: AdminServer | undefined;

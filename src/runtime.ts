@@ -20,12 +20,21 @@ import type { Member } from './members/member.js';
 import { AffinityMetrics, createAffinityStore, type AffinityTableStore } from './routing/affinity/index.js';
 import { createSharedRedis, type SharedRedis } from './shared/redis.js';
 import type { ClusterBus } from './shared/cluster.js';
+import type { PoolStatePublisher, PoolStateReplica } from './shared/pools.js';
 
 export interface RuntimeOptions {
   log: Logger;
   metrics?: Metrics;
   /** This process's cluster bus when it is a node:cluster worker (affinity shared between workers). */
   cluster?: ClusterBus;
+  /**
+   * With node:cluster workers, where members and health live. In the primary (a publisher):
+   * discovery and active health checks run here, once for the box, and their state reaches the
+   * workers. In a worker (a replica): members and up/down come from the primary, nothing is
+   * discovered or checked here, and request outcomes go to the primary, which decides ejection.
+   * Absent: this process does it all. The runtime closes it.
+   */
+  pools?: PoolStatePublisher | PoolStateReplica;
 }
 
 export class Runtime {
@@ -42,16 +51,26 @@ export class Runtime {
   readonly sharedRedis: SharedRedis | undefined;
   private readonly upstreamOpts = new Map<Route, Map<Pool, UpstreamOptions>>();
 
-  private constructor(readonly config: Config, readonly log: Logger, metrics: Metrics, cluster?: ClusterBus) {
+  private constructor(
+    readonly config: Config,
+    readonly log: Logger,
+    metrics: Metrics,
+    cluster?: ClusterBus,
+    private readonly box?: PoolStatePublisher | PoolStateReplica,
+  ) {
     this.metrics = metrics;
     this.affinityMetrics = AffinityMetrics.of(metrics.registry);
     this.sharedRedis = config.routes.some((r) => r.affinity) ? createSharedRedis(config.shared, { log, observer: this.affinityMetrics.redis }) : undefined;
-    for (const name of Object.keys(config.pools)) this.pools.set(name, new Pool(name));
+    for (const name of Object.keys(config.pools)) this.pools.set(name, new Pool(name, [], log));
+    const replica = box?.role === 'worker' ? box : undefined;
     for (const pool of this.pools.values()) {
+      // A worker follows the primary's health: it checks nothing and judges nothing itself.
+      if (replica) continue;
       const poolName = pool.name;
       this.health.set(
         pool,
         new PoolHealth(pool, config.pools[poolName]!.health, {
+          log,
           onTransition: (m, up, reason) => {
             metrics.memberUp.labels(poolName, m.id).set(up ? 1 : 0);
             log.warn({ pool: poolName, member: m.id, up, reason }, up ? 'member up' : 'member down');
@@ -96,10 +115,12 @@ export class Runtime {
     const drop = new Set(internal);
     for (const h of config.cache?.principal?.headers ?? []) drop.add(h.toLowerCase());
     const health = this.health;
-    const reporter: HealthReporter = {
-      success: (p: Pool, m: Member) => health.get(p)!.success(m),
-      failure: (p: Pool, m: Member) => health.get(p)!.failure(m),
-    };
+    const reporter: HealthReporter = replica
+      ? { success: (p: Pool, m: Member) => replica.success(p, m), failure: (p: Pool, m: Member) => replica.failure(p, m) }
+      : {
+          success: (p: Pool, m: Member) => health.get(p)!.success(m),
+          failure: (p: Pool, m: Member) => health.get(p)!.failure(m),
+        };
     this.proxy = new Proxy({
       affinity: this.affinityMetrics,
       router: new Router(this.routes),
@@ -114,10 +135,16 @@ export class Runtime {
   }
 
   static async create(config: Config, opts: RuntimeOptions): Promise<Runtime> {
-    const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics(), opts.cluster);
+    const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics(), opts.cluster, opts.pools);
     try {
-      await rt.startDiscovery();
-      for (const h of rt.health.values()) h.start();
+      if (opts.pools?.role === 'worker') {
+        const follow = [...rt.pools.values()].map((pool) => ({ pool, passive: Boolean(config.pools[pool.name]!.health?.passive) }));
+        await opts.pools.follow(follow, (pool) => rt.membersChanged(pool));
+      } else {
+        await rt.startDiscovery();
+        for (const h of rt.health.values()) h.start();
+        opts.pools?.share([...rt.pools.values()].map((p) => [p, rt.health.get(p)] as const));
+      }
     } catch (e) {
       await rt.close();
       throw e;
@@ -133,14 +160,25 @@ export class Runtime {
         await source.start(
           (specs) => {
             pool.setMembers(specs);
-            for (const m of pool.members.members) this.metrics.memberUp.labels(pool.name, m.id).set(pool.isUp(m.id) ? 1 : 0);
-            this.upstreams.retain(this.allMemberIds());
+            this.membersChanged(pool);
             this.log.info({ pool: pool.name, members: pool.members.members.map((m) => m.id) }, 'pool members');
           },
           (err) => this.log.warn({ pool: pool.name, err: err.message }, 'discovery error; keeping the last good member list'),
         );
       }),
     );
+  }
+
+  /**
+   * After `pool`'s member list changed: a gauge for each member it has and no series left for a
+   * member that left; upstream connections kept only to members some pool still has.
+   */
+  private membersChanged(pool: Pool): void {
+    for (const m of pool.members.members) this.metrics.memberUp.labels(pool.name, m.id).set(pool.isUp(m.id) ? 1 : 0);
+    const routes = this.routes.filter((r) => r.pool === pool).map((r) => r.name);
+    this.metrics.retainMembers(pool.name, routes, new Set(pool.members.members.map((m) => m.id)));
+    this.upstreams.retain(this.allMemberIds());
+    if (this.box?.role === 'primary') this.box.changed(pool);
   }
 
   private allMemberIds(): Set<string> {
@@ -154,6 +192,7 @@ export class Runtime {
   }
 
   async close(): Promise<void> {
+    this.box?.close();
     await Promise.all([...this.health.values()].map((h) => h.stop()));
     for (const r of this.routes) r.close();
     await Promise.all([...this.affinityStores.values()].map((s) => s.close().catch(() => {})));

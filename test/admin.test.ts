@@ -1,7 +1,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
-import { echo, errorCode, parseResponses, rawRequest, startBackend, startTestHoming, type Backend, type Handler } from './support/backends.js';
+import { echo, errorCode, parseResponses, rawRequest, startBackend, startTestHoming, until, type Backend, type Handler } from './support/backends.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 after(async () => {
@@ -160,4 +163,50 @@ test('admin affinity: DELETE of a key with no learned owner is 404, as GET is; o
   const again = await call(at, { method: 'DELETE' });
   assert.equal(again.status, 404);
   assert.equal(again.json().error.code, 'HOMING_ERR_ADMIN_NOT_FOUND');
+});
+
+test('metrics: a member removed from the watched member file takes its series with it, even a request that ends after it left', async () => {
+  let release = (): void => {};
+  const held = new Promise<void>((r) => (release = r));
+  const a = await startBackend('a');
+  const b = await startBackend('b', (req, res, body, be) => {
+    if (req.url!.startsWith('/d/hold')) void held.then(() => echo(req, res, body, be));
+    else echo(req, res, body, be);
+  });
+  cleanups.push(() => a.close());
+  cleanups.push(() => b.close());
+  const dir = mkdtempSync(join(tmpdir(), 'homing-metrics-members-'));
+  const file = join(dir, 'members.yaml');
+  writeFileSync(file, `- ${a.id}\n- ${b.id}\n`);
+  const h = await startTestHoming(`
+listen: { http: 127.0.0.1:0 }
+admin: 127.0.0.1:0
+pools: { p: { discovery: { file: ${file} } } }
+routes: [ { name: docs, match: { pathRegex: '^/d/(.*)$' }, pool: p, hash: { key: 'path:1' } } ]
+`);
+  cleanups.push(() => h.close());
+  const keyOn = async (id: string, prefix: string): Promise<string> => {
+    for (let i = 0; ; i++) if ((await call(`${h.adminUrl}/api/v1/routes/docs/lookup?key=${prefix}${i}`)).json().target === id) return `${prefix}${i}`;
+  };
+  assert.equal((await call(`${h.url}/d/${await keyOn(a.id, 'a')}`)).status, 200);
+  assert.equal((await call(`${h.url}/d/${await keyOn(b.id, 'b')}`)).status, 200);
+  const series = (text: string, id: string): string[] => text.split('\n').filter((l) => l.startsWith('homing_') && l.includes(`member="${id}"`));
+  const before = (await call(`${h.adminUrl}/metrics`)).text;
+  for (const id of [a.id, b.id]) {
+    const names = new Set(series(before, id).map((l) => l.split('{')[0]));
+    assert.deepEqual([...names].sort(), ['homing_member_up', 'homing_requests_total', 'homing_upstream_latency_seconds_bucket', 'homing_upstream_latency_seconds_count', 'homing_upstream_latency_seconds_sum'], id);
+  }
+
+  // A request to b is in flight when b leaves the pool.
+  const hold = `/d/${await keyOn(b.id, 'hold')}`;
+  const late = call(`${h.url}${hold}`);
+  await until(() => b.last?.url === hold);
+  writeFileSync(join(dir, 'next.yaml'), `- ${a.id}\n`);
+  renameSync(join(dir, 'next.yaml'), file);
+  await until(async () => series((await call(`${h.adminUrl}/metrics`)).text, b.id).length === 0, 8000, 50);
+  release();
+  assert.equal((await late).status, 200);
+  const after = (await call(`${h.adminUrl}/metrics`)).text;
+  assert.deepEqual(series(after, b.id), [], 'nothing left of the departed member');
+  assert.equal(series(after, a.id).length, series(before, a.id).length, 'the member that stayed keeps its series');
 });

@@ -2,6 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { pino, type Logger } from 'pino';
 import { ManualClock } from '../src/clock.js';
 import type { Member } from '../src/members/member.js';
 import { Pool } from '../src/members/pool.js';
@@ -399,5 +400,100 @@ describe('HealthTracker: active and passive combined', () => {
     assert.equal(pool.isUp(a.id), true);
     await noPassive.stop();
     await a.close();
+  });
+});
+
+/** A pino logger whose lines the test reads. */
+function captureLog(): { log: Logger; lines: { msg: string; member?: string; pool?: string; err?: { message: string } }[] } {
+  const lines: { msg: string }[] = [];
+  const log = pino({ level: 'error' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string }) });
+  return { log, lines };
+}
+
+/** Records unhandled rejections until `stop` (which returns them). */
+function watchUnhandled(): { stop(): unknown[] } {
+  const seen: unknown[] = [];
+  const on = (reason: unknown): void => void seen.push(reason);
+  process.on('unhandledRejection', on);
+  return {
+    stop: () => {
+      process.off('unhandledRejection', on);
+      return seen;
+    },
+  };
+}
+
+describe('a throw in a health round or a pool listener ends nothing', () => {
+  const spec = (b: Backend): { host: string; port: number; weight: number } => ({ host: '127.0.0.1', port: b.port, weight: 1 });
+
+  test('a check whose outcome cannot be applied is logged; the other members are checked and rounds go on', async () => {
+    const a = await new Backend().listen();
+    const b = await new Backend().listen();
+    b.mode = '500';
+    const pool = new Pool('p', [spec(a), spec(b)]);
+    const tracker = new HealthTracker(pool);
+    const { log, lines } = captureLog();
+    const unhandled = watchUnhandled();
+    const onCheck = (r: CheckResult): void => {
+      if (r.member.id === a.id) throw new Error('metrics exporter broke');
+    };
+    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 20, timeout: 500, rise: 1, fall: 1 }, { onCheck, log });
+    await active.round();
+    assert.equal(pool.isUp(b.id), false, 'the other member was checked and judged');
+    const failed = (): number => lines.filter((l) => l.msg === 'health check outcome could not be applied' && l.member === a.id).length;
+    assert.equal(failed(), 1);
+    assert.equal(lines[0]!.err?.message, 'metrics exporter broke');
+    // From the timer too: every round throws, and the rounds go on.
+    active.start();
+    await waitFor(() => failed() >= 4, 'more rounds, each logging the throw');
+    await active.stop();
+    tracker.close();
+    assert.deepEqual(unhandled.stop(), []);
+    await a.close();
+    await b.close();
+  });
+
+  test('a pool listener that throws is logged; the other listeners still run and the change stands', () => {
+    const { log, lines } = captureLog();
+    const pool = new Pool('p', [{ host: '10.0.0.1', port: 80, weight: 1 }, { host: '10.0.0.2', port: 80, weight: 1 }], log);
+    const seen: string[] = [];
+    pool.onChange(() => void seen.push('first'));
+    pool.onChange(() => {
+      throw new Error('listener bug');
+    });
+    pool.onChange((p) => void seen.push(`third: ${liveIds(p).join(',')}`));
+    assert.doesNotThrow(() => pool.setUp('10.0.0.1:80', false));
+    assert.deepEqual(seen, ['first', 'third: 10.0.0.2:80']);
+    assert.deepEqual(liveIds(pool), ['10.0.0.2:80']);
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]!.msg, 'pool change listener failed');
+    assert.equal(lines[0]!.pool, 'p');
+    assert.equal(lines[0]!.err?.message, 'listener bug');
+  });
+
+  test('a pool listener that throws on a health transition: the checker goes on and the other listeners hear it', async () => {
+    const a = await new Backend().listen();
+    const b = await new Backend().listen();
+    const { log } = captureLog();
+    const pool = new Pool('p', [spec(a), spec(b)], log);
+    const unhandled = watchUnhandled();
+    pool.onChange(() => {
+      throw new Error('listener bug');
+    });
+    const heard: string[][] = [];
+    pool.onChange((p) => void heard.push(liveIds(p)));
+    const tracker = new HealthTracker(pool);
+    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 20, timeout: 500, rise: 1, fall: 1 }, { log });
+    active.start();
+    await waitFor(() => a.hits >= 1, 'a first check');
+    a.mode = '500';
+    await waitFor(() => heard.some((ids) => !ids.includes(a.id)), 'the other listener to hear a go down');
+    a.mode = 'ok';
+    await waitFor(() => pool.isUp(a.id), 'a to come back: the checker still runs');
+    await active.stop();
+    tracker.close();
+    assert.deepEqual(unhandled.stop(), []);
+    await a.close();
+    await b.close();
   });
 });

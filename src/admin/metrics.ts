@@ -2,6 +2,11 @@
  * Prometheus metrics (prom-client). The per-request counters and the latency histogram are plain
  * numbers in nested maps, turned into prom-client values only when scraped: a request costs a few
  * map look-ups and additions, never a label hash (prom-client hashes labels on every inc()).
+ *
+ * A member that leaves its pool takes its series with it (`retainMembers`): `homing_member_up`,
+ * and the request and latency series of every route over that pool. A request still in flight
+ * when its member left records after the removal; the scrape drops it again, so a departed
+ * member never comes back as a series that stays forever.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValueWithName } from 'prom-client';
 
@@ -17,6 +22,17 @@ interface LatencyCell {
   count: number;
 }
 
+/** route → the members its series may name (absent: any); see Metrics.retainMembers. */
+type Retained = Map<string, ReadonlySet<string>>;
+
+/** Drop from `byRoute` (route → member → …) every member `retained` no longer allows. */
+function prune(byRoute: Map<string, Map<string, unknown>>, retained: Retained): void {
+  for (const [route, byMember] of byRoute) {
+    const keep = retained.get(route);
+    if (keep) for (const member of byMember.keys()) if (!keep.has(member)) byMember.delete(member);
+  }
+}
+
 /** A histogram registered directly with the registry; values live in plain arrays until scraped. */
 class LatencyHistogram {
   readonly name = 'homing_upstream_latency_seconds';
@@ -24,6 +40,8 @@ class LatencyHistogram {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
   readonly cells = new Map<string, Map<string, LatencyCell>>();
+
+  constructor(private readonly retained: Retained) {}
 
   observe(route: string, member: string, v: number): void {
     let byMember = this.cells.get(route);
@@ -38,6 +56,7 @@ class LatencyHistogram {
   }
 
   get(): Promise<Omit<MetricObjectWithValues<MetricValueWithName<string>>, 'collect'>> {
+    prune(this.cells, this.retained);
     const values: MetricValueWithName<string>[] = [];
     for (const [route, byMember] of this.cells) {
       for (const [member, c] of byMember) {
@@ -67,17 +86,22 @@ export class Metrics {
   readonly pickerRebuilds: Counter<'route'>;
   readonly retries: Counter<'route'>;
   private readonly requestCounts: RequestCounts = new Map();
-  private readonly latencyHist = new LatencyHistogram();
+  private readonly retained: Retained = new Map();
+  private readonly latencyHist = new LatencyHistogram(this.retained);
+  /** pool → the members whose homing_member_up was last retained. */
+  private readonly upMembers = new Map<string, ReadonlySet<string>>();
 
   constructor(defaults = true) {
     const registers = [this.registry];
     const counts = this.requestCounts;
+    const retained = this.retained;
     this.requests = new Counter({
       name: 'homing_requests_total',
       help: 'Proxied requests by route, member and upstream status.',
       labelNames: ['route', 'member', 'status'],
       registers,
       collect() {
+        prune(counts, retained);
         this.reset();
         for (const [route, byMember] of counts) for (const [member, byStatus] of byMember) for (const [status, n] of byStatus) this.inc({ route, member, status: String(status) }, n);
       },
@@ -102,6 +126,19 @@ export class Metrics {
   /** Upstream latency to the response head, in seconds (hot path). */
   latency(route: string, member: string, seconds: number): void {
     this.latencyHist.observe(route, member, seconds);
+  }
+
+  /**
+   * Pool `pool` now has exactly the members `ids`, and `routes` are the routes over it: the series
+   * of every member that left (its `homing_member_up`, its request and latency series on those
+   * routes) are removed. Call it whenever a pool's member list changes.
+   */
+  retainMembers(pool: string, routes: readonly string[], ids: ReadonlySet<string>): void {
+    for (const id of this.upMembers.get(pool) ?? []) if (!ids.has(id)) this.memberUp.remove({ pool, member: id });
+    this.upMembers.set(pool, ids);
+    for (const route of routes) this.retained.set(route, ids);
+    prune(this.requestCounts, this.retained);
+    prune(this.latencyHist.cells, this.retained);
   }
 
   /** Requests per member of a route so far (dashboard, tests). */

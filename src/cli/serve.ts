@@ -1,7 +1,8 @@
 /**
  * `homing serve`: one process, or with `workers: auto|n` a node:cluster primary that forks the
  * workers (they share the listeners) and replaces any that dies. The admin API is served by the
- * primary, with metrics aggregated from every worker.
+ * primary, with metrics aggregated from every worker. Discovery and active health checks run once,
+ * in the primary; the workers follow its pools (src/shared/pools.ts).
  */
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
@@ -14,6 +15,7 @@ import { AdminServer } from '../admin/server.js';
 import { listen } from '../proxy/server.js';
 import { VERSION } from '../version.js';
 import { ClusterBus } from '../shared/cluster.js';
+import { PoolStatePublisher, PoolStateReplica } from '../shared/pools.js';
 
 export function workerCount(cfg: Config): number {
   return cfg.workers === 'auto' ? Math.max(1, availableParallelism()) : cfg.workers;
@@ -47,19 +49,23 @@ export async function serve(cfg: Config): Promise<void> {
     // Constructing one installs prom-client's worker-side listener that answers the primary.
     new AggregatorRegistry();
     AggregatorRegistry.setRegistries([metrics.registry]);
-    // Affinity learned in this worker reaches the others through the primary.
-    const h = await startHoming(cfg, { log, admin: false, metrics, cluster: new ClusterBus({ log }) });
+    // Affinity learned in this worker reaches the others through the primary; members and their
+    // health come from the primary, before this worker serves.
+    const h = await startHoming(cfg, { log, admin: false, metrics, cluster: new ClusterBus({ log }), pools: new PoolStateReplica({ log }) });
     process.send?.({ homing: 'ready' });
     onSignals(() => h.close());
     return;
   }
   // Primary: relay affinity between workers, fork them, serve admin with aggregated metrics,
   // replace dead workers. The primary keeps its own runtime (same config ⇒ same rings), built
-  // before the first fork: its affinity tables mirror what every worker learns (the relay applies
-  // each op to them), which answers a worker's query on a local miss, and serves the admin API.
+  // before the first fork: it runs discovery and active health checks for the whole box and sends
+  // the pools' state to the workers (each asks for it before serving) and takes their passive
+  // reports; its affinity tables mirror what every worker learns (the relay applies each op to
+  // them), which answers a worker's query on a local miss; and it serves the admin API.
   const bus = new ClusterBus({ log }).startClusterRelay();
+  const pools = new PoolStatePublisher({ log }).start();
   const metrics = new Metrics(false);
-  const rt = await Runtime.create(cfg, { log, metrics, cluster: bus });
+  const rt = await Runtime.create(cfg, { log, metrics, cluster: bus, pools });
   let stopping = false;
   const readyPids = new Set<number>();
   const fork = (): void => {

@@ -8,8 +8,13 @@
  * found a half-dead socket in the pool would say nothing about the member's health anyway.
  * A member has at most one check in flight; a check slower than `interval` skips rounds rather
  * than piling up.
+ *
+ * Nothing a round runs into may escape from the timer (it would be an unhandled rejection, which
+ * ends the process): whatever throws while a check's outcome is applied (a listener, `onCheck`)
+ * is logged, and the other members' checks and the next rounds go on.
  */
 import { request, type ClientRequest } from 'node:http';
+import type { Logger } from 'pino';
 import type { HealthConfig } from '../config/schema.js';
 import type { Member } from '../members/member.js';
 import type { HealthTracker } from './tracker.js';
@@ -33,6 +38,8 @@ interface MemberState {
 export interface ActiveHealthCheckOptions {
   /** Every check's outcome (not only transitions): for metrics. */
   onCheck?: (result: CheckResult) => void;
+  /** Where a failure of the checker itself is reported. */
+  log?: Logger;
 }
 
 export class ActiveHealthCheck {
@@ -56,17 +63,22 @@ export class ActiveHealthCheck {
   /** First round now (so a dead member is found within `fall` rounds of start), then every interval. */
   start(): void {
     if (this.timer || this.stopped) return;
-    this.timer = setInterval(() => void this.round(), this.cfg.interval);
+    this.timer = setInterval(this.timedRound, this.cfg.interval);
     this.timer.unref();
-    void this.round();
+    this.timedRound();
   }
+
+  private readonly timedRound = (): void => {
+    this.round().catch((err: unknown) => this.opts.log?.error({ err }, 'health check round failed'));
+  };
 
   /**
    * Check every member that has no check in flight; resolves when the checks started by this
-   * round have finished and been counted.
+   * round have finished and been counted (a check whose outcome could not be applied is logged,
+   * not rejected).
    */
-  round(): Promise<void> {
-    if (this.stopped) return Promise.resolve();
+  async round(): Promise<void> {
+    if (this.stopped) return;
     this.tracker.sync();
     const members = this.tracker.pool.members.members;
     const started: Promise<void>[] = [];
@@ -83,9 +95,10 @@ export class ActiveHealthCheck {
       void p.finally(() => this.pending.delete(p));
       started.push(p);
     }
-    return Promise.all(started).then(() => undefined);
+    await Promise.all(started);
   }
 
+  /** Never rejects: a failure to apply the outcome is logged. */
   private async checkOne(m: Member, s: MemberState): Promise<void> {
     let healthy: boolean;
     let detail: string;
@@ -102,6 +115,14 @@ export class ActiveHealthCheck {
     }
     // A member that left the pool (or a stopped checker) has nothing more to say.
     if (this.stopped || this.state.get(m.id) !== s) return;
+    try {
+      this.record(m, s, healthy, detail);
+    } catch (err) {
+      this.opts.log?.error({ member: m.id, err }, 'health check outcome could not be applied');
+    }
+  }
+
+  private record(m: Member, s: MemberState, healthy: boolean, detail: string): void {
     if (healthy) {
       s.failures = 0;
       s.successes = Math.min(s.successes + 1, this.cfg.rise);

@@ -7,6 +7,7 @@
  *   health.success(member) / health.failure(member, reason)   // per proxied request
  *   await health.stop();                  // on shutdown or when the pool is dropped
  */
+import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../clock.js';
 import type { HealthConfig } from '../config/schema.js';
 import type { Member } from '../members/member.js';
@@ -26,6 +27,8 @@ export interface PoolHealthOptions {
   onTransition?: TransitionListener;
   /** Every active check's outcome (for metrics). */
   onCheck?: (result: CheckResult) => void;
+  /** Where a failure of the checker itself is reported. */
+  log?: Logger;
 }
 
 export class PoolHealth {
@@ -35,7 +38,7 @@ export class PoolHealth {
 
   constructor(pool: Pool, cfg: HealthConfig | undefined, opts: PoolHealthOptions = {}) {
     this.tracker = new HealthTracker(pool, opts.onTransition);
-    this.active = cfg?.active ? new ActiveHealthCheck(this.tracker, cfg.active, { onCheck: opts.onCheck }) : undefined;
+    this.active = cfg?.active ? new ActiveHealthCheck(this.tracker, cfg.active, { onCheck: opts.onCheck, log: opts.log }) : undefined;
     this.passive = cfg?.passive ? new PassiveHealth(this.tracker, cfg.passive, opts.clock ?? systemClock) : undefined;
   }
 

@@ -2,7 +2,12 @@
  * A pool: its configured members (from static config or discovery) and which of them are live
  * (health). Both are immutable snapshots swapped atomically; routes rebuild their strategies off
  * the hot path when `live` changes (listeners), and look-ups read the frozen snapshot.
+ *
+ * Listeners are isolated from each other and from whoever changed the pool: one that throws is
+ * logged, and the others still run (a health check or a discovery reload that changed the pool
+ * must not fail because of a listener).
  */
+import type { Logger } from 'pino';
 import { Member, MemberSet } from './member.js';
 
 export interface MemberSpec {
@@ -22,7 +27,11 @@ export class Pool {
   /** Bumped on every change of `live`; useful to tell a rebuilt snapshot. */
   version = 0;
 
-  constructor(readonly name: string, specs: readonly MemberSpec[] = []) {
+  constructor(
+    readonly name: string,
+    specs: readonly MemberSpec[] = [],
+    private readonly log?: Logger,
+  ) {
     if (specs.length) this.setMembers(specs);
   }
 
@@ -50,6 +59,28 @@ export class Pool {
 
   /** Replace the member list (discovery). Existing Member objects are kept for unchanged ids. */
   setMembers(specs: readonly MemberSpec[]): void {
+    const set = this.memberSet(specs);
+    if (set.sameAs(this._members)) return;
+    this._members = set;
+    for (const id of [...this.down]) if (!set.has(id)) this.down.delete(id);
+    this.recompute();
+  }
+
+  /**
+   * Take another process's view of the pool as it is: these members, of which `down` are down,
+   * in one step (one change event at most). A node:cluster worker follows the primary's
+   * discovery and health this way.
+   */
+  mirror(specs: readonly MemberSpec[], down: Iterable<string>): void {
+    const set = this.memberSet(specs);
+    if (!set.sameAs(this._members)) this._members = set;
+    this.down.clear();
+    for (const id of down) if (set.has(id)) this.down.add(id);
+    this.recompute();
+  }
+
+  /** The set `specs` make, duplicates dropped, reusing this pool's Member objects that did not change. */
+  private memberSet(specs: readonly MemberSpec[]): MemberSet {
     const next: Member[] = [];
     const seen = new Set<string>();
     for (const s of specs) {
@@ -59,11 +90,7 @@ export class Pool {
       const old = this._members.get(m.id);
       next.push(old && old.weight === m.weight ? old : m);
     }
-    const set = new MemberSet(next);
-    if (set.sameAs(this._members)) return;
-    this._members = set;
-    for (const id of [...this.down]) if (!set.has(id)) this.down.delete(id);
-    this.recompute();
+    return new MemberSet(next);
   }
 
   /** Mark a member up or down (health). No-op if unchanged or unknown. */
@@ -80,6 +107,12 @@ export class Pool {
     if (live.sameAs(this._live) && this._live.members.every((m, i) => m === live.members[i])) return;
     this._live = live;
     this.version++;
-    for (const l of [...this.listeners]) l(this);
+    for (const l of [...this.listeners]) {
+      try {
+        l(this);
+      } catch (err) {
+        this.log?.error({ pool: this.name, err }, 'pool change listener failed');
+      }
+    }
   }
 }

@@ -274,6 +274,8 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     // its keys only if connecting to it fails too. Never a body that could not be kept.
     if (r && RESET_ERRORS.has(code) && this.replayable && this.resets < route.config.retries && route.retryMethods.has(this.head.method)) {
       this.resets++;
+      // A failure for passive health all the same (a success on the fresh connection clears it).
+      this.memberFailed(true);
       if (this.upstream) this.deps.upstreams.discard(r.member, this.deps.upstreamOptions(route, r.pool), this.upstream);
       if (r.by === 'balance' && this.hops === 0) {
         // Another member while there is an untried one; else the same on a fresh connection.

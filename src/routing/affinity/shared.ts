@@ -20,6 +20,7 @@
  * Entries nobody reads expire with their TTL.
  */
 import { systemClock, type Clock } from '../../clock.js';
+import { SingleFlight, type Flight } from '../../shared/singleflight.js';
 import { AffinityTableStore, type AffinityTableStoreOptions, type OwnerAnswer } from './store.js';
 
 /** What the shared tier needs from Redis; SharedRedis (src/shared/redis.ts) provides it. */
@@ -50,13 +51,7 @@ export interface SharedAffinityStoreOptions extends AffinityTableStoreOptions {
 }
 
 /** One read-through in flight for a key; concurrent misses of the key share it. */
-interface Inflight {
-  promise: Promise<string | undefined>;
-  /** Look-ups waiting on it (counted in homing_affinity_shared_reads_total). */
-  waiters: number;
-  /** A local change to the key happened meanwhile: the table's answer wins over Redis's. */
-  stale: boolean;
-}
+type Read = Flight<string | undefined>;
 
 /** Longest owner value taken from Redis (`[v6 address]:port` fits with room to spare). */
 const MAX_OWNER_LENGTH = 256;
@@ -76,7 +71,10 @@ export class SharedAffinityStore extends AffinityTableStore {
   readonly channelName: string;
   private readonly readTimeout: number;
   private readonly backlogMax: number;
-  private readonly inflight = new Map<string, Inflight>();
+  /** Read-throughs in flight; a flight's waiters are counted in homing_affinity_shared_reads_total. */
+  private readonly inflight = new SingleFlight<string, string | undefined>();
+  /** Reads during which a local change to their key happened: the table's answer wins over Redis's. */
+  private readonly stale = new WeakSet<Read>();
   /** owner → local time its drop was heard. */
   private readonly tombstones = new Map<string, number>();
   /** key → owner to write, or null to delete, once Redis is back. Oldest first. */
@@ -110,21 +108,12 @@ export class SharedAffinityStore extends AffinityTableStore {
 
   protected override miss(key: string): OwnerAnswer {
     if (!this.kv.up) return undefined;
-    const f = this.inflight.get(key);
-    if (f) {
-      f.waiters++;
-      return f.promise;
-    }
-    const rec: Inflight = { promise: undefined as unknown as Promise<string | undefined>, waiters: 1, stale: false };
-    this.inflight.set(key, rec);
-    rec.promise = this.kv.read(this.keyPrefix + key, this.readTimeout).then((v) => this.filled(key, rec, v));
-    return rec.promise;
+    return this.inflight.run(key, (read) => this.kv.read(this.keyPrefix + key, this.readTimeout).then((v) => this.filled(key, read, v)));
   }
 
-  private filled(key: string, rec: Inflight, v: { value: string; ttl: number } | undefined): string | undefined {
-    if (this.inflight.get(key) === rec) this.inflight.delete(key);
+  private filled(key: string, read: Read, v: { value: string; ttl: number } | undefined): string | undefined {
     let owner: string | undefined;
-    if (rec.stale) {
+    if (this.stale.has(read)) {
       owner = this.table.peek(key);
     } else if (v !== undefined && v.value.length <= MAX_OWNER_LENGTH) {
       const ttl = v.ttl > 0 ? Math.min(v.ttl, this.table.ttl) : this.table.ttl;
@@ -135,7 +124,7 @@ export class SharedAffinityStore extends AffinityTableStore {
         this.table.set(key, owner, ttl);
       }
     }
-    this.metrics?.sharedRead(owner !== undefined, rec.waiters);
+    this.metrics?.sharedRead(owner !== undefined, read.waiters);
     return owner;
   }
 
@@ -156,8 +145,13 @@ export class SharedAffinityStore extends AffinityTableStore {
 
   private markStale(key: string): void {
     if (this.inflight.size === 0) return;
-    const f = this.inflight.get(key);
-    if (f) f.stale = true;
+    const read = this.inflight.get(key);
+    if (read) this.stale.add(read);
+  }
+
+  /** Every read in flight answers from the table (an owner was dropped meanwhile). */
+  private allStale(): void {
+    for (const read of this.inflight.values()) this.stale.add(read);
   }
 
   protected override learned(key: string, owner: string, moved: boolean): void {
@@ -187,7 +181,7 @@ export class SharedAffinityStore extends AffinityTableStore {
 
   protected override dropped(ownerId: string): void {
     this.tombstone(ownerId);
-    for (const f of this.inflight.values()) f.stale = true;
+    this.allStale();
     this.kv.publish(this.channelName, JSON.stringify([this.kv.instanceId, 'drop', ownerId]));
   }
 
@@ -231,7 +225,7 @@ export class SharedAffinityStore extends AffinityTableStore {
     } else if (op === 'drop') {
       this.table.dropOwner(a);
       this.tombstone(a);
-      for (const f of this.inflight.values()) f.stale = true;
+      this.allStale();
     } else if (op === 'set' && typeof m[3] === 'string' && m[3].length <= MAX_OWNER_LENGTH) {
       // Update a near-cache entry that named the old owner; do not fill keys we never asked for.
       if (this.table.peek(a) !== undefined) this.table.set(a, m[3]);

@@ -5,6 +5,7 @@
  * for the first two tiers; shared.ts adds the third.
  */
 import type { Logger } from 'pino';
+import { SingleFlight } from '../../shared/singleflight.js';
 import type { LocalAffinityTable } from './local.js';
 import type { RouteAffinityMetrics } from './metrics.js';
 
@@ -77,7 +78,7 @@ export class AffinityTableStore implements AffinityStore {
     return owner !== undefined ? owner : this.miss(key);
   }
 
-  private readonly asking = new Map<string, Promise<string | undefined>>();
+  private readonly asking = new SingleFlight<string, string | undefined>();
 
   /**
    * Local miss: in a worker, ask the primary, which mirrors what every sibling learned (a sibling
@@ -87,17 +88,13 @@ export class AffinityTableStore implements AffinityStore {
   protected miss(key: string): OwnerAnswer {
     const query = this.channel?.query;
     if (!query) return undefined;
-    let p = this.asking.get(key);
-    if (!p) {
-      p = query(key).then((owner) => {
-        this.asking.delete(key);
+    return this.asking.run(key, () =>
+      query(key).then((owner) => {
         // Learned from a sibling: keep it here, without telling the siblings again.
         if (owner !== undefined && this.table.peek(key) === undefined) this.table.learn(key, owner);
         return owner;
-      });
-      this.asking.set(key, p);
-    }
-    return p;
+      }),
+    );
   }
 
   /** Local owner without counting a look-up or touching recency (admin, tests). */
