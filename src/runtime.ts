@@ -61,7 +61,16 @@ export class Runtime {
     for (const rc of config.routes) {
       const pool = this.pools.get(rc.pool ?? rc.pools![0]!)!;
       const affinity = rc.affinity
-        ? createAffinityStore({ route: rc.name, ttl: rc.affinity.ttl, capacity: rc.affinity.capacity, redis: this.sharedRedis, cluster, metrics: this.affinityMetrics, log })
+        ? createAffinityStore({
+            route: rc.name,
+            ttl: rc.affinity.ttl,
+            capacity: rc.affinity.capacity,
+            redis: this.sharedRedis,
+            cluster,
+            metrics: this.affinityMetrics,
+            log,
+            missTimeout: rc.affinity.missTimeout,
+          })
         : undefined;
       const route = new Route(rc, {
         pool,

@@ -271,6 +271,27 @@ describe('AffinityTableStore (process and worker tiers)', () => {
     assert.equal(store.size, 1);
   });
 
+  test('a local miss asks the sibling tier with the route\'s missTimeout and keeps the answer', async () => {
+    const asked: [string, number | undefined][] = [];
+    const ch: ReplicaChannel = {
+      publish() {},
+      detach() {},
+      query: (key, timeoutMs) => {
+        asked.push([key, timeoutMs]);
+        return Promise.resolve(key === 'known' ? A : undefined);
+      },
+    };
+    const store = new AffinityTableStore({ route: 'r', table: new LocalAffinityTable({ ttl: 1000, capacity: 10 }), cluster: ch, missTimeout: 1500 });
+    assert.equal(await store.get('known'), A);
+    assert.equal(await store.get('unknown'), undefined);
+    assert.deepEqual(asked, [
+      ['known', 1500],
+      ['unknown', 1500],
+    ]);
+    assert.equal(store.get('known'), A, 'the answer is kept locally: no second question');
+    assert.equal(asked.length, 2);
+  });
+
   test('sibling workers hear of new, renewed, moved, deleted and dropped entries, not of repeats', async () => {
     const clock = new ManualClock(0);
     const ch = new RecordingChannel();

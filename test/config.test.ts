@@ -45,6 +45,14 @@ test('a valid config gets its defaults', () => {
   assert.equal(c.routes[0]!.timeouts.connect, 2000);
 });
 
+test('affinity missTimeout: a duration between 1ms and 60s, absent by default (each tier keeps its own)', () => {
+  const route = (extra: string) => base.replace('routes: [ { name: r, pool: p } ]', `routes: [ { name: r, pool: p, affinity: { key: 'header:x-k'${extra} } } ]`);
+  assert.equal(parseConfig(route('')).routes[0]!.affinity!.missTimeout, undefined);
+  assert.equal(parseConfig(route(', missTimeout: 2s')).routes[0]!.affinity!.missTimeout, 2000);
+  assert.match(problems(route(', missTimeout: 0ms')).join(), /missTimeout is between 1ms and 60s/);
+  assert.match(problems(route(', missTimeout: 2m')).join(), /missTimeout is between 1ms and 60s/);
+});
+
 test('errors name the YAML path and line', () => {
   const p = problems(`
 listen: { http: 127.0.0.1:0 }

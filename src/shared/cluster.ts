@@ -63,14 +63,14 @@ export interface ClusterChannel {
    * not know: closes the window where a sibling has just learned it and its op is still in
    * flight. Absent outside a worker.
    */
-  query?(key: string): Promise<string | undefined>;
+  query?(key: string, timeoutMs?: number): Promise<string | undefined>;
 }
 
 export interface ClusterBusOptions {
   log?: Logger;
   /** Ops per IPC message at most (default 1000): bounds one message's size and parse time. */
   maxBatch?: number;
-  /** How long a worker waits for the primary's answer to a query, ms (default 20); then "unknown". */
+  /** How long a worker waits for the primary's answer to a query, ms (default 20; a query may give its own); then "unknown". */
   queryTimeout?: number;
 }
 
@@ -147,7 +147,7 @@ export class ClusterBus {
     }
     return {
       publish: (op, key, owner) => this.enqueue(owner === undefined ? [routeName, op, key] : [routeName, op, key, owner]),
-      query: this.role === 'worker' ? (key) => this.query(routeName, key) : undefined,
+      query: this.role === 'worker' ? (key, timeoutMs) => this.query(routeName, key, timeoutMs ?? this.queryTimeout) : undefined,
       detach: () => {
         const s = this.replicas.get(routeName);
         s?.delete(table);
@@ -156,8 +156,8 @@ export class ClusterBus {
     };
   }
 
-  /** Worker: ask the primary who owns `key`; undefined when unknown, unreachable or too slow. */
-  private query(route: string, key: string): Promise<string | undefined> {
+  /** Worker: ask the primary who owns `key`; undefined when unknown, unreachable or not answered within `timeoutMs`. */
+  private query(route: string, key: string, timeoutMs: number): Promise<string | undefined> {
     if (!process.connected || !process.send) return Promise.resolve(undefined);
     // Ops learned this turn go first, so the primary's answer reflects them.
     this.flush();
@@ -166,7 +166,7 @@ export class ClusterBus {
       const timer = setTimeout(() => {
         this.pendingQueries.delete(id);
         resolve(undefined);
-      }, this.queryTimeout);
+      }, timeoutMs);
       timer.unref();
       this.pendingQueries.set(id, { resolve, timer });
       const msg: AffinityQuery = { homing: 'affinity-q', id, route, key };
