@@ -53,6 +53,13 @@ test('affinity missTimeout: a duration between 1ms and 60s, absent by default (e
   assert.match(problems(route(', missTimeout: 2m')).join(), /missTimeout is between 1ms and 60s/);
 });
 
+test('shared commandTimeout: a duration between 1ms and 60s, absent by default (250ms)', () => {
+  const shared = (extra: string) => `${base}shared: { redis: { url: 'redis://127.0.0.1:6379' }${extra} }\n`;
+  assert.equal(parseConfig(shared('')).shared!.commandTimeout, undefined);
+  assert.equal(parseConfig(shared(', commandTimeout: 2s')).shared!.commandTimeout, 2000);
+  assert.match(problems(shared(', commandTimeout: 0ms')).join(), /commandTimeout is between 1ms and 60s/);
+});
+
 test('errors name the YAML path and line', () => {
   const p = problems(`
 listen: { http: 127.0.0.1:0 }

@@ -14,7 +14,8 @@ import { Registry } from 'prom-client';
 import { Redis } from 'ioredis';
 import { freePort, freePorts, respCommandLine } from './support/services.js';
 import { AffinityMetrics, createAffinityStore, type AffinityTableStore, type SharedAffinityStore } from '../src/routing/affinity/index.js';
-import { SharedRedis, type SharedConfig } from '../src/shared/redis.js';
+import { createSharedRedis, SharedRedis, type SharedConfig } from '../src/shared/redis.js';
+import { parseConfig } from '../src/config/load.js';
 
 const A = '127.0.0.1:9101';
 const B = '127.0.0.1:9102';
@@ -164,6 +165,19 @@ describe('SharedAffinityStore on a real redis-server', () => {
     // Within a few ms of rounding: PTTL is whole ms, the local clock is fractional.
     assert.ok(two.store.table.remainingTtl('tok-1') <= ttl + 5, 'the near-cache entry expires no later than Redis');
     assert.equal(await owner(two.store, 'unknown'), undefined);
+  });
+
+  test('shared.commandTimeout is the deadline of every command (250ms when absent)', async () => {
+    const config = (extra: string) =>
+      parseConfig(`listen: { http: 127.0.0.1:0 }\npools: { p: { members: [${A}] } }\nroutes: [ { name: r, pool: p } ]\nshared: { redis: { url: '${url}' }${extra} }\n`).shared;
+    for (const [extra, ms] of [['', 250], [', commandTimeout: 3s', 3000]] as const) {
+      const r = createSharedRedis(config(extra), { log: one.log })!;
+      try {
+        assert.equal((r.client as Redis).options.commandTimeout, ms);
+      } finally {
+        await r.close();
+      }
+    }
   });
 
   test('concurrent misses of one key share one Redis read', async () => {

@@ -133,7 +133,7 @@ const affinity = z.strictObject({
   /**
    * How long a key missing from this process's table waits for the next tier (Redis with
    * `shared.redis`, else the primary in a worker) before it is guessed. Default: 50ms for Redis
-   * (whose reads also end at its 250ms command deadline), 20ms for the primary.
+   * (whose reads also end at `shared.commandTimeout`), 20ms for the primary.
    */
   missTimeout: duration.refine((v) => v >= 1 && v <= 60_000, 'affinity missTimeout is between 1ms and 60s').optional(),
 });
@@ -247,6 +247,11 @@ const shared = z.strictObject({
     z.strictObject({ cluster: z.array(address).min(1) }),
   ]),
   prefix: z.string().default('homing:'),
+  /**
+   * Deadline of one Redis command (default 250ms): a read on a local miss ends here at the latest,
+   * and consecutive misses open the circuit (Redis skipped for a while).
+   */
+  commandTimeout: duration.refine((v) => v >= 1 && v <= 60_000, 'shared commandTimeout is between 1ms and 60s').optional(),
 });
 
 export const configSchema = z

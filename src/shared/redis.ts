@@ -334,5 +334,5 @@ function errMessage(e: unknown): string {
 
 /** Build the shared Redis of a config (`shared.redis`), or undefined when it has none. */
 export function createSharedRedis(cfg: Config['shared'], opts: SharedRedisOptions): SharedRedis | undefined {
-  return cfg ? new SharedRedis(cfg, opts) : undefined;
+  return cfg ? new SharedRedis(cfg, { ...opts, commandTimeout: opts.commandTimeout ?? cfg.commandTimeout }) : undefined;
 }
