@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -177,6 +177,32 @@ describe('SharedAffinityStore on a real redis-server', () => {
       } finally {
         await r.close();
       }
+    }
+  });
+
+  test('a reply that arrived while this process was busy past the read deadline still counts', async () => {
+    one.store.set('tok-busy', A);
+    await waitFor(async () => (await probe.get('homing:aff:sessions:tok-busy')) === A, 'the SET in Redis');
+    // The command deadline far away: only read()'s own deadline is at stake.
+    const r = new SharedRedis({ redis: { url }, prefix: 'homing:' }, { log: one.log, commandTimeout: 60_000 });
+    try {
+      await waitFor(() => r.up, 'the reader connected');
+      const me = `addr=127.0.0.1:${(r.client as Redis).stream.localPort} `;
+      // From the check phase, so the event loop's next step is its timers, then reading sockets
+      // (as after a burst of requests handled in one turn).
+      await new Promise((resolve) => setImmediate(resolve));
+      const t0 = performance.now();
+      const read = r.read('homing:aff:sessions:tok-busy', 5);
+      // Busy, without yielding, past the deadline and until Redis has executed GET and PTTL and
+      // written both replies (nothing left in its output buffers for this connection).
+      for (;;) {
+        const list = execFileSync('redis-cli', ['-p', String(server.port), 'CLIENT', 'LIST'], { encoding: 'utf8' });
+        const line = list.split('\n').find((l) => l.includes(me)) ?? '';
+        if (/ cmd=pttl /.test(line) && / obl=0 /.test(line) && / oll=0 /.test(line) && performance.now() - t0 > 20) break;
+      }
+      assert.equal((await read)?.value, A);
+    } finally {
+      await r.close();
     }
   });
 

@@ -141,10 +141,14 @@ export class SharedRedis {
     return new Promise((resolve) => {
       let done = false;
       const timer = setTimeout(() => {
-        if (done) return;
-        done = true;
-        this.failed('read', `no answer within ${timeoutMs}ms`);
-        resolve(undefined);
+        // Timers run before sockets are read: when this process was busy (or not scheduled) past
+        // the deadline, the reply may be waiting unread. Read what has arrived, then decide.
+        setImmediate(() => {
+          if (done) return;
+          done = true;
+          this.failed('read', `no answer within ${timeoutMs}ms`);
+          resolve(undefined);
+        });
       }, timeoutMs);
       c.pipeline()
         .get(key)
