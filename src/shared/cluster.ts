@@ -164,8 +164,11 @@ export class ClusterBus {
     const id = this.nextQueryId++;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        this.pendingQueries.delete(id);
-        resolve(undefined);
+        // Timers run before the channel is read: an answer that came while this worker was busy
+        // past the deadline may be waiting unread. Read what has arrived, then give up.
+        setImmediate(() => {
+          if (this.pendingQueries.delete(id)) resolve(undefined);
+        });
       }, timeoutMs);
       timer.unref();
       this.pendingQueries.set(id, { resolve, timer });
