@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfigFile, parseConfig } from '../src/config/load.js';
@@ -89,8 +89,9 @@ test('YAML syntax errors are reported, not thrown raw', () => {
   assert.match(problems('listen: { http: [').join('\n'), /x\.yaml/);
 });
 
-test('homing check: exit 0 and a summary for a good file; non-zero naming the key for a bad one', () => {
+test('homing check: exit 0 and a summary for a good file; non-zero naming the key for a bad one', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'homing-cfg-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const good = join(dir, 'good.yaml');
   writeFileSync(good, base);
   const ok = spawnSync(process.execPath, ['dist/cli/main.js', 'check', good], { encoding: 'utf8' });
@@ -103,8 +104,9 @@ test('homing check: exit 0 and a summary for a good file; non-zero naming the ke
   assert.match(r.stderr, /routes\[0\]\.balance/);
 });
 
-test('TLS: missing or invalid certificate files fail the check with the path', () => {
+test('TLS: missing or invalid certificate files fail the check with the path', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'homing-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const yaml = base.replace('listen: { http: 127.0.0.1:0 }', `listen: { https: { address: 127.0.0.1:0, cert: ${join(dir, 'nope.pem')}, key: ${join(dir, 'nope-key.pem')} } }`);
   const f = join(dir, 'c.yaml');
   writeFileSync(f, yaml);
@@ -114,8 +116,9 @@ test('TLS: missing or invalid certificate files fail the check with the path', (
   assert.throws(() => loadConfigFile(f), (e: unknown) => e instanceof ConfigError && /not valid PEM/.test(e.message));
 });
 
-test('reserved keys this version does not act on are refused by name, not ignored', () => {
+test('reserved keys this version does not act on are refused by name, not ignored', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'homing-cfg-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const f = join(dir, 'c.yaml');
   writeFileSync(
     f,

@@ -241,11 +241,12 @@ routes: [ { name: r, match: { pathRegex: '^/k/(.*)$' }, pool: p, hash: { key: 'p
 });
 
 test('file discovery: editing the member file moves traffic without a restart', async () => {
-  const { mkdtempSync, writeFileSync, renameSync } = await import('node:fs');
+  const { mkdtempSync, writeFileSync, renameSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
   const [a, b] = await backends(2);
   const dir = mkdtempSync(join(tmpdir(), 'homing-disc-'));
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'members.yaml');
   writeFileSync(file, `- ${a!.id}\n`);
   const h = await homing(`

@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -36,6 +36,7 @@ test('workers: 2 processes share the listener, metrics are aggregated, a dead wo
   const port = await deadPort();
   const adminPort = await deadPort();
   const dir = mkdtempSync(join(tmpdir(), 'homing-workers-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'homing.yaml');
   writeFileSync(
     file,
