@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, request } from 'undici';
-import { startTestHoming, until } from './support/backends.js';
+import { startTestHoming, until, WAIT } from './support/backends.js';
 import { pinAwayFromGuess, statefulCluster, type StatefulCluster } from './support/stateful.js';
 import { freePort, respCommandLine, RespTestConnection, startRedis, type RedisService } from './support/services.js';
 
@@ -13,7 +13,7 @@ import { freePort, respCommandLine, RespTestConnection, startRedis, type RedisSe
 async function restartRedisOn(port: number): Promise<{ stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'homing-redis-again-'));
   const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-  await until(async () => (await respCommandLine(port, 'PING').catch(() => '')) === '+PONG', 10000, 50);
+  await until(async () => (await respCommandLine(port, 'PING').catch(() => '')) === '+PONG', WAIT, 50);
   return {
     stop: async () => {
       if (p.exitCode === null && p.signalCode === null) {
@@ -101,7 +101,7 @@ test('workers: 2 — a key learned in one worker reaches the other: one redirect
   await until(async () => {
     const ws = await workers();
     return ws.length === 2 && ws.every((w) => w.ready);
-  }, 30_000, 100);
+  }, WAIT, 100);
   const tokens = Array.from({ length: 24 }, (_, i) => `Bearer w-${i}`);
   await pinAll(c, adminUrl, tokens);
   // Requests on several connections, so both workers see every token.
@@ -129,7 +129,7 @@ test('workers: 2 — a key learned in one worker reaches the other: one redirect
   await until(async () => {
     const ws = await workers();
     return ws.length === 2 && ws.every((w) => w.ready && w.pid !== victim!.pid);
-  }, 30_000, 100);
+  }, WAIT, 100);
   // The victim's connections died with it; new ones reach both workers, the new one included.
   const fresh = Array.from({ length: 4 }, () => new Client(base, { pipelining: 1 }));
   cleanups.push(async () => {
@@ -153,7 +153,7 @@ test('two instances + Redis: one redirect per token across both; Redis down → 
   cleanups.push(() => h2.close());
   // Redis is never waited for by a request: wait here until both instances are connected.
   const bothUp = (): boolean => h1.runtime.sharedRedis!.up && h2.runtime.sharedRedis!.up;
-  await until(bothUp, 15_000);
+  await until(bothUp);
   const tokens = Array.from({ length: 20 }, (_, i) => `Bearer r-${i}`);
   await pinAll(c, h1.adminUrl, tokens);
   for (let round = 0; round < 6; round++) {
@@ -183,14 +183,14 @@ test('two instances + Redis: one redirect per token across both; Redis down → 
   // Redis is back on the same port: both instances reconnect by themselves, and sharing resumes.
   const again = await restartRedisOn(port);
   cleanups.push(() => again.stop());
-  await until(bothUp, 15_000);
+  await until(bothUp);
   const back = Array.from({ length: 10 }, (_, i) => `Bearer b-${i}`);
   await pinAll(c, h1.adminUrl, back);
   for (const t of back) assert.equal((await send(h1.url, t)).member, c.sessions.get(t));
   // h1's writes are fire and forget: wait until Redis holds each learned owner.
   const check = await RespTestConnection.connect(port);
   cleanups.push(() => check.close());
-  for (const t of back) await until(async () => (await check.call('GET', `homing:aff:crest:${t}`)) === c.sessions.get(t), 10_000);
+  for (const t of back) await until(async () => (await check.call('GET', `homing:aff:crest:${t}`)) === c.sessions.get(t));
   for (const t of back) {
     const r = await send(h2.url, t);
     assert.equal(r.member, c.sessions.get(t));

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { startBackend, until, deadPort } from './support/backends.js';
+import { startBackend, until, deadPort, WAIT } from './support/backends.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -55,7 +55,7 @@ routes: [ { name: r, pool: p, hash: { key: path } } ]
   cleanups.push(() => {
     proc.kill('SIGTERM');
   });
-  await until(() => children(proc.pid!).length === 2 && ok(`http://127.0.0.1:${port}/`), 15000, 100);
+  await until(() => children(proc.pid!).length === 2 && ok(`http://127.0.0.1:${port}/`), WAIT, 100);
   for (let i = 0; i < 40; i++) assert.ok(await ok(`http://127.0.0.1:${port}/k${i}`));
   const metrics = await (await request(`http://127.0.0.1:${adminPort}/metrics`)).body.text();
   const total = [...metrics.matchAll(/^homing_requests_total\{[^}]*\} (\d+)/gm)].reduce((s, m) => s + Number(m[1]), 0);
@@ -65,7 +65,7 @@ routes: [ { name: r, pool: p, hash: { key: path } } ]
   await until(() => {
     const now = children(proc.pid!);
     return now.length === 2 && !now.includes(first!);
-  }, 15000, 100);
-  await until(() => ok(`http://127.0.0.1:${port}/after`), 5000, 50);
+  }, WAIT, 100);
+  await until(() => ok(`http://127.0.0.1:${port}/after`), WAIT, 50);
   for (let i = 0; i < 10; i++) assert.ok(await ok(`http://127.0.0.1:${port}/again${i}`), stderr);
 });
