@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { ManualClock } from '../src/clock.js';
+import { ClusterBus, type AffinityReplica, type ClusterChannel } from '../src/shared/cluster.js';
 import { AffinityMetrics, AffinityTableStore, createAffinityStore, LocalAffinityTable, type ReplicaChannel, type ReplicaOp } from '../src/routing/affinity/index.js';
 
 const log = pino({ level: 'silent' });
@@ -271,25 +272,24 @@ describe('AffinityTableStore (process and worker tiers)', () => {
     assert.equal(store.size, 1);
   });
 
-  test('a local miss asks the sibling tier with the route\'s missTimeout and keeps the answer', async () => {
-    const asked: [string, number | undefined][] = [];
-    const ch: ReplicaChannel = {
-      publish() {},
-      detach() {},
-      query: (key, timeoutMs) => {
-        asked.push([key, timeoutMs]);
-        return Promise.resolve(key === 'known' ? A : undefined);
-      },
-    };
-    const store = new AffinityTableStore({ route: 'r', table: new LocalAffinityTable({ ttl: 1000, capacity: 10 }), cluster: ch, missTimeout: 1500 });
-    assert.equal(await store.get('known'), A);
-    assert.equal(await store.get('unknown'), undefined);
-    assert.deepEqual(asked, [
-      ['known', 1500],
-      ['unknown', 1500],
+  test("a route's missTimeout is its wait for the primary's answer (attach's queryTimeout)", async () => {
+    class RecordingBus extends ClusterBus {
+      readonly attached: [string, { queryTimeout?: number } | undefined][] = [];
+      override attach(route: string, table: AffinityReplica, opts?: { queryTimeout?: number }): ClusterChannel {
+        this.attached.push([route, opts]);
+        return super.attach(route, table, opts);
+      }
+    }
+    const bus = new RecordingBus();
+    const stores = [
+      createAffinityStore({ route: 'slow', ttl: 1000, capacity: 10, cluster: bus, log, missTimeout: 1500 }),
+      createAffinityStore({ route: 'plain', ttl: 1000, capacity: 10, cluster: bus, log }),
+    ];
+    assert.deepEqual(bus.attached, [
+      ['slow', { queryTimeout: 1500 }],
+      ['plain', { queryTimeout: undefined }],
     ]);
-    assert.equal(store.get('known'), A, 'the answer is kept locally: no second question');
-    assert.equal(asked.length, 2);
+    for (const s of stores) await s.close();
   });
 
   test('sibling workers hear of new, renewed, moved, deleted and dropped entries, not of repeats', async () => {

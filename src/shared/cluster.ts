@@ -63,14 +63,14 @@ export interface ClusterChannel {
    * not know: closes the window where a sibling has just learned it and its op is still in
    * flight. Absent outside a worker.
    */
-  query?(key: string, timeoutMs?: number): Promise<string | undefined>;
+  query?(key: string): Promise<string | undefined>;
 }
 
 export interface ClusterBusOptions {
   log?: Logger;
   /** Ops per IPC message at most (default 1000): bounds one message's size and parse time. */
   maxBatch?: number;
-  /** How long a worker waits for the primary's answer to a query, ms (default 20; a query may give its own); then "unknown". */
+  /** How long a worker waits for the primary's answer to a query, ms (default 20; `attach` may set a route's own); then "unknown". */
   queryTimeout?: number;
 }
 
@@ -135,8 +135,9 @@ export class ClusterBus {
   /**
    * Mirror `table` of route `routeName` across the box: ops the returned channel publishes
    * reach the other processes; theirs are applied to `table`. A no-op channel outside a cluster.
+   * `queryTimeout`: this route's wait for the primary's answer (default: the bus's).
    */
-  attach(routeName: string, table: AffinityReplica): ClusterChannel {
+  attach(routeName: string, table: AffinityReplica, opts: { queryTimeout?: number } = {}): ClusterChannel {
     if (this.role === 'none') return NOOP_CHANNEL;
     let set = this.replicas.get(routeName);
     if (!set) this.replicas.set(routeName, (set = new Set()));
@@ -147,7 +148,7 @@ export class ClusterBus {
     }
     return {
       publish: (op, key, owner) => this.enqueue(owner === undefined ? [routeName, op, key] : [routeName, op, key, owner]),
-      query: this.role === 'worker' ? (key, timeoutMs) => this.query(routeName, key, timeoutMs ?? this.queryTimeout) : undefined,
+      query: this.role === 'worker' ? (key) => this.query(routeName, key, opts.queryTimeout ?? this.queryTimeout) : undefined,
       detach: () => {
         const s = this.replicas.get(routeName);
         s?.delete(table);

@@ -38,9 +38,9 @@ export interface CreateAffinityStoreOptions {
 /** The one function the runtime calls per route with `affinity`. */
 export function createAffinityStore(opts: CreateAffinityStoreOptions): AffinityTableStore {
   const table = new LocalAffinityTable({ ttl: opts.ttl, capacity: opts.capacity, clock: opts.clock });
-  const cluster = opts.cluster?.attach(opts.route, table);
+  const cluster = opts.cluster?.attach(opts.route, table, { queryTimeout: opts.missTimeout });
   const metrics = opts.metrics?.forRoute(opts.route);
-  const base = { route: opts.route, table, cluster, metrics, log: opts.log, missTimeout: opts.missTimeout };
+  const base = { route: opts.route, table, cluster, metrics, log: opts.log };
   const store = opts.redis
     ? new SharedAffinityStore({ ...base, redis: opts.redis, clock: opts.clock, readTimeout: opts.missTimeout })
     : new AffinityTableStore(base);

@@ -41,8 +41,8 @@ export interface ReplicaChannel {
   /** `key` is the key for set/del and unused ('') for drop; `owner` is set for set/drop. */
   publish(op: ReplicaOp, key: string, owner?: string): void;
   detach(): void;
-  /** Ask the sibling tier for a key this process does not know (workers only), waiting at most `timeoutMs`. */
-  query?(key: string, timeoutMs?: number): Promise<string | undefined>;
+  /** Ask the sibling tier for a key this process does not know (workers only). */
+  query?(key: string): Promise<string | undefined>;
 }
 
 export interface AffinityTableStoreOptions {
@@ -51,8 +51,6 @@ export interface AffinityTableStoreOptions {
   cluster?: ReplicaChannel;
   metrics?: RouteAffinityMetrics;
   log?: Logger;
-  /** How long a local miss waits for the sibling tier's answer, ms (default: the channel's own). */
-  missTimeout?: number;
 }
 
 /** The process and worker tiers: a local table whose changes reach sibling workers. */
@@ -62,7 +60,6 @@ export class AffinityTableStore implements AffinityStore {
   protected readonly channel: ReplicaChannel | undefined;
   protected readonly metrics: RouteAffinityMetrics | undefined;
   protected readonly log: Logger | undefined;
-  private readonly missTimeout: number | undefined;
   private closed = false;
   private readonly onClose: (() => void)[] = [];
 
@@ -72,7 +69,6 @@ export class AffinityTableStore implements AffinityStore {
     this.channel = opts.cluster;
     this.metrics = opts.metrics;
     this.log = opts.log;
-    this.missTimeout = opts.missTimeout;
   }
 
   get(key: string): OwnerAnswer {
@@ -89,11 +85,11 @@ export class AffinityTableStore implements AffinityStore {
    * share one question. Outside a cluster: nothing more to ask.
    */
   protected miss(key: string): OwnerAnswer {
-    const channel = this.channel;
-    if (!channel?.query) return undefined;
+    const query = this.channel?.query;
+    if (!query) return undefined;
     let p = this.asking.get(key);
     if (!p) {
-      p = channel.query(key, this.missTimeout).then((owner) => {
+      p = query(key).then((owner) => {
         this.asking.delete(key);
         // Learned from a sibling: keep it here, without telling the siblings again.
         if (owner !== undefined && this.table.peek(key) === undefined) this.table.learn(key, owner);
