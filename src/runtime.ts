@@ -81,7 +81,16 @@ export class Runtime {
     for (const rc of config.routes) {
       const pools = (rc.pools ?? [rc.pool!]).map((name) => this.pools.get(name)!);
       const affinity = rc.affinity
-        ? createAffinityStore({ route: rc.name, ttl: rc.affinity.ttl, capacity: rc.affinity.capacity, redis: this.sharedRedis, cluster, metrics: this.affinityMetrics, log })
+        ? createAffinityStore({
+            route: rc.name,
+            ttl: rc.affinity.ttl,
+            capacity: rc.affinity.capacity,
+            redis: this.sharedRedis,
+            cluster,
+            metrics: this.affinityMetrics,
+            log,
+            missTimeout: rc.affinity.missTimeout,
+          })
         : undefined;
       const route = new Route(rc, {
         pools,

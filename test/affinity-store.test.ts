@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { ManualClock } from '../src/clock.js';
+import { ClusterBus, type AffinityReplica, type ClusterChannel } from '../src/shared/cluster.js';
 import { AffinityMetrics, AffinityTableStore, createAffinityStore, LocalAffinityTable, type ReplicaChannel, type ReplicaOp } from '../src/routing/affinity/index.js';
 
 const log = pino({ level: 'silent' });
@@ -271,6 +272,26 @@ describe('AffinityTableStore (process and worker tiers)', () => {
     assert.equal(store.size, 1);
   });
 
+  test("a route's missTimeout is its wait for the primary's answer (attach's queryTimeout)", async () => {
+    class RecordingBus extends ClusterBus {
+      readonly attached: [string, { queryTimeout?: number } | undefined][] = [];
+      override attach(route: string, table: AffinityReplica, opts?: { queryTimeout?: number }): ClusterChannel {
+        this.attached.push([route, opts]);
+        return super.attach(route, table, opts);
+      }
+    }
+    const bus = new RecordingBus();
+    const stores = [
+      createAffinityStore({ route: 'slow', ttl: 1000, capacity: 10, cluster: bus, log, missTimeout: 1500 }),
+      createAffinityStore({ route: 'plain', ttl: 1000, capacity: 10, cluster: bus, log }),
+    ];
+    assert.deepEqual(bus.attached, [
+      ['slow', { queryTimeout: 1500 }],
+      ['plain', { queryTimeout: undefined }],
+    ]);
+    for (const s of stores) await s.close();
+  });
+
   test('sibling workers hear of new, renewed, moved, deleted and dropped entries, not of repeats', async () => {
     const clock = new ManualClock(0);
     const ch = new RecordingChannel();
@@ -330,27 +351,32 @@ describe('AffinityMetrics', () => {
   });
 });
 
+/** Run a node:cluster fixture (test/fixtures/<name>.ts); its last stdout line, parsed. */
+async function runClusterFixture(name: string): Promise<{ r: Record<string, unknown>; line: string }> {
+  const fixture = fileURLToPath(new URL(`./fixtures/${name}.ts`, import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', fixture], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((resolve) => {
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve(null);
+    }, 60_000);
+    child.on('exit', (c) => {
+      clearTimeout(t);
+      resolve(c);
+    });
+  });
+  assert.equal(code, 0, `fixture exit code; stderr:\n${err}\nstdout:\n${out}`);
+  const line = out.trim().split('\n').pop()!;
+  return { r: JSON.parse(line) as Record<string, unknown>, line };
+}
+
 describe('ClusterBus (node:cluster workers)', () => {
   test('an entry learned, deleted or dropped in one worker reaches the other and the primary, batched', async () => {
-    const fixture = fileURLToPath(new URL('./fixtures/affinity-cluster.ts', import.meta.url));
-    const child = spawn(process.execPath, ['--import', 'tsx', fixture], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const code = await new Promise<number | null>((resolve) => {
-      const t = setTimeout(() => {
-        child.kill('SIGKILL');
-        resolve(null);
-      }, 60_000);
-      child.on('exit', (c) => {
-        clearTimeout(t);
-        resolve(c);
-      });
-    });
-    assert.equal(code, 0, `fixture exit code; stderr:\n${err}\nstdout:\n${out}`);
-    const line = out.trim().split('\n').pop()!;
-    const r = JSON.parse(line) as Record<string, unknown>;
+    const { r, line } = await runClusterFixture('affinity-cluster');
     assert.equal(r.bSawSet, true, line);
     assert.equal(r.bSizeAfterSet, 501);
     assert.equal(r.primaryMirrorOk, true, 'the primary relays and keeps its own mirror');
@@ -359,6 +385,11 @@ describe('ClusterBus (node:cluster workers)', () => {
     assert.equal(r.bSawDrop, true);
     assert.equal(r.bSizeAfterDrop, 250);
     assert.equal(r.primaryMirrorAfterDrop, 250);
+  });
+
+  test("a worker busy past its question's deadline still takes the primary's answer waiting in the channel", async () => {
+    const { r, line } = await runClusterFixture('cluster-query');
+    assert.equal(r.owner, '127.0.0.1:9101', line);
   });
 });
 

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { startBackend, startTestHoming } from './support/backends.js';
-import { statefulCluster, type StatefulCluster } from './support/stateful.js';
+import { pinAwayFromGuess, statefulCluster, type StatefulCluster } from './support/stateful.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 after(async () => {
@@ -65,15 +65,6 @@ test('every response comes from the owner; at most one redirect per token; later
   const look = (await (await request(`${h.adminUrl}/api/v1/affinity/crest/${encodeURIComponent(tokens[0]!)}`)).body.json()) as { owner: string };
   assert.equal(look.owner, c.sessions.get(tokens[0]!));
 });
-
-/** Pin `token`'s session on a member other than homing's first guess (the hash pick), so the guess redirects. */
-async function pinAwayFromGuess(c: StatefulCluster, adminUrl: string, token: string): Promise<string> {
-  const look = (await (await request(`${adminUrl}/api/v1/routes/crest/lookup?key=${encodeURIComponent(token)}`)).body.json()) as { target: string; by: string };
-  assert.equal(look.by, 'hash');
-  const owner = c.backends.find((b) => b.id !== look.target)!.id;
-  c.sessions.set(token, owner);
-  return owner;
-}
 
 const HASH_GUESS = "    hash: { key: 'header:authorization' }";
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfigFile, parseConfig } from '../src/config/load.js';
@@ -43,6 +43,21 @@ test('a valid config gets its defaults', () => {
   assert.equal(c.routes[0]!.balance, 'round-robin');
   assert.deepEqual(c.pools.p!.members![1], { host: '127.0.0.1', port: 9102, weight: 2 });
   assert.equal(c.routes[0]!.timeouts.connect, 2000);
+});
+
+test('affinity missTimeout: a duration between 1ms and 60s, absent by default (each tier keeps its own)', () => {
+  const route = (extra: string) => base.replace('routes: [ { name: r, pool: p } ]', `routes: [ { name: r, pool: p, affinity: { key: 'header:x-k'${extra} } } ]`);
+  assert.equal(parseConfig(route('')).routes[0]!.affinity!.missTimeout, undefined);
+  assert.equal(parseConfig(route(', missTimeout: 2s')).routes[0]!.affinity!.missTimeout, 2000);
+  assert.match(problems(route(', missTimeout: 0ms')).join(), /missTimeout is between 1ms and 60s/);
+  assert.match(problems(route(', missTimeout: 2m')).join(), /missTimeout is between 1ms and 60s/);
+});
+
+test('shared commandTimeout: a duration between 1ms and 60s, absent by default (250ms)', () => {
+  const shared = (extra: string) => `${base}shared: { redis: { url: 'redis://127.0.0.1:6379' }${extra} }\n`;
+  assert.equal(parseConfig(shared('')).shared!.commandTimeout, undefined);
+  assert.equal(parseConfig(shared(', commandTimeout: 2s')).shared!.commandTimeout, 2000);
+  assert.match(problems(shared(', commandTimeout: 0ms')).join(), /commandTimeout is between 1ms and 60s/);
 });
 
 test('errors name the YAML path and line', () => {
@@ -87,8 +102,9 @@ test('YAML syntax errors are reported, not thrown raw', () => {
   assert.match(problems('listen: { http: [').join('\n'), /x\.yaml/);
 });
 
-test('homing check: exit 0 and a summary for a good file; non-zero naming the key for a bad one', () => {
+test('homing check: exit 0 and a summary for a good file; non-zero naming the key for a bad one', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'homing-cfg-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const good = join(dir, 'good.yaml');
   writeFileSync(good, base);
   const ok = spawnSync(process.execPath, ['dist/cli/main.js', 'check', good], { encoding: 'utf8' });
@@ -101,8 +117,9 @@ test('homing check: exit 0 and a summary for a good file; non-zero naming the ke
   assert.match(r.stderr, /routes\[0\]\.balance/);
 });
 
-test('TLS: missing or invalid certificate files fail the check with the path', () => {
+test('TLS: missing or invalid certificate files fail the check with the path', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'homing-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const yaml = base.replace('listen: { http: 127.0.0.1:0 }', `listen: { https: { address: 127.0.0.1:0, cert: ${join(dir, 'nope.pem')}, key: ${join(dir, 'nope-key.pem')} } }`);
   const f = join(dir, 'c.yaml');
   writeFileSync(f, yaml);
@@ -112,8 +129,9 @@ test('TLS: missing or invalid certificate files fail the check with the path', (
   assert.throws(() => loadConfigFile(f), (e: unknown) => e instanceof ConfigError && /not valid PEM/.test(e.message));
 });
 
-test('reserved keys this version does not act on are refused by name, not ignored', () => {
+test('reserved keys this version does not act on are refused by name, not ignored', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'homing-cfg-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const f = join(dir, 'c.yaml');
   writeFileSync(
     f,

@@ -20,7 +20,7 @@ import {
 } from '../src/discovery/index.js';
 
 /** Poll `cond` until it holds or `ms` passes (never a blind sleep). */
-async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+async function waitFor(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms}ms waiting for ${what}`);

@@ -9,7 +9,7 @@ import { Pool } from '../src/members/pool.js';
 import { ActiveHealthCheck, HealthTracker, PassiveHealth, PoolHealth, type CheckResult } from '../src/health/index.js';
 
 /** Poll `cond` until it holds or `ms` passes (never a blind sleep). */
-async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+async function waitFor(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms}ms waiting for ${what}`);
@@ -306,7 +306,7 @@ describe('passive ejection', () => {
     const passive = new PassiveHealth(tracker, { failures: 1, ejectFor: 30 });
     passive.failure(pool.members.members[0]!);
     assert.equal(pool.live.size, 0);
-    await waitFor(() => pool.live.size === 1, 're-admission by the timer', 2000);
+    await waitFor(() => pool.live.size === 1, 're-admission by the timer');
     passive.stop();
     tracker.close();
   });

@@ -25,7 +25,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Agent, request } from 'undici';
-import { startBackend, startTestHoming, until, type Backend } from './support/backends.js';
+import { startBackend, startTestHoming, until, WAIT, type Backend } from './support/backends.js';
 import { startHaproxy, startNginx, type Service } from './support/services.js';
 
 const NGINX_DIR = resolve(import.meta.dirname, '../integrations/nginx');
@@ -297,8 +297,8 @@ for (const proxy of PROXIES) {
       const leaving = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]![0];
       const gone = s.members.find((m) => m.id === leaving)!;
       await replaceFile(s.membersFile, s.members.filter((m) => m !== gone).map((m) => `- '${m.id}'\n`).join(''));
-      await until(async () => !(await poolMembers(s.homing)).includes(leaving), 10_000, 50);
-      await until(async () => (await adminTarget(s.homing, 'docs', DOC_KEYS.find((k) => before.get(k) === leaving)!)) !== leaving, 5000, 20);
+      await until(async () => !(await poolMembers(s.homing)).includes(leaving), WAIT, 50);
+      await until(async () => (await adminTarget(s.homing, 'docs', DOC_KEYS.find((k) => before.get(k) === leaving)!)) !== leaving, WAIT, 20);
 
       const goneRequests = gone.requests;
       const after = await checkRouting(`${proxy.name} after ${leaving} left`, s, p.port);
@@ -518,7 +518,7 @@ for (const proxy of PROXIES) {
       const a1 = await get(agent, viaHoming.port, k);
       assert.deepEqual([a1.status, a1.servedBy, a1.fallback], [200, await adminTarget(s.homing, 'docs', k), undefined]);
       await replaceFile(s.membersFile, '[]\n');
-      await until(async () => (await poolMembers(s.homing)).length === 0, 10_000, 50);
+      await until(async () => (await poolMembers(s.homing)).length === 0, WAIT, 50);
       const a2 = await get(agent, viaHoming.port, k);
       assert.deepEqual([a2.status, a2.servedBy, a2.fallback], [200, s.fallback.id, 'nil']);
 

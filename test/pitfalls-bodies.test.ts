@@ -63,11 +63,11 @@ describe('client aborts mid-upload', () => {
         const c = await RawClient.connect(t.port);
         c.write(`POST /upload HTTP/1.1\r\nHost: x\r\nX-K: k1\r\n${framing}\r\n`);
         c.write(chunk(4000));
-        await until(() => (t.b.seen[0]?.body.length ?? 0) >= 4000, 3000);
+        await until(() => (t.b.seen[0]?.body.length ?? 0) >= 4000);
         c.destroy();
         const s = t.b.seen[0]!;
         // The upstream request ends abnormally: its body never completes (no 0\r\n\r\n, no full CL).
-        await until(() => s.closed && t.b.closedConnections.has(s.connection), 3000);
+        await until(() => s.closed && t.b.closedConnections.has(s.connection));
         assert.equal(s.complete, false, 'the upstream saw a complete body the client never sent');
         assert.ok(s.body.length < 100000);
         await assertProxies(t.h.url, t.b);
@@ -108,10 +108,10 @@ describe('client aborts mid-upload', () => {
     try {
       const c = await RawClient.connect(t.port);
       c.write('POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
-      await until(() => c.received > 1000, 3000);
+      await until(() => c.received > 1000);
       c.destroy();
-      await until(() => upstreamRes !== undefined && upstreamRes.destroyed, 3000);
-      await until(() => t.b.closedConnections.has(t.b.seen[0]!.connection), 3000);
+      await until(() => upstreamRes !== undefined && upstreamRes.destroyed);
+      await until(() => t.b.closedConnections.has(t.b.seen[0]!.connection));
       await assertProxies(t.h.url, t.b);
     } finally {
       await t.close();
@@ -125,7 +125,7 @@ describe('upstream resets', () => {
     try {
       const c = await RawClient.connect(t.port);
       c.write('GET /r HTTP/1.1\r\nHost: x\r\n\r\n');
-      const [res] = await c.waitResponses(1, 4000);
+      const [res] = await c.waitResponses(1);
       c.destroy();
       assert.equal(res?.status, 502, c.text);
       assert.equal(errorCode(res.body), 'HOMING_ERR_UPSTREAM_RESET');
@@ -142,11 +142,11 @@ describe('upstream resets', () => {
     try {
       const c = await RawClient.connect(t.port);
       c.write('POST /r HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
-      const [res] = await c.waitResponses(1, 4000);
+      const [res] = await c.waitResponses(1);
       assert.equal(res?.status, 502, c.text);
       assert.equal(errorCode(res.body), 'HOMING_ERR_UPSTREAM_RESET');
       assert.deepEqual(headerValues(res, 'connection'), ['close']);
-      assert.ok(await c.waitClosed(2000));
+      assert.ok(await c.waitClosed());
       assert.equal(t.b.seen.filter((s) => s.url === '/r').length, 1);
       await assertProxies(t.h.url, t.b);
     } finally {
@@ -165,7 +165,7 @@ describe('upstream resets', () => {
     try {
       const c = await RawClient.connect(t.port);
       c.write('GET /mid HTTP/1.1\r\nHost: x\r\n\r\n');
-      assert.ok(await c.waitClosed(4000), 'the client connection must be closed');
+      assert.ok(await c.waitClosed(), 'the client connection must be closed');
       const rs = c.responses();
       assert.equal(rs.length, 1);
       assert.equal(rs[0]!.status, 200);
@@ -189,7 +189,7 @@ describe('upstream resets', () => {
     try {
       const c = await RawClient.connect(t.port);
       c.write('GET /mid HTTP/1.1\r\nHost: x\r\n\r\n');
-      assert.ok(await c.waitClosed(4000), 'the client connection must be closed');
+      assert.ok(await c.waitClosed(), 'the client connection must be closed');
       const rs = c.responses();
       assert.equal(rs.length, 1);
       assert.equal(rs[0]!.status, 200);
@@ -219,7 +219,7 @@ describe('upstream resets', () => {
       const c = await RawClient.connect(t.port);
       c.write(`POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: ${size}\r\n\r\n`);
       c.write(Buffer.alloc(size, 'x'));
-      const [res] = await c.waitResponses(1, 6000);
+      const [res] = await c.waitResponses(1);
       c.destroy();
       assert.equal(res?.status, 413, c.text.slice(0, 300));
       assert.equal(res.body.toString(), '{"upstream":"too large"}');
@@ -251,7 +251,7 @@ describe('upstream resets', () => {
         const c = await RawClient.connect(t.port);
         c.write(`POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: ${size}\r\n\r\n`);
         c.write(Buffer.alloc(size, 'x'));
-        const [res] = await c.waitResponses(1, 6000);
+        const [res] = await c.waitResponses(1);
         c.destroy();
         assert.ok(res, c.text.slice(0, 300));
         if (res.status !== 413) {
@@ -317,7 +317,7 @@ describe('a client that never reads a 200 MB response', () => {
       assert.ok(written - stalledAt <= 1024 * 1024);
       // The client goes away: the upstream response is aborted, not left paused forever.
       c.destroy();
-      await until(() => upstreamClosed, 3000);
+      await until(() => upstreamClosed);
       assert.equal(upstreamFinished, false);
       await assertProxies(t.h.url, t.b);
     } finally {
@@ -341,7 +341,7 @@ describe('trailers are dropped, never merged into headers', () => {
     try {
       const c = await RawClient.connect(t.port);
       c.write('GET /t HTTP/1.1\r\nHost: x\r\n\r\n');
-      const [res] = await c.waitResponses(1, 4000);
+      const [res] = await c.waitResponses(1);
       c.destroy();
       assert.equal(res?.status, 200, c.text);
       assert.equal(res.body.toString(), 'hello world');
@@ -367,7 +367,7 @@ describe('trailers are dropped, never merged into headers', () => {
     try {
       const c = await RawClient.connect(t.port);
       c.write('GET /t HTTP/1.1\r\nHost: x\r\n\r\n');
-      await until(() => c.closed || c.finalResponses().length === 1, 4000);
+      await until(() => c.closed || c.finalResponses().length === 1);
       c.destroy();
       const [res] = c.responses();
       assert.equal(res?.status, 200);
@@ -390,8 +390,8 @@ describe('trailers are dropped, never merged into headers', () => {
     try {
       const c = await RawClient.connect(h.http!.port);
       c.write('GET /t HTTP/1.1\r\nHost: x\r\n\r\n');
-      await c.waitResponses(1, 3000).catch(() => {});
-      await until(() => c.closed || c.finalResponses().length === 1, 3000);
+      await c.waitResponses(1).catch(() => {});
+      await until(() => c.closed || c.finalResponses().length === 1);
       c.destroy();
       assert.ok(!c.text.includes('NoColonHere'));
       assert.ok(!c.text.includes('6.6.6.6'));
@@ -402,7 +402,7 @@ describe('trailers are dropped, never merged into headers', () => {
       }
       const ok = await RawClient.connect(h.http!.port);
       ok.write('GET /alive HTTP/1.1\r\nHost: x\r\n\r\n');
-      const [r2] = await ok.waitResponses(1, 3000);
+      const [r2] = await ok.waitResponses(1);
       ok.destroy();
       assert.equal(r2?.status, 200);
     } finally {
@@ -419,7 +419,7 @@ describe('trailers are dropped, never merged into headers', () => {
         'POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Forwarded-For, X-Checksum\r\n\r\n' +
           '5\r\nhello\r\n0\r\nX-Forwarded-For: 6.6.6.6\r\nX-Checksum: abc\r\n\r\n',
       );
-      const [res] = await c.waitResponses(1, 4000);
+      const [res] = await c.waitResponses(1);
       c.destroy();
       assert.equal(res?.status, 200, c.text);
       const s = t.b.seen[0]!;
@@ -440,7 +440,7 @@ describe('trailers are dropped, never merged into headers', () => {
       for (const trailer of ['Content-Length: 0', 'Transfer-Encoding: chunked']) {
         const c = await RawClient.connect(t.port);
         c.write(`POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n${trailer}\r\n\r\n`);
-        const [res] = await c.waitResponses(1, 4000);
+        const [res] = await c.waitResponses(1);
         c.destroy();
         if (res?.status === 400) {
           assert.equal(errorCode(res.body), 'HOMING_ERR_BAD_REQUEST');
@@ -463,7 +463,7 @@ describe('trailers are dropped, never merged into headers', () => {
     try {
       const c = await RawClient.connect(t.port);
       c.write('POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nNoColonHere\r\n\r\n');
-      assert.ok(await c.waitClosed(3000));
+      assert.ok(await c.waitClosed());
       const rs = c.finalResponses();
       assert.equal(rs.length, 1, c.text);
       assert.equal(rs[0]!.status, 400);
@@ -486,9 +486,9 @@ describe('Expect: 100-continue', () => {
       try {
         const c = await RawClient.connect(t.port);
         c.write('POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n');
-        await until(() => c.responses().some((r) => r.status === 100), 3000);
+        await until(() => c.responses().some((r) => r.status === 100));
         c.write('hello');
-        const [res] = await c.waitResponses(1, 4000);
+        const [res] = await c.waitResponses(1);
         c.destroy();
         assert.equal(res?.status, 200, c.text);
         const s = t.b.seen[0]!;
@@ -506,7 +506,7 @@ describe('Expect: 100-continue', () => {
     try {
       const c = await RawClient.connect(t.port);
       c.write('POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n');
-      const [res] = await c.waitResponses(1, 3000);
+      const [res] = await c.waitResponses(1);
       c.destroy();
       assert.equal(res?.status, 413, c.text);
       assert.equal(errorCode(res.body), 'HOMING_ERR_BODY_TOO_LARGE');
@@ -522,7 +522,7 @@ describe('Expect: 100-continue', () => {
     try {
       const c = await RawClient.connect(t.port);
       c.write('POST /e HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\nContent-Length: 5\r\n\r\nhello');
-      const [res] = await c.waitResponses(1, 3000);
+      const [res] = await c.waitResponses(1);
       c.destroy();
       assert.equal(res?.status, 417, c.text);
       assert.equal(errorCode(res.body), 'HOMING_ERR_EXPECTATION_FAILED');

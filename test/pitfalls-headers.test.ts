@@ -41,8 +41,8 @@ async function setup(opts: RecordingOptions = {}, yaml?: (port: number) => strin
 async function send(port: number, raw: string, opts: { waitClose?: boolean } = {}): Promise<{ res: RawResponse; c: RawClient; closed: boolean }> {
   const c = await RawClient.connect(port);
   c.write(raw);
-  const rs = await c.waitResponses(1, 4000);
-  const closed = opts.waitClose ? await c.waitClosed(2000) : c.closed;
+  const rs = await c.waitResponses(1);
+  const closed = opts.waitClose ? await c.waitClosed() : c.closed;
   c.destroy();
   assert.ok(rs[0], `no answer to ${JSON.stringify(raw.slice(0, 80))}: ${JSON.stringify(c.text.slice(0, 300))}`);
   return { res: rs[0], c, closed };

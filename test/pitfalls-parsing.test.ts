@@ -39,8 +39,8 @@ async function setup(yaml?: (port: number) => string): Promise<{ b: RecordingBac
 async function exchange(port: number, data: string | Buffer, waitClose = true): Promise<{ c: RawClient; res: RawResponse | undefined; closed: boolean }> {
   const c = await RawClient.connect(port);
   c.write(data);
-  const rs = await c.waitResponses(1, 3000);
-  const closed = waitClose ? await c.waitClosed(2000) : c.closed;
+  const rs = await c.waitResponses(1);
+  const closed = waitClose ? await c.waitClosed() : c.closed;
   c.destroy();
   return { c, res: rs[0], closed };
 }
@@ -66,12 +66,12 @@ describe('DELETE/OPTIONS with Transfer-Encoding: chunked, no CL, a second reques
         const raw = `${method} /res HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${hex(smuggled.length)}\r\n${smuggled}\r\n0\r\n\r\n`;
         const c = await RawClient.connect(t.port);
         c.write(raw);
-        const rs = await c.waitResponses(1, 3000);
+        const rs = await c.waitResponses(1);
         assert.equal(rs.length, 1);
         assert.equal(rs[0]!.status, 200, c.text);
         // A later request on the same client connection and one on a fresh connection: only these show up.
         c.write('GET /after HTTP/1.1\r\nHost: x\r\n\r\n');
-        const rs2 = await c.waitResponses(2, 3000);
+        const rs2 = await c.waitResponses(2);
         assert.equal(rs2.length, 2, c.text);
         c.destroy();
         await assertProxies(t.h.url, t.b);
@@ -95,9 +95,9 @@ describe('DELETE/OPTIONS with Transfer-Encoding: chunked, no CL, a second reques
         const c = await RawClient.connect(t.port);
         c.write(`${method} /res HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${hex(smuggled.length)}\r\n${smuggled}\r\n`);
         // The upstream request starts before the body has ended.
-        await until(() => t.seen.length >= 1, 3000);
+        await until(() => t.seen.length >= 1);
         c.write('0\r\n\r\n');
-        const rs = await c.waitResponses(1, 3000);
+        const rs = await c.waitResponses(1);
         assert.equal(rs[0]?.status, 200, c.text);
         c.destroy();
         await assertProxies(t.h.url, t.b);
@@ -190,7 +190,7 @@ describe('chunk framing abuse → 400/close, memory bounded', () => {
       const ext = Buffer.alloc(1024 * 1024, 'a');
       const rssBefore = process.memoryUsage().rss;
       c.write(ext);
-      assert.ok(await c.waitClosed(3000), 'homing must close the connection');
+      assert.ok(await c.waitClosed(), 'homing must close the connection');
       const rs = c.responses();
       if (rs.length > 0) {
         assert.ok(rs[0]!.status === 400 || rs[0]!.status === 413, c.text.slice(0, 200));
@@ -210,7 +210,7 @@ describe('chunk framing abuse → 400/close, memory bounded', () => {
     try {
       const c = await RawClient.connect(t.port);
       c.write(Buffer.concat([Buffer.from('POST /ext HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;'), Buffer.alloc(1024 * 1024, 'a'), Buffer.from('\r\nx\r\n0\r\n\r\n')]));
-      await c.waitClosed(3000);
+      await c.waitClosed();
       const rs = c.responses();
       assert.equal(rs.length, 1, `one answer expected, got ${JSON.stringify(c.text.slice(0, 300))}`);
       assert.ok(rs[0]!.status === 400 || rs[0]!.status === 413);
@@ -237,7 +237,7 @@ describe('chunk framing abuse → 400/close, memory bounded', () => {
       try {
         const c = await RawClient.connect(t.port);
         c.write(raw);
-        assert.ok(await c.waitClosed(3000), `${name}: connection must be closed`);
+        assert.ok(await c.waitClosed(), `${name}: connection must be closed`);
         const rs = c.finalResponses();
         assert.equal(rs.length, 1, `${name}: one answer, got ${JSON.stringify(c.text)}`);
         assert.equal(rs[0]!.status, 400, c.text);

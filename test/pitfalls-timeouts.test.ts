@@ -17,6 +17,7 @@ import {
   startRecordingBackend,
   startTestHoming,
   until,
+  WAIT,
   type RecordingBackend,
   type RecordingOptions,
 } from './support/backends.js';
@@ -87,7 +88,7 @@ describe('upstream closes pooled sockets, upstream restarts', () => {
       assert.ok(down.status === 502 || down.status === 503, down.text);
       errorCode(down.body);
       b = await startRecordingBackend('second', { port });
-      await until(async () => (await httpRequest(`${h.url}/probe`)).status === 200, 3000, 50);
+      await until(async () => (await httpRequest(`${h.url}/probe`)).status === 200, WAIT, 50);
       await assertProxies(h.url, b);
     } finally {
       await h.close();
@@ -131,7 +132,7 @@ describe('upstream closes pooled sockets, upstream restarts', () => {
     try {
       const t0 = Date.now();
       assert.equal((await httpRequest(`${h.url}/one`)).status, 200);
-      await until(() => b.closedConnections.has(b.seen[0]!.connection), 3000, 10);
+      await until(() => b.closedConnections.has(b.seen[0]!.connection), WAIT, 10);
       const idle = Date.now() - t0;
       assert.ok(idle < 1200, `the upstream socket stayed pooled ${idle} ms, past the backend's own 1500 ms idle timeout`);
       const r = await httpRequest(`${h.url}/two`);
@@ -185,7 +186,7 @@ describe('POST and a reset after bytes were sent → 502, never replayed', () =>
         const c = await RawClient.connect(t.h.http!.port);
         c.write(`POST /pay HTTP/1.1\r\nHost: x\r\nX-K: k\r\nContent-Length: ${size}\r\n\r\n`);
         c.write(Buffer.alloc(size, 'p'));
-        const [res] = await c.waitResponses(1, 5000);
+        const [res] = await c.waitResponses(1);
         c.destroy();
         assert.equal(res?.status, 502, `expected a 502 answer, got ${JSON.stringify(c.text.slice(0, 200))} (closed: ${c.closed})`);
         assert.equal(errorCode(res.body), 'HOMING_ERR_UPSTREAM_RESET');
@@ -208,7 +209,7 @@ describe('POST and a reset after bytes were sent → 502, never replayed', () =>
       try {
         const c = await RawClient.connect(t.h.http!.port);
         c.write('POST /pay HTTP/1.1\r\nHost: x\r\nX-K: k\r\nContent-Length: 11\r\n\r\nhello world');
-        const [res] = await c.waitResponses(1, 5000);
+        const [res] = await c.waitResponses(1);
         c.destroy();
         assert.equal(res?.status, 502, `expected a 502 answer, got ${JSON.stringify(c.text.slice(0, 200))} (closed: ${c.closed})`);
         assert.equal(errorCode(res.body), 'HOMING_ERR_UPSTREAM_RESET');
@@ -237,7 +238,7 @@ describe('POST and a reset after bytes were sent → 502, never replayed', () =>
       const c = await RawClient.connect(h.http!.port);
       assert.equal((await onConn(c, 'POST /one HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello', 1)).status, 200);
       c.write('POST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
-      const rs = await c.waitResponses(2, 4000);
+      const rs = await c.waitResponses(2);
       c.destroy();
       assert.equal(rs[1]?.status, 502, `expected a 502 answer, got ${JSON.stringify(c.text.slice(-300))}`);
       assert.equal(errorCode(rs[1]!.body), 'HOMING_ERR_UPSTREAM_RESET');
@@ -293,7 +294,7 @@ describe('listener timeouts in the right order', () => {
       const c = await RawClient.connect(h.http!.port);
       assert.equal((await onConn(c, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', 1)).status, 200);
       const t0 = Date.now();
-      assert.ok(await c.waitClosed(4000), 'idle connection never closed');
+      assert.ok(await c.waitClosed(), 'idle connection never closed');
       const idle = Date.now() - t0;
       c.destroy();
       assert.ok(idle >= 450 && idle < 2500, `closed after ${idle} ms, keepAliveTimeout is 600 ms`);
@@ -315,7 +316,7 @@ describe('headers trickled one byte a second', () => {
     let i = 0;
     const timer = setInterval(() => c.write(slow[i++ % slow.length]!), 1000);
     try {
-      const closed = await c.waitClosed(6000);
+      const closed = await c.waitClosed();
       assert.ok(closed, 'a connection trickling its head must be closed');
       return { closedAfter: Date.now() - t0, c };
     } finally {
@@ -364,7 +365,7 @@ describe('headers trickled one byte a second', () => {
       const slow = 'X-Slow: ' + 'a'.repeat(100);
       let i = 0;
       const timer = setInterval(() => c.write(slow[i++ % slow.length]!), 1000);
-      const closed = await c.waitClosed(6000);
+      const closed = await c.waitClosed();
       clearInterval(timer);
       c.destroy();
       assert.ok(closed, 'never closed');

@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
-import { echo, startBackend, startTestHoming, deadPort, until, type Backend } from './support/backends.js';
+import { echo, startBackend, startTestHoming, deadPort, until, WAIT, type Backend } from './support/backends.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 after(async () => {
@@ -233,19 +233,20 @@ routes: [ { name: r, match: { pathRegex: '^/k/(.*)$' }, pool: p, hash: { key: 'p
   const before = await owners();
   assert.ok(before.includes('h1'));
   sick = true;
-  await until(async () => !(await owners()).includes('h1'), 5000, 50);
+  await until(async () => !(await owners()).includes('h1'), WAIT, 50);
   const during = await owners();
   for (let i = 0; i < keys.length; i++) if (before[i] !== 'h1') assert.equal(during[i], before[i], `key ${keys[i]} moved though its member stayed up`);
   sick = false;
-  await until(async () => (await owners()).join() === before.join(), 5000, 50);
+  await until(async () => (await owners()).join() === before.join(), WAIT, 50);
 });
 
 test('file discovery: editing the member file moves traffic without a restart', async () => {
-  const { mkdtempSync, writeFileSync, renameSync } = await import('node:fs');
+  const { mkdtempSync, writeFileSync, renameSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
   const [a, b] = await backends(2);
   const dir = mkdtempSync(join(tmpdir(), 'homing-disc-'));
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'members.yaml');
   writeFileSync(file, `- ${a!.id}\n`);
   const h = await homing(`
@@ -256,7 +257,7 @@ routes: [ { name: r, pool: p } ]
   assert.equal((await get(`${h.url}/`)).json().member, 'b0');
   writeFileSync(join(dir, 'tmp.yaml'), `- ${b!.id}\n`);
   renameSync(join(dir, 'tmp.yaml'), file);
-  await until(async () => (await get(`${h.url}/`)).json().member === 'b1', 8000, 50);
+  await until(async () => (await get(`${h.url}/`)).json().member === 'b1', WAIT, 50);
 });
 
 test('header and cookie keys read the raw headers like Node would (first Authorization wins, cookies joined)', async () => {

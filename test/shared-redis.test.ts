@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,8 @@ import { Registry } from 'prom-client';
 import { Redis } from 'ioredis';
 import { freePort, freePorts, respCommandLine } from './support/services.js';
 import { AffinityMetrics, createAffinityStore, type AffinityTableStore, type SharedAffinityStore } from '../src/routing/affinity/index.js';
-import { SharedRedis, type SharedConfig } from '../src/shared/redis.js';
+import { createSharedRedis, SharedRedis, type SharedConfig } from '../src/shared/redis.js';
+import { parseConfig } from '../src/config/load.js';
 
 const A = '127.0.0.1:9101';
 const B = '127.0.0.1:9102';
@@ -79,7 +80,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Poll `cond` until it holds or `ms` passes (never a blind sleep). */
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
@@ -166,6 +167,45 @@ describe('SharedAffinityStore on a real redis-server', () => {
     assert.equal(await owner(two.store, 'unknown'), undefined);
   });
 
+  test('shared.commandTimeout is the deadline of every command (250ms when absent)', async () => {
+    const config = (extra: string) =>
+      parseConfig(`listen: { http: 127.0.0.1:0 }\npools: { p: { members: [${A}] } }\nroutes: [ { name: r, pool: p } ]\nshared: { redis: { url: '${url}' }${extra} }\n`).shared;
+    for (const [extra, ms] of [['', 250], [', commandTimeout: 3s', 3000]] as const) {
+      const r = createSharedRedis(config(extra), { log: one.log })!;
+      try {
+        assert.equal((r.client as Redis).options.commandTimeout, ms);
+      } finally {
+        await r.close();
+      }
+    }
+  });
+
+  test('a reply that arrived while this process was busy past the read deadline still counts', async () => {
+    one.store.set('tok-busy', A);
+    await waitFor(async () => (await probe.get('homing:aff:sessions:tok-busy')) === A, 'the SET in Redis');
+    // The command deadline far away: only read()'s own deadline is at stake.
+    const r = new SharedRedis({ redis: { url }, prefix: 'homing:' }, { log: one.log, commandTimeout: 60_000 });
+    try {
+      await waitFor(() => r.up, 'the reader connected');
+      const me = `addr=127.0.0.1:${(r.client as Redis).stream.localPort} `;
+      // From the check phase, so the event loop's next step is its timers, then reading sockets
+      // (as after a burst of requests handled in one turn).
+      await new Promise((resolve) => setImmediate(resolve));
+      const t0 = performance.now();
+      const read = r.read('homing:aff:sessions:tok-busy', 5);
+      // Busy, without yielding, past the deadline and until Redis has executed GET and PTTL and
+      // written both replies (nothing left in its output buffers for this connection).
+      for (;;) {
+        const list = execFileSync('redis-cli', ['-p', String(server.port), 'CLIENT', 'LIST'], { encoding: 'utf8' });
+        const line = list.split('\n').find((l) => l.includes(me)) ?? '';
+        if (/ cmd=pttl /.test(line) && / obl=0 /.test(line) && / oll=0 /.test(line) && performance.now() - t0 > 20) break;
+      }
+      assert.equal((await read)?.value, A);
+    } finally {
+      await r.close();
+    }
+  });
+
   test('concurrent misses of one key share one Redis read', async () => {
     one.store.set('tok-many', B);
     await waitFor(async () => (await probe.get('homing:aff:sessions:tok-many')) === B, 'the SET in Redis');
@@ -221,7 +261,7 @@ describe('SharedAffinityStore on a real redis-server', () => {
       const ms = performance.now() - t0;
       assert.deepEqual(answers, [undefined, undefined, undefined, undefined, undefined]);
       assert.ok(ms < 1000, `5 misses against a hung Redis took ${ms.toFixed(0)} ms`);
-      await waitFor(() => !two.redis.up, 'the circuit to open', 3000);
+      await waitFor(() => !two.redis.up, 'the circuit to open');
       assert.equal(two.store.get('hung-x'), undefined, 'synchronous while the circuit is open');
       assert.equal(await two.gauge('homing_shared_redis_up'), 0);
       assert.equal(two.warnings(/unavailable/), 1);
@@ -236,7 +276,7 @@ describe('SharedAffinityStore on a real redis-server', () => {
     const errorsBefore = await one.errors();
     const downWarnings = one.warnings(/unavailable/);
     await server.stop();
-    await waitFor(() => !one.redis.up && !two.redis.up, 'both instances to see Redis down', 5000);
+    await waitFor(() => !one.redis.up && !two.redis.up, 'both instances to see Redis down');
     assert.equal(await one.gauge('homing_shared_redis_up'), 0);
 
     const t0 = performance.now();
@@ -252,11 +292,11 @@ describe('SharedAffinityStore on a real redis-server', () => {
     assert.equal(one.store.pending, 1001, 'writes and deletes made while Redis was down wait in the backlog');
 
     // Several reconnection attempts fail meanwhile: counted, but one warning per transition.
-    await waitFor(async () => (await one.errors()) >= errorsBefore + 3, 'connection errors to be counted', 10_000);
+    await waitFor(async () => (await one.errors()) >= errorsBefore + 3, 'connection errors to be counted');
     assert.equal(one.warnings(/unavailable/), downWarnings + 1, 'one warning for the outage, not one per attempt');
 
     await server.start();
-    await waitFor(() => one.redis.up && two.redis.up, 'both instances to reconnect by themselves', 15_000);
+    await waitFor(() => one.redis.up && two.redis.up, 'both instances to reconnect by themselves');
     assert.equal(await one.gauge('homing_shared_redis_up'), 1);
     assert.ok(one.warnings(/reachable again/) >= 1);
 

@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
@@ -38,6 +38,7 @@ test('TLS termination alongside plain HTTP: real HTTPS requests, X-Forwarded-Pro
   const b = await startBackend('b');
   cleanups.push(() => b.close());
   const { dir, cert, key } = makeCert();
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
   const yaml = `
 listen: { http: 127.0.0.1:0, https: { address: 127.0.0.1:0, cert: ${cert}, key: ${key} } }
 pools: { p: { members: ['${b.id}'] } }

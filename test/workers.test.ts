@@ -1,11 +1,11 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { startBackend, until, deadPort } from './support/backends.js';
+import { startBackend, until, deadPort, WAIT } from './support/backends.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -36,6 +36,7 @@ test('workers: 2 processes share the listener, metrics are aggregated, a dead wo
   const port = await deadPort();
   const adminPort = await deadPort();
   const dir = mkdtempSync(join(tmpdir(), 'homing-workers-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'homing.yaml');
   writeFileSync(
     file,
@@ -54,7 +55,7 @@ routes: [ { name: r, pool: p, hash: { key: path } } ]
   cleanups.push(() => {
     proc.kill('SIGTERM');
   });
-  await until(() => children(proc.pid!).length === 2 && ok(`http://127.0.0.1:${port}/`), 15000, 100);
+  await until(() => children(proc.pid!).length === 2 && ok(`http://127.0.0.1:${port}/`), WAIT, 100);
   for (let i = 0; i < 40; i++) assert.ok(await ok(`http://127.0.0.1:${port}/k${i}`));
   const metrics = await (await request(`http://127.0.0.1:${adminPort}/metrics`)).body.text();
   const total = [...metrics.matchAll(/^homing_requests_total\{[^}]*\} (\d+)/gm)].reduce((s, m) => s + Number(m[1]), 0);
@@ -64,7 +65,7 @@ routes: [ { name: r, pool: p, hash: { key: path } } ]
   await until(() => {
     const now = children(proc.pid!);
     return now.length === 2 && !now.includes(first!);
-  }, 15000, 100);
-  await until(() => ok(`http://127.0.0.1:${port}/after`), 5000, 50);
+  }, WAIT, 100);
+  await until(() => ok(`http://127.0.0.1:${port}/after`), WAIT, 50);
   for (let i = 0; i < 10; i++) assert.ok(await ok(`http://127.0.0.1:${port}/again${i}`), stderr);
 });

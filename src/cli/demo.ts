@@ -1,8 +1,10 @@
 /**
  * `homing demo` (what `npm start` runs): three in-process demo backends and homing in front of
- * them on a hash route and a balance route, on 127.0.0.1:8080 with admin on 127.0.0.1:9090.
+ * them on a hash route and a balance route, on 127.0.0.1:8080 with admin on 127.0.0.1:9090
+ * (`--port` and `--admin-port` choose others; 0 picks a free one, printed at start).
  */
 import { createServer, type Server } from 'node:http';
+import { parseArgs } from 'node:util';
 import { parseConfig } from '../config/load.js';
 import { startHoming, type Homing } from '../app.js';
 
@@ -26,6 +28,18 @@ function demoBackend(name: string): Server {
 export interface DemoOptions {
   http?: string;
   admin?: string;
+}
+
+function portArg(name: string, v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 65535) throw new Error(`--${name} wants a port number (0-65535; 0: any free port), got "${v}"`);
+  return n;
+}
+
+/** `homing demo [--port 8080] [--admin-port 9090]` → where the demo listens (on 127.0.0.1). */
+export function parseDemoArgs(args: string[]): Required<DemoOptions> {
+  const { values } = parseArgs({ args, options: { port: { type: 'string', default: '8080' }, 'admin-port': { type: 'string', default: '9090' } } });
+  return { http: `127.0.0.1:${portArg('port', values.port)}`, admin: `127.0.0.1:${portArg('admin-port', values['admin-port'])}` };
 }
 
 export async function runDemo(opts: DemoOptions = {}): Promise<{ homing: Homing; backends: Server[]; close(): Promise<void> }> {

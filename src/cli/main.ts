@@ -4,14 +4,14 @@
  *
  *   homing serve -c homing.yaml     run (workers: auto forks one process per core)
  *   homing check homing.yaml        validate and print a summary
- *   homing demo                     demo backends + homing on 127.0.0.1:8080 (npm start)
+ *   homing demo [--port 8080] [--admin-port 9090]   demo backends + homing (npm start)
  *   homing ring …                   where keys land, and what moves when members change
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { VERSION } from '../version.js';
 import { serve } from './serve.js';
-import { runDemo } from './demo.js';
+import { parseDemoArgs, runDemo } from './demo.js';
 import { summarize } from './summary.js';
 import { ringCommand } from './ring.js';
 
@@ -20,7 +20,8 @@ const USAGE = `homing ${VERSION} — router and reverse proxy for stateful backe
 usage:
   homing serve -c <config.yaml>      run the proxy (admin, RESP and workers as configured)
   homing check <config.yaml>         validate a config and print a summary (exit 1 if invalid)
-  homing demo                        demo backends + homing on http://127.0.0.1:8080
+  homing demo [--port 8080] [--admin-port 9090]
+                                     demo backends + homing on 127.0.0.1 (0: any free port)
   homing ring --members a:1,b:2 [--algorithm ring|maglev|rendezvous] [--key K…] [--remove a:1] [--add c:3] [--keys 100000]
   homing --version
 `;
@@ -49,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'demo': {
-      const demo = await runDemo();
+      const demo = await runDemo(parseDemoArgs(rest));
       const h = demo.homing;
       const base = `http://127.0.0.1:${h.http!.port}`;
       process.stdout.write(

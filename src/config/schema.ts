@@ -130,6 +130,12 @@ const affinity = z.strictObject({
   ttl: duration.default(3_600_000).refine((v) => v <= 2 ** 31 - 1, 'affinity ttl is at most 24d'),
   capacity: z.number().int().min(1).default(1_000_000),
   maxReplayBody: size.default(1024 * 1024),
+  /**
+   * How long a key missing from this process's table waits for the next tier (Redis with
+   * `shared.redis`, else the primary in a worker) before it is guessed. Default: 50ms for Redis
+   * (whose reads also end at `shared.commandTimeout`), 20ms for the primary.
+   */
+  missTimeout: duration.refine((v) => v >= 1 && v <= 60_000, 'affinity missTimeout is between 1ms and 60s').optional(),
 });
 
 /**
@@ -328,6 +334,11 @@ const shared = z.strictObject({
     z.strictObject({ cluster: z.array(address).min(1) }),
   ]),
   prefix: z.string().default('homing:'),
+  /**
+   * Deadline of one Redis command (default 250ms): a read on a local miss ends here at the latest,
+   * and consecutive misses open the circuit (Redis skipped for a while).
+   */
+  commandTimeout: duration.refine((v) => v >= 1 && v <= 60_000, 'shared commandTimeout is between 1ms and 60s').optional(),
 });
 
 export const configSchema = z

@@ -70,7 +70,7 @@ export interface ClusterBusOptions {
   log?: Logger;
   /** Ops per IPC message at most (default 1000): bounds one message's size and parse time. */
   maxBatch?: number;
-  /** How long a worker waits for the primary's answer to a query, ms (default 20); then "unknown". */
+  /** How long a worker waits for the primary's answer to a query, ms (default 20; `attach` may set a route's own); then "unknown". */
   queryTimeout?: number;
 }
 
@@ -135,8 +135,9 @@ export class ClusterBus {
   /**
    * Mirror `table` of route `routeName` across the box: ops the returned channel publishes
    * reach the other processes; theirs are applied to `table`. A no-op channel outside a cluster.
+   * `queryTimeout`: this route's wait for the primary's answer (default: the bus's).
    */
-  attach(routeName: string, table: AffinityReplica): ClusterChannel {
+  attach(routeName: string, table: AffinityReplica, opts: { queryTimeout?: number } = {}): ClusterChannel {
     if (this.role === 'none') return NOOP_CHANNEL;
     let set = this.replicas.get(routeName);
     if (!set) this.replicas.set(routeName, (set = new Set()));
@@ -147,7 +148,7 @@ export class ClusterBus {
     }
     return {
       publish: (op, key, owner) => this.enqueue(owner === undefined ? [routeName, op, key] : [routeName, op, key, owner]),
-      query: this.role === 'worker' ? (key) => this.query(routeName, key) : undefined,
+      query: this.role === 'worker' ? (key) => this.query(routeName, key, opts.queryTimeout ?? this.queryTimeout) : undefined,
       detach: () => {
         const s = this.replicas.get(routeName);
         s?.delete(table);
@@ -156,17 +157,20 @@ export class ClusterBus {
     };
   }
 
-  /** Worker: ask the primary who owns `key`; undefined when unknown, unreachable or too slow. */
-  private query(route: string, key: string): Promise<string | undefined> {
+  /** Worker: ask the primary who owns `key`; undefined when unknown, unreachable or not answered within `timeoutMs`. */
+  private query(route: string, key: string, timeoutMs: number): Promise<string | undefined> {
     if (!process.connected || !process.send) return Promise.resolve(undefined);
     // Ops learned this turn go first, so the primary's answer reflects them.
     this.flush();
     const id = this.nextQueryId++;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        this.pendingQueries.delete(id);
-        resolve(undefined);
-      }, this.queryTimeout);
+        // Timers run before the channel is read: an answer that came while this worker was busy
+        // past the deadline may be waiting unread. Read what has arrived, then give up.
+        setImmediate(() => {
+          if (this.pendingQueries.delete(id)) resolve(undefined);
+        });
+      }, timeoutMs);
       timer.unref();
       this.pendingQueries.set(id, { resolve, timer });
       const msg: AffinityQuery = { homing: 'affinity-q', id, route, key };

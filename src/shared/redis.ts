@@ -141,10 +141,14 @@ export class SharedRedis {
     return new Promise((resolve) => {
       let done = false;
       const timer = setTimeout(() => {
-        if (done) return;
-        done = true;
-        this.failed('read', `no answer within ${timeoutMs}ms`);
-        resolve(undefined);
+        // Timers run before sockets are read: when this process was busy (or not scheduled) past
+        // the deadline, the reply may be waiting unread. Read what has arrived, then decide.
+        setImmediate(() => {
+          if (done) return;
+          done = true;
+          this.failed('read', `no answer within ${timeoutMs}ms`);
+          resolve(undefined);
+        });
       }, timeoutMs);
       c.pipeline()
         .get(key)
@@ -334,5 +338,5 @@ function errMessage(e: unknown): string {
 
 /** Build the shared Redis of a config (`shared.redis`), or undefined when it has none. */
 export function createSharedRedis(cfg: Config['shared'], opts: SharedRedisOptions): SharedRedis | undefined {
-  return cfg ? new SharedRedis(cfg, opts) : undefined;
+  return cfg ? new SharedRedis(cfg, { ...opts, commandTimeout: opts.commandTimeout ?? cfg.commandTimeout }) : undefined;
 }

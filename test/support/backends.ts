@@ -83,8 +83,15 @@ export async function startTestHoming(yaml: string): Promise<Homing & { url: str
   });
 }
 
+/**
+ * How long a test waits, at most, for something that should happen (an answer, a close, a
+ * condition): a deadline, not a sleep. Generous, because it costs nothing when the event comes,
+ * and a machine running other tests at the same time can be slow.
+ */
+export const WAIT = 20_000;
+
 /** Send raw bytes to host:port and collect everything until the server closes (or `ms`). */
-export function rawRequest(port: number, data: string | Buffer, ms = 2000): Promise<string> {
+export function rawRequest(port: number, data: string | Buffer, ms = WAIT): Promise<string> {
   return new Promise((resolve) => {
     const s = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
@@ -103,7 +110,7 @@ export function rawRequest(port: number, data: string | Buffer, ms = 2000): Prom
 }
 
 /** Poll until `cond` holds or the deadline passes. */
-export async function until(cond: () => boolean | Promise<boolean>, ms = 5000, step = 20): Promise<void> {
+export async function until(cond: () => boolean | Promise<boolean>, ms = WAIT, step = 20): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (await cond()) return;
@@ -270,13 +277,13 @@ export class RawClient {
   }
 
   /** Wait until `n` complete final responses arrived; returns them. */
-  async waitResponses(n = 1, ms = 5000): Promise<RawResponse[]> {
+  async waitResponses(n = 1, ms = WAIT): Promise<RawResponse[]> {
     await until(() => this.finalResponses().length >= n || (this.closed && this.finalResponses().length < n), ms, 5);
     return this.finalResponses();
   }
 
   /** Wait for the peer to close; true when it did within `ms`. */
-  async waitClosed(ms = 5000): Promise<boolean> {
+  async waitClosed(ms = WAIT): Promise<boolean> {
     let t: NodeJS.Timeout | undefined;
     const timeout = new Promise<boolean>((r) => {
       t = setTimeout(() => r(false), ms);
@@ -354,7 +361,7 @@ export function httpRequest(
         resolve({ status: res.statusCode!, headers: res.headers, rawHeaders: res.rawHeaders, trailers: res.trailers, body, text: body.toString() });
       });
     });
-    req.setTimeout(opts.timeout ?? 5000, () => req.destroy(new Error('httpRequest timed out')));
+    req.setTimeout(opts.timeout ?? WAIT, () => req.destroy(new Error('httpRequest timed out')));
     req.on('error', reject);
     req.end(opts.body);
   });

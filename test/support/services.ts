@@ -544,7 +544,7 @@ export class RespTestConnection {
   }
 
   /** Reads exactly n replies (throws on timeout or close before they arrive). */
-  async replies(n: number, timeoutMs = 5000): Promise<RespReply[]> {
+  async replies(n: number, timeoutMs = 20_000): Promise<RespReply[]> {
     const out: RespReply[] = [];
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -577,7 +577,7 @@ export class RespTestConnection {
   }
 
   /** Resolves true once the server has closed the connection (false on timeout). */
-  async waitClosed(timeoutMs = 5000): Promise<boolean> {
+  async waitClosed(timeoutMs = 20_000): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (!this.closed) {
       const left = deadline - Date.now();

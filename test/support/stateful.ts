@@ -5,6 +5,7 @@
  * nginx that homing replaces).
  */
 import { createHash } from 'node:crypto';
+import { request } from 'undici';
 import { startBackend, type Backend } from './backends.js';
 
 export interface Served {
@@ -74,4 +75,19 @@ export async function statefulCluster(n: number, opts: { ownerHeader?: string } 
     await Promise.all(c.backends.map((b) => b.close()));
   };
   return c;
+}
+
+/**
+ * Pin `token`'s session on a member other than homing's first guess for it on route `route` (the
+ * route's hash pick, read from the admin API at `adminUrl`), so the guess is always redirected:
+ * the `nth` other member (mod their count). Returns the owner.
+ */
+export async function pinAwayFromGuess(c: StatefulCluster, adminUrl: string, token: string, opts: { route?: string; nth?: number } = {}): Promise<string> {
+  const url = `${adminUrl}/api/v1/routes/${opts.route ?? 'crest'}/lookup?key=${encodeURIComponent(token)}`;
+  const look = (await (await request(url)).body.json()) as { target: string; by: string };
+  if (look.by !== 'hash') throw new Error(`${token}: homing would not guess by hash (by=${look.by}): pin it before its first request`);
+  const others = c.backends.filter((b) => b.id !== look.target);
+  const owner = others[(opts.nth ?? 0) % others.length]!.id;
+  c.sessions.set(token, owner);
+  return owner;
 }

@@ -31,18 +31,18 @@ export interface CreateAffinityStoreOptions {
   cluster?: ClusterBus;
   metrics?: AffinityMetrics;
   log: Logger;
-  /** Redis read-through deadline on a local miss, ms (default 50). */
-  readTimeout?: number;
+  /** How long a local miss waits for the next tier, ms (default: Redis 50, the primary 20). */
+  missTimeout?: number;
 }
 
 /** The one function the runtime calls per route with `affinity`. */
 export function createAffinityStore(opts: CreateAffinityStoreOptions): AffinityTableStore {
   const table = new LocalAffinityTable({ ttl: opts.ttl, capacity: opts.capacity, clock: opts.clock });
-  const cluster = opts.cluster?.attach(opts.route, table);
+  const cluster = opts.cluster?.attach(opts.route, table, { queryTimeout: opts.missTimeout });
   const metrics = opts.metrics?.forRoute(opts.route);
   const base = { route: opts.route, table, cluster, metrics, log: opts.log };
   const store = opts.redis
-    ? new SharedAffinityStore({ ...base, redis: opts.redis, clock: opts.clock, readTimeout: opts.readTimeout })
+    ? new SharedAffinityStore({ ...base, redis: opts.redis, clock: opts.clock, readTimeout: opts.missTimeout })
     : new AffinityTableStore(base);
   if (opts.metrics) store.addCloseHook(opts.metrics.trackEntries(opts.route, () => table.size));
   return store;
