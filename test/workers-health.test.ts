@@ -5,7 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { echo, httpRequest, startBackend, startRawBackend, until, type Backend } from './support/backends.js';
@@ -35,6 +35,7 @@ async function serve(body: string, workers: number): Promise<Served> {
   const port = await freePort();
   const adminPort = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'homing-workers-health-'));
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'homing.yaml');
   writeFileSync(file, `listen: { http: 127.0.0.1:${port} }\nadmin: 127.0.0.1:${adminPort}\nworkers: ${workers}\nlog: { level: warn }\n${body}`);
   const proc: ChildProcess = spawn(process.execPath, ['dist/cli/main.js', 'serve', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
