@@ -1,5 +1,5 @@
 /**
- * The worker tier of shared state (DESIGN §2): with node:cluster workers, an affinity entry
+ * The worker tier of shared state: with node:cluster workers, an affinity entry
  * learned, deleted or dropped in one worker reaches the others, so a box pays at most one
  * redirect per key (like nginx's shared dict).
  *
@@ -11,8 +11,9 @@
  * Message (worker ⇄ primary): `{ homing: 'affinity', batch: [[route, op, key, owner?], …] }`.
  * A single `{ homing: 'affinity', route, op, key, owner }` is accepted too.
  *
- * Not covered: a worker that starts later (or replaces a dead one) begins empty and learns as
- * it goes (or reads through Redis when `shared.redis` is set).
+ * A worker that starts later (or replaces a dead one) begins empty; a key it misses is asked of
+ * the primary, whose tables mirror every worker's ops (then Redis, when `shared.redis` is set),
+ * before it is guessed.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';

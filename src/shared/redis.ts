@@ -1,5 +1,5 @@
 /**
- * The instance tier of shared state (DESIGN §2): one Redis (single node, Sentinel or Cluster,
+ * The instance tier of shared state: one Redis (single node, Sentinel or Cluster,
  * config `shared.redis`) seen by every homing instance, plus pub/sub for invalidations.
  *
  * Redis is an optimisation, never a dependency of a request: every call here returns at once or

@@ -119,7 +119,7 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = WAIT, s
   throw new Error('condition not met in time');
 }
 
-// --- Helpers for the PITFALLS tests (raw sockets, response parsing, plain requests) -----------
+// --- Helpers for the hostile-input tests (raw sockets, response parsing, plain requests) -----------
 
 /** One HTTP/1.1 response parsed from raw bytes. */
 export interface RawResponse {

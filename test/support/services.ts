@@ -1,5 +1,5 @@
 /**
- * Real servers for tests (DESIGN §9): redis-server, nginx and HAProxy from Debian's packages,
+ * Real servers for tests (never mocks of them): redis-server, nginx and HAProxy from Debian's packages,
  * each started in the foreground as a child process, on loopback, in its own mkdtemp directory.
  * `stop()` kills the process group and removes the directory; anything still running when the
  * test process exits (or gets SIGINT/SIGTERM) is killed too.

@@ -1,5 +1,5 @@
 /**
- * Learned affinity state for one route: key → owner (`host:port`), in three tiers (DESIGN §2):
+ * Learned affinity state for one route: key → owner (`host:port`), in three tiers:
  * the process (LocalAffinityTable) → every worker on the box (a ReplicaChannel, node:cluster
  * IPC) → every instance (SharedAffinityStore, Redis). This file holds the contract and the store
  * for the first two tiers; shared.ts adds the third.
