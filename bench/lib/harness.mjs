@@ -132,3 +132,45 @@ export async function createHarness(opts) {
   h.log(`backend on 127.0.0.1:${h.backend.port}`);
   return h;
 }
+
+/**
+ * Start a section's peers: `starters` is [[name, async () => peer], …]. A peer that says
+ * `skipped`, or fails to start, is left out and reported; the others are returned in order.
+ */
+export async function startPeers(h, section, starters) {
+  const peers = [];
+  const skipped = {};
+  for (const [name, fn] of starters) {
+    try {
+      const p = await fn();
+      if (p.skipped) {
+        skipped[name] = p.skipped;
+        h.log(`skip ${name}: ${p.skipped}`);
+      } else {
+        peers.push(p);
+        h.log(`${name} up at ${p.url}${p.pgids.length ? ` (pid ${p.pgids.join(',')})` : ''}`);
+      }
+    } catch (e) {
+      skipped[name] = `failed to start: ${e.message}`;
+      h.problem(section, `${name} failed to start: ${e.message}`);
+    }
+  }
+  return { peers, skipped };
+}
+
+/** One measured pass; a failure is reported as a problem of `section` (`what` names the pass) and returned as `{ error }`. */
+export async function measureSafe(h, section, p, opts, what = `c${opts.conns}`) {
+  try {
+    return await h.measure(p, opts);
+  } catch (e) {
+    h.problem(section, `${p.name} ${what}: ${e.message}`);
+    return { peer: p.name, conns: opts.conns, error: e.message };
+  }
+}
+
+/** A pass for the results file: wrk's own output kept only when the pass had errors. */
+export function stripRaw(run) {
+  if (!run || run.error) return run;
+  const { wrkOutput, ...rest } = run;
+  return rest.errors?.total ? { ...rest, wrkOutput } : rest;
+}

@@ -38,6 +38,7 @@ import { CLK_TCK, boxTicks, freePort, groupTicks, run, sleep, start, startNode, 
 import { PEERS_DIR, REPO, startHoming, tail, waitRespPing } from './peers.mjs';
 import { parseWrk } from './wrk.mjs';
 import { fmtInt, fmtK, fmtNum, median, table } from './format.mjs';
+import { stripRaw } from './harness.mjs';
 
 const SECTION = 'affinity';
 const TARGETS = {
@@ -356,11 +357,6 @@ async function wrkTokens(url, { conns, seconds, tokens, prefix }) {
   return { ...parsed, clientCpuS, raw: r.out.replace(/^BENCH_WRAPSTAT.*\n?/m, '') };
 }
 
-function stripRaw(run) {
-  if (!run || run.error) return run;
-  const { wrkOutput, ...rest } = run;
-  return rest.errors?.total ? { ...rest, wrkOutput } : rest;
-}
 
 function rssMB(peer) {
   const pids = groupTicks(peer.pgids).pids;

@@ -4,6 +4,7 @@
 // upstream connection churn, and checks the targets in TARGETS.
 import { directPeer, httpGet, startHoming, startHttpProxy, startNginx } from './peers.mjs';
 import { fmtInt, fmtK, fmtNum, median, table } from './format.mjs';
+import { measureSafe, startPeers, stripRaw } from './harness.mjs';
 
 const TARGETS = {
   vsHttpProxy: 1.5, // homing 1 worker ≥ 1.5 × http-proxy req/s
@@ -21,23 +22,7 @@ export async function httpSection(h) {
     ['homing-1', () => startHoming(h, { name: 'homing-1', label: 'homing, workers: 1, hash ring', workers: 1 })],
     ['homing-auto', () => startHoming(h, { name: 'homing-auto', label: `homing, workers: auto, hash ring`, workers: 'auto' })],
   ];
-  const peers = [];
-  const skipped = {};
-  for (const [name, fn] of starters) {
-    try {
-      const p = await fn();
-      if (p.skipped) {
-        skipped[name] = p.skipped;
-        h.log(`skip ${name}: ${p.skipped}`);
-      } else {
-        peers.push(p);
-        h.log(`${name} up at ${p.url}${p.pgids.length ? ` (pid ${p.pgids.join(',')})` : ''}`);
-      }
-    } catch (e) {
-      skipped[name] = `failed to start: ${e.message}`;
-      h.problem('http', `${name} failed to start: ${e.message}`);
-    }
-  }
+  const { peers, skipped } = await startPeers(h, 'http', starters);
 
   try {
     // Preflight: one GET each; a non-200 or a wrong body length is reported, and the peer is still measured.
@@ -60,7 +45,7 @@ export async function httpSection(h) {
       const runs = {};
       for (const p of order) {
         h.log(`round ${r + 1}/${o.rounds}: ${p.name} c${o.conns} ${o.seconds}s`);
-        runs[p.name] = await measureSafe(h, p, { conns: o.conns, seconds: o.seconds, warmupS: o.warmupS });
+        runs[p.name] = await measureSafe(h, 'http', p, { conns: o.conns, seconds: o.seconds, warmupS: o.warmupS });
       }
       rounds.push(runs);
     }
@@ -69,7 +54,7 @@ export async function httpSection(h) {
     const high = {};
     for (const p of peers.filter((x) => x.kind === 'proxy')) {
       h.log(`churn check: ${p.name} c${o.connsHigh} ${o.seconds}s`);
-      high[p.name] = await measureSafe(h, p, { conns: o.connsHigh, seconds: o.seconds, warmupS: o.warmupS });
+      high[p.name] = await measureSafe(h, 'http', p, { conns: o.connsHigh, seconds: o.seconds, warmupS: o.warmupS });
     }
 
     const summary = summarize(peers, rounds);
@@ -94,20 +79,7 @@ export async function httpSection(h) {
   }
 }
 
-async function measureSafe(h, p, opts) {
-  try {
-    return await h.measure(p, opts);
-  } catch (e) {
-    h.problem('http', `${p.name} c${opts.conns}: ${e.message}`);
-    return { peer: p.name, conns: opts.conns, error: e.message };
-  }
-}
 
-function stripRaw(run) {
-  if (!run || run.error) return run;
-  const { wrkOutput, ...rest } = run;
-  return rest.errors?.total ? { ...rest, wrkOutput } : rest;
-}
 
 function summarize(peers, rounds) {
   const ok = (r) => r && !r.error;

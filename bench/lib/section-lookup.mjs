@@ -26,6 +26,7 @@ import { CLK_TCK, boxTicks, freePort, groupTicks, run, sleep, start, startNode, 
 import { PEERS_DIR, REPO, startHoming, tail, waitRespPing } from './peers.mjs';
 import { parseWrk } from './wrk.mjs';
 import { fmtInt, fmtK, fmtNum, median, table } from './format.mjs';
+import { stripRaw } from './harness.mjs';
 
 const SECTION = 'lookup';
 const MEMBERS = 3;
@@ -424,11 +425,6 @@ function requestJson(url, { method = 'GET' } = {}) {
   });
 }
 
-function stripRaw(run) {
-  if (!run || run.error) return run;
-  const { wrkOutput, ...rest } = run;
-  return rest.errors?.total ? { ...rest, wrkOutput } : rest;
-}
 
 // ---------------------------------------------------------------------------------------------
 

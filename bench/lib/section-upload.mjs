@@ -11,6 +11,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { directPeer, httpPost, startHoming, startNginx } from './peers.mjs';
 import { fmtInt, fmtK, fmtNum, median, table } from './format.mjs';
+import { measureSafe, startPeers, stripRaw } from './harness.mjs';
 
 const SIZES = [
   { name: '4k', label: '4 KiB', bytes: 4 * 1024 },
@@ -50,23 +51,7 @@ export async function uploadSection(h) {
       () => startHoming(h, { name: 'homing-streamed', label: 'homing, workers: 1, requestBuffering: false', workers: 1, routes: [{ ...route, requestBuffering: false }] }),
     ],
   ];
-  const peers = [];
-  const skipped = {};
-  for (const [name, fn] of starters) {
-    try {
-      const p = await fn();
-      if (p.skipped) {
-        skipped[name] = p.skipped;
-        h.log(`skip ${name}: ${p.skipped}`);
-      } else {
-        peers.push(p);
-        h.log(`${name} up at ${p.url}${p.pgids.length ? ` (pid ${p.pgids.join(',')})` : ''}`);
-      }
-    } catch (e) {
-      skipped[name] = `failed to start: ${e.message}`;
-      h.problem('upload', `${name} failed to start: ${e.message}`);
-    }
-  }
+  const { peers, skipped } = await startPeers(h, 'upload', starters);
 
   try {
     const scripts = Object.fromEntries(SIZES.map((s) => [s.name, writeScript(h, s.bytes)]));
@@ -97,7 +82,7 @@ export async function uploadSection(h) {
         const runs = {};
         for (const p of order) {
           h.log(`round ${r + 1}/${o.rounds}: POST ${s.label} ${p.name} c${o.conns} ${o.seconds}s`);
-          runs[p.name] = await measureSafe(h, p, s, { conns: o.conns, seconds: o.seconds, warmupS: o.warmupS, script: scripts[s.name] });
+          runs[p.name] = await measureSafe(h, 'upload', p, { conns: o.conns, seconds: o.seconds, warmupS: o.warmupS, script: scripts[s.name] }, `POST ${s.label} c${o.conns}`);
         }
         bySize[s.name] = runs;
       }
@@ -131,20 +116,7 @@ export async function uploadSection(h) {
   }
 }
 
-async function measureSafe(h, p, size, opts) {
-  try {
-    return await h.measure(p, opts);
-  } catch (e) {
-    h.problem('upload', `${p.name} POST ${size.label} c${opts.conns}: ${e.message}`);
-    return { peer: p.name, conns: opts.conns, error: e.message };
-  }
-}
 
-function stripRaw(run) {
-  if (!run || run.error) return run;
-  const { wrkOutput, ...rest } = run;
-  return rest.errors?.total ? { ...rest, wrkOutput } : rest;
-}
 
 function summarize(peers, rounds, bytes) {
   const ok = (r) => r && !r.error;

@@ -295,28 +295,19 @@ class LeastConnections extends Balancer {
   }
 
   protected override next(): number {
-    const n = this.members.length;
-    let least = 0;
-    let ties = 1;
-    for (let i = 1; i < n; i++) {
-      const c = this.compareLoad(i, least);
-      if (c < 0) {
-        least = i;
-        ties = 1;
-      } else if (c === 0) ties++;
-    }
-    if (ties === 1) return least;
-    const cur = this.current;
-    const w = this.weights;
-    let best = -1;
-    for (let i = least; i < n; i++) {
-      if (this.compareLoad(i, least) !== 0) continue;
-      if (best < 0 || cur[i]! + w[i]! > cur[best]! + w[best]!) best = i;
-    }
-    return best;
+    return this.leastLoaded(undefined, false);
   }
 
   protected override choose(exclude: ReadonlySet<Member> | undefined): number {
+    return this.leastLoaded(exclude, true);
+  }
+
+  /**
+   * The least loaded allowed member; among several tied, the one smooth weighted round-robin
+   * takes (highest current + weight, the first on a tie). `commit` moves the rotation (a pick);
+   * without it nothing changes (a peek).
+   */
+  private leastLoaded(exclude: ReadonlySet<Member> | undefined, commit: boolean): number {
     const n = this.members.length;
     let least = -1;
     let ties = 0;
@@ -335,11 +326,13 @@ class LeastConnections extends Balancer {
     let total = 0;
     for (let i = least; i < n; i++) {
       if (!this.allowed(i, exclude) || this.compareLoad(i, least) !== 0) continue;
-      cur[i] = cur[i]! + w[i]!;
       total += w[i]!;
-      if (best < 0 || cur[i]! > cur[best]!) best = i;
+      if (best < 0 || cur[i]! + w[i]! > cur[best]! + w[best]!) best = i;
     }
-    cur[best] = cur[best]! - total;
+    if (commit) {
+      for (let i = least; i < n; i++) if (this.allowed(i, exclude) && this.compareLoad(i, least) === 0) cur[i] = cur[i]! + w[i]!;
+      cur[best] = cur[best]! - total;
+    }
     return best;
   }
 }
