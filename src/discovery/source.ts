@@ -90,7 +90,7 @@ export function specsKey(specs: readonly MemberSpec[]): string {
     .join(',');
 }
 
-/** A member list re-read from a file, DNS or HTTP: the shared Reloader, comparing lists order-insensitively. */
+/** A member list re-read from DNS or HTTP: the shared Reloader, comparing lists order-insensitively (FileSource is a WatchedFile). */
 export abstract class ReloadingSource extends Reloader<MemberSpec[]> implements MemberSource {
   /** @param pollMs re-load period in ms (0 = no timer; the subclass triggers `refresh` itself). */
   constructor(pollMs: number) {

@@ -5,14 +5,16 @@
  * Why the directory is watched and not the file: editors and config tools (vim, `sed -i`,
  * Kubernetes ConfigMap volumes, `mv tmp members.yaml`) replace the file by renaming another one
  * over it, and a watch on the old inode then goes silent. A watch on the directory sees every
- * replacement. Events are coalesced (`debounceMs`) so a truncate-then-write lands as one reload;
- * the owner also polls slowly to catch what a watcher can miss (network file systems, a directory
- * that was itself replaced, platforms without recursive inotify).
+ * replacement. Events are coalesced (`debounceMs`) so a truncate-then-write lands as one reload,
+ * and a slow poll (`pollMs`) catches what a watcher can miss (network file systems, a directory
+ * that was itself replaced, platforms without recursive inotify). Re-reading an unchanged file is
+ * cheap and delivers nothing (the Reloader compares fingerprints).
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, extname } from 'node:path';
+import { dirname, extname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { Reloader } from './reloader.js';
 
 /**
  * The parsed content of `file`: JSON when it ends in `.json`, YAML otherwise (duplicate keys
@@ -97,8 +99,66 @@ export class DirectoryWatch {
   }
 }
 
-/** Checks the debounce and poll periods of a watched file (ms, >= 0). */
-export function checkWatchPeriods(owner: string, pollMs: number, debounceMs: number): void {
-  if (!Number.isFinite(pollMs) || pollMs < 0) throw new Error(`${owner}: pollMs must be >= 0, got ${pollMs}`);
-  if (!Number.isFinite(debounceMs) || debounceMs < 0) throw new Error(`${owner}: debounceMs must be >= 0, got ${debounceMs}`);
+export interface WatchedFileOptions {
+  /** Quiet period after a change event before the file is read, in ms. Default 100. */
+  debounceMs?: number;
+  /** Fallback re-read period in ms (0 = off). Default 2000. */
+  pollMs?: number;
+  /** Watch the directory (default true); false leaves only the poll, e.g. where inotify is unavailable. */
+  watch?: boolean;
+}
+
+/** How a watched file names itself in messages. */
+export interface WatchedFileLabels {
+  /** Class name, for option errors ("FileSource"). */
+  owner: string;
+  /** Prefix of load errors, followed by the path ("member file"). */
+  what: string;
+  /** For "already started" ("member source"). */
+  started: string;
+  /** How to write an empty value on purpose ("write [] for a pool with no members"). */
+  emptyHint: string;
+}
+
+/**
+ * A Reloader of a JSON or YAML file: read at start, re-read on directory events (debounced) and
+ * on the poll; `parse` turns the file's content into the value (throwing with `where`).
+ */
+export abstract class WatchedFile<T> extends Reloader<T> {
+  readonly file: string;
+  private readonly dirWatch: DirectoryWatch;
+  private readonly useWatch: boolean;
+  private readonly where: string;
+
+  constructor(
+    file: string,
+    opts: WatchedFileOptions,
+    private readonly labels: WatchedFileLabels,
+  ) {
+    const pollMs = opts.pollMs ?? 2000;
+    const debounceMs = opts.debounceMs ?? 100;
+    if (!Number.isFinite(pollMs) || pollMs < 0) throw new Error(`${labels.owner}: pollMs must be >= 0, got ${pollMs}`);
+    if (!Number.isFinite(debounceMs) || debounceMs < 0) throw new Error(`${labels.owner}: debounceMs must be >= 0, got ${debounceMs}`);
+    super(pollMs, labels.started);
+    this.file = resolve(file);
+    this.where = `${labels.what} ${this.file}`;
+    this.useWatch = opts.watch ?? true;
+    this.dirWatch = new DirectoryWatch(this.file, debounceMs, () => void this.refresh());
+  }
+
+  /** The value of the file's parsed content; throws an Error starting with `where`. */
+  protected abstract parse(raw: unknown, where: string): T;
+
+  protected async load(): Promise<T> {
+    this.dirWatch.ensure();
+    return this.parse(await readDataFile(this.file, this.where, this.labels.emptyHint), this.where);
+  }
+
+  protected override afterStart(): void {
+    if (this.useWatch) this.dirWatch.start();
+  }
+
+  protected override async beforeStop(): Promise<void> {
+    this.dirWatch.stop();
+  }
 }
