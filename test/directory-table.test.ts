@@ -6,18 +6,11 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../src/clock.js';
+import { failOnUnhandledRejections } from './support/unhandled.js';
 import { DirectoryKeyError, DirectoryTable } from '../src/routing/directory/index.js';
 import type { DirectoryAnswer, DirectoryFailure, DirectoryObserver, DirectoryResult, DirectorySource, DirectoryTableOptions, UnavailableReason } from '../src/routing/directory/index.js';
 
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown): void => {
-  unhandled.push(reason);
-};
-process.on('unhandledRejection', onUnhandled);
-after(() => {
-  process.off('unhandledRejection', onUnhandled);
-  assert.deepEqual(unhandled, [], 'no unhandled rejection in any test');
-});
+failOnUnhandledRejections();
 
 interface PendingCall {
   key: string;
