@@ -585,7 +585,8 @@ describe('DirectoryTable: seed and manual entries', () => {
     assert.equal(t.table.peek('a')?.value, 'pod1');
     assert.equal(t.table.peek('b'), undefined);
     assert.throws(() => t.table.set('c', 'nope'), /no known pool/);
-    assert.throws(() => t.table.set('c', ''), /no known pool/);
+    assert.throws(() => t.table.set('c', ''), /non-empty strings/);
+    assert.throws(() => t.table.set('', 'pod1'), /non-empty strings/);
     assert.equal(t.table.size, 1);
   });
 

@@ -1,7 +1,7 @@
 /**
  * A directory in Redis: `GET <keyPrefix><key>`; nil = no such key; the value is read like an HTTP
  * directory's body (a pool name, `host:port`, or the `{ "pool" }` / `{ "target" }` JSON forms,
- * at most 4 KiB; see answer.ts).
+ * at most 4 KiB; see src/directory/answer.ts).
  *
  * A look-up never waits on a Redis that is away: the client does not queue commands while
  * disconnected (`enableOfflineQueue: false`) nor retry them (`maxRetriesPerRequest: 0`), so a

@@ -6,7 +6,7 @@
  *   tenant-b.example.com: 10.0.0.7:8080
  *
  * Watched like a member file (the directory holding it, debounced, plus a slow poll: see
- * shared/watched-file.ts). Values are checked for their form here; whether the pool or member
+ * src/shared/watched-file.ts). Values are checked for their form here; whether the pool or member
  * exists is the table's `validate`, applied by table.seed(). Wiring:
  *
  *   await seed.start((entries) => table.seed(entries), (err) => log.warn(err.message));

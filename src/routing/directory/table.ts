@@ -554,7 +554,8 @@ export class DirectoryTable {
   private check(entries: Iterable<readonly [string, string]>, op: string): void {
     const bad: string[] = [];
     for (const [key, value] of entries) {
-      if (typeof key !== 'string' || key === '' || typeof value !== 'string' || value === '' || !this.accepts(value)) bad.push(`${JSON.stringify(cut(String(key), 60))} → ${JSON.stringify(cut(String(value), 60))}`);
+      if (typeof key !== 'string' || key === '' || typeof value !== 'string' || value === '') throw new Error(`directory ${op}: keys and values must be non-empty strings`);
+      if (!this.accepts(value)) bad.push(`${JSON.stringify(cut(key, 60))} → ${JSON.stringify(cut(value, 60))}`);
     }
     if (bad.length > 0) throw new Error(`directory ${op}: ${bad.length} entr${bad.length === 1 ? 'y names' : 'ies name'} no known pool or member: ${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ', …' : ''}`);
   }
