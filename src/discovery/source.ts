@@ -10,6 +10,7 @@
  */
 import type { MemberSpec } from '../members/pool.js';
 import { parseHostPort } from '../config/units.js';
+import { Reloader } from '../shared/reloader.js';
 
 export interface MemberSource {
   /**
@@ -89,107 +90,14 @@ export function specsKey(specs: readonly MemberSpec[]): string {
     .join(',');
 }
 
-/**
- * The shared machinery of every source that re-reads its list (file, dns, http): first load in
- * `start`, then `refresh()` on a timer (and, for files, on watch events), serialized so two loads
- * never race, change detection, error de-duplication, and a clean `stop`.
- */
-export abstract class ReloadingSource implements MemberSource {
-  private onMembers: ((specs: MemberSpec[]) => void) | undefined;
-  private onError: ((err: Error) => void) | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private lastKey: string | undefined;
-  private lastError: string | undefined;
-  protected stopped = false;
-
+/** A member list re-read from DNS or HTTP: the shared Reloader, comparing lists order-insensitively (FileSource is a WatchedFile). */
+export abstract class ReloadingSource extends Reloader<MemberSpec[]> implements MemberSource {
   /** @param pollMs re-load period in ms (0 = no timer; the subclass triggers `refresh` itself). */
-  constructor(private readonly pollMs: number) {}
-
-  /** One load; rejects with a message naming the source. */
-  protected abstract load(): Promise<MemberSpec[]>;
-  /** Hook after the first load (e.g. start a file watcher). */
-  protected afterStart(): void {}
-  /** Hook on stop (close watchers, sockets). */
-  protected async beforeStop(): Promise<void> {}
-
-  async start(onMembers: (specs: MemberSpec[]) => void, onError: (err: Error) => void): Promise<void> {
-    if (this.onMembers) throw new Error('member source already started');
-    this.onMembers = onMembers;
-    this.onError = onError;
-    let specs: MemberSpec[];
-    try {
-      specs = await this.load();
-    } catch (e) {
-      // Not started: the caller may fix the cause and call start again.
-      this.onMembers = undefined;
-      this.onError = undefined;
-      throw e;
-    }
-    if (this.stopped) return;
-    this.lastKey = specsKey(specs);
-    onMembers(specs);
-    if (this.pollMs > 0) {
-      this.timer = setInterval(() => void this.refresh(), this.pollMs);
-      this.timer.unref();
-    }
-    this.afterStart();
+  constructor(pollMs: number) {
+    super(pollMs, 'member source');
   }
 
-  /**
-   * Re-load now. Concurrent calls coalesce: while a load runs, further calls schedule exactly one
-   * more load after it (so an edit made during a load is never missed) and share its promise.
-   * Never rejects: failures go to `onError`.
-   */
-  refresh(): Promise<void> {
-    if (this.stopped || !this.onMembers) return Promise.resolve();
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        await this.reloadOnce();
-      } while (this.again && !this.stopped);
-    })().finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
-  }
-
-  private async reloadOnce(): Promise<void> {
-    let specs: MemberSpec[];
-    try {
-      specs = await this.load();
-    } catch (e) {
-      if (this.stopped) return;
-      const err = e instanceof Error ? e : new Error(String(e));
-      // The same failure every poll would flood the log: report it once until something changes.
-      if (err.message !== this.lastError) {
-        this.lastError = err.message;
-        this.onError?.(err);
-      }
-      return;
-    }
-    if (this.stopped) return;
-    this.lastError = undefined;
-    const key = specsKey(specs);
-    if (key === this.lastKey) return;
-    this.lastKey = key;
-    try {
-      this.onMembers?.(specs);
-    } catch (e) {
-      this.onError?.(e instanceof Error ? e : new Error(String(e)));
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.beforeStop();
-    await this.running;
+  protected fingerprint(specs: MemberSpec[]): string {
+    return specsKey(specs);
   }
 }

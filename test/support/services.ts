@@ -269,11 +269,12 @@ export function respCommandLine(port: number, command: string, host = LOOPBACK, 
 
 /**
  * A throwaway redis-server on 127.0.0.1 (no persistence), ready once PING answers PONG.
- * `args` are extra command-line options, e.g. ['--maxmemory', '10mb'].
+ * `args` are extra command-line options, e.g. ['--maxmemory', '10mb']. `port` restarts a Redis
+ * where a stopped one was (clients reconnect to it); by default a free port is chosen.
  */
-export function startRedis(opts: { args?: string[]; timeoutMs?: number } = {}): Promise<RedisService> {
-  return withPortRetry(5, async () => {
-    const port = await freePort();
+export function startRedis(opts: { args?: string[]; timeoutMs?: number; port?: number } = {}): Promise<RedisService> {
+  return withPortRetry(opts.port === undefined ? 5 : 1, async () => {
+    const port = opts.port ?? (await freePort());
     const dir = makeDir('redis');
     const svc = await launch({
       name: 'redis-server',
