@@ -14,6 +14,9 @@ import { createBalancerFactory } from './routing/balance.js';
 import { Upstreams, upstreamOptions, type UpstreamOptions } from './proxy/upstreams.js';
 import { Proxy, type HealthReporter } from './proxy/proxy.js';
 import { Router } from './proxy/match.js';
+import { DirectoryTable } from './routing/directory/table.js';
+import { DirectoryMetrics } from './routing/directory/metrics.js';
+import { HttpDirectorySource, RedisDirectorySource, SeedFile } from './directory/index.js';
 import { Metrics } from './admin/metrics.js';
 import { PoolHealth } from './health/index.js';
 import type { Member } from './members/member.js';
@@ -37,6 +40,13 @@ export interface RuntimeOptions {
   pools?: PoolStatePublisher | PoolStateReplica;
 }
 
+/** A route's directory tier and what feeds it. */
+export interface RouteDirectory {
+  readonly table: DirectoryTable;
+  readonly source: HttpDirectorySource | RedisDirectorySource;
+  readonly seed: SeedFile | undefined;
+}
+
 export class Runtime {
   readonly pools = new Map<string, Pool>();
   readonly routes: Route[] = [];
@@ -50,6 +60,8 @@ export class Runtime {
   readonly affinityMetrics: AffinityMetrics;
   readonly sharedRedis: SharedRedis | undefined;
   private readonly upstreamOpts = new Map<Route, Map<Pool, UpstreamOptions>>();
+  /** Directory tiers of the routes that have one. */
+  readonly directories = new Map<Route, RouteDirectory>();
 
   private constructor(
     readonly config: Config,
@@ -92,12 +104,15 @@ export class Runtime {
             missTimeout: rc.affinity.missTimeout,
           })
         : undefined;
-      const route = new Route(rc, {
+      const directory = rc.directory ? this.createDirectory(rc, () => route) : undefined;
+      const route: Route = new Route(rc, {
         pools,
         hash: rc.hash ? createHashPickerFactory(rc.hash) : undefined,
         balance: createBalancerFactory(rc.balance),
         affinity,
+        directory: directory?.table,
       });
+      if (directory) this.directories.set(route, directory);
       route.onRebuildError = (e) => log.error({ route: rc.name, err: e.message }, 'strategy rebuild failed; keeping the previous member snapshot');
       const opts = new Map<Pool, UpstreamOptions>();
       for (const pool of pools) {
@@ -143,6 +158,41 @@ export class Runtime {
     });
   }
 
+  /**
+   * A route's directory tier: its source (HTTP or Redis), the table in front of it (answers must
+   * name a pool of the route or a member of one), metrics, and the seed file when there is one.
+   */
+  private createDirectory(rc: RouteConfig, route: () => Route): RouteDirectory {
+    const d = rc.directory!;
+    const log = this.log;
+    const source = d.lookup.url
+      ? new HttpDirectorySource({ url: d.lookup.url, headers: d.lookup.headers, timeout: d.lookup.timeout, respectCacheControl: d.lookup.respectCacheControl })
+      : new RedisDirectorySource({
+          url: d.lookup.redis!.url,
+          keyPrefix: d.lookup.redis!.keyPrefix,
+          timeout: d.lookup.timeout,
+          onError: (err) => log.warn({ route: rc.name, err: err.message }, 'directory redis error'),
+        });
+    const observer = DirectoryMetrics.of(this.metrics.registry).observer(rc.name, (reason, key, value) => {
+      // Answers homing cannot use are logged with what was asked and answered; a down directory
+      // shows in the metrics (and fails over to stale entries) without a line per key.
+      if (reason === 'invalid' || reason === 'bad-answer') log.warn({ route: rc.name, key: key.slice(0, 200), answer: value, reason }, 'directory answer refused');
+    });
+    const table = new DirectoryTable({
+      source,
+      ttl: d.ttl,
+      negativeTtl: d.negativeTtl,
+      staleIfError: d.staleIfError,
+      refreshAhead: d.refreshAhead,
+      capacity: d.capacity,
+      timeout: d.lookup.timeout,
+      validate: (value) => route().allowsDirectoryAnswer(value),
+      observer,
+    });
+    const seed = d.seed === undefined ? undefined : new SeedFile(d.seed);
+    return { table, source, seed };
+  }
+
   static async create(config: Config, opts: RuntimeOptions): Promise<Runtime> {
     const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics(), opts.cluster, opts.pools);
     try {
@@ -154,6 +204,8 @@ export class Runtime {
         for (const h of rt.health.values()) h.start();
         opts.pools?.share([...rt.pools.values()].map((p) => [p, rt.health.get(p)] as const));
       }
+      // After the members are known: seed entries must name a pool or a member of the route.
+      await rt.startDirectories();
     } catch (e) {
       await rt.close();
       throw e;
@@ -200,7 +252,34 @@ export class Runtime {
     return this.routeByName.get(name);
   }
 
+  /** Load each directory's seed file (and keep watching it); a bad seed keeps the last good one. */
+  private async startDirectories(): Promise<void> {
+    await Promise.all(
+      [...this.directories].map(async ([route, d]) => {
+        if (d.source instanceof RedisDirectorySource) d.source.connect();
+        if (d.seed) {
+          await d.seed.start(
+            (entries) => {
+              try {
+                d.table.seed(entries);
+                this.log.info({ route: route.name, entries: entries.size }, 'directory seed loaded');
+              } catch (e) {
+                this.log.warn({ route: route.name, err: (e as Error).message }, 'directory seed refused; keeping the last good one');
+              }
+            },
+            (err) => this.log.warn({ route: route.name, err: err.message }, 'directory seed error; keeping the last good one'),
+          );
+        }
+      }),
+    );
+  }
+
   async close(): Promise<void> {
+    for (const d of this.directories.values()) {
+      d.table.close();
+      await d.seed?.stop().catch(() => {});
+      await d.source.close().catch(() => {});
+    }
     this.box?.close();
     await Promise.all([...this.health.values()].map((h) => h.stop()));
     for (const r of this.routes) r.close();

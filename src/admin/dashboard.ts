@@ -1,7 +1,7 @@
 /**
  * The admin dashboard at `/`: one self-contained page (no external assets) that polls /status,
  * /metrics and /api/v1/routes/<r>/share and shows members, ring shares, traffic per member,
- * affinity hit ratio and redirect rate.
+ * affinity and directory hit ratios and redirect rate.
  */
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>homing</title>
@@ -40,17 +40,19 @@ async function tick() {
     const now = Date.now();
     const sum = (name, pred) => metrics.filter((m) => m.name === name && pred(m.labels)).reduce((s, m) => s + m.value, 0);
     $('meta').textContent = 'version ' + status.version + ' · pid ' + status.pid + ' · up ' + status.uptimeSeconds + ' s · ' + (status.ready ? 'ready' : 'not ready');
-    let rows = '<tr><th>route</th><th>pool</th><th>strategy</th><th>requests</th><th>req/s</th><th>affinity hit ratio</th><th>redirects/s</th></tr>';
+    let rows = '<tr><th>route</th><th>pool</th><th>strategy</th><th>requests</th><th>req/s</th><th>affinity hit ratio</th><th>directory hit ratio</th><th>redirects/s</th></tr>';
     const cur = {};
     for (const r of status.routes) {
       const reqs = sum('homing_requests_total', (l) => l.route === r.name);
       const hits = sum('homing_affinity_hits_total', (l) => l.route === r.name);
       const misses = sum('homing_affinity_misses_total', (l) => l.route === r.name);
       const redirects = sum('homing_redirects_total', (l) => l.route === r.name);
+      const dirHits = sum('homing_directory_lookups_total', (l) => l.route === r.name && l.outcome === 'hit');
+      const dirAll = sum('homing_directory_lookups_total', (l) => l.route === r.name && (l.outcome === 'hit' || l.outcome === 'miss' || l.outcome === 'coalesced' || l.outcome === 'backoff'));
       cur[r.name] = { reqs, redirects };
       const dt = prev ? (now - prev.t) / 1000 : 0;
       const rate = (k) => (prev && prev.routes[r.name] && dt > 0 ? ((cur[r.name][k] - prev.routes[r.name][k]) / dt).toFixed(1) : '–');
-      rows += '<tr><td>' + esc(r.name) + '</td><td>' + esc(r.pool) + '</td><td>' + esc(r.strategy) + (r.affinity ? ' + affinity' : '') + '</td><td>' + reqs + '</td><td>' + rate('reqs') + '</td><td>' + (hits + misses ? ((100 * hits) / (hits + misses)).toFixed(1) + '%' : '–') + '</td><td>' + rate('redirects') + '</td></tr>';
+      rows += '<tr><td>' + esc(r.name) + '</td><td>' + esc(r.pool) + '</td><td>' + esc(r.strategy) + (r.affinity ? ' + affinity' : '') + '</td><td>' + reqs + '</td><td>' + rate('reqs') + '</td><td>' + (hits + misses ? ((100 * hits) / (hits + misses)).toFixed(1) + '%' : '–') + '</td><td>' + (dirAll ? ((100 * dirHits) / dirAll).toFixed(1) + '%' : '–') + '</td><td>' + rate('redirects') + '</td></tr>';
     }
     $('routes').innerHTML = rows;
     const shares = {};

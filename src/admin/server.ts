@@ -7,6 +7,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { errorBody, ERRORS, type ErrorCode } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { isResolution } from '../routing/route.js';
+import { MAX_ANSWER_BYTES, parseAnswer } from '../directory/answer.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 
 export interface AdminOptions {
@@ -47,6 +48,22 @@ function decodeSegments(...segments: string[]): string[] | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The request body as text, or undefined past `max` bytes. */
+function readBody(req: IncomingMessage, max: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      // Past the cap the rest is read and dropped (Node closes the connection if it never ends).
+      if (size > max) return void resolve(undefined);
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
 }
 
 /** Whether the raw request target is `/healthz` (with or without a query), before any parsing. */
@@ -133,8 +150,45 @@ export class AdminServer {
       if (req.method === 'DELETE') return json(res, 200, { route: name, key, deleted: true, owner });
       return json(res, 200, { route: name, key, owner, live: route.liveMember(owner) !== undefined });
     }
+    const dm = /^\/api\/v1\/directory\/([^/]+)\/(.+)$/.exec(path);
+    if (dm && (req.method === 'GET' || req.method === 'PUT' || req.method === 'DELETE')) return this.directory(req, res, dm[1]!, dm[2]!);
     for (const h of this.extra) if (await h(req, res, url)) return;
     fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no admin endpoint ${req.method} ${path}`);
+  }
+
+  /**
+   * `GET|PUT|DELETE /api/v1/directory/<route>/<key>`: what the directory tier holds for a key; set
+   * it by hand (an operator moving a tenant: the body is a pool name, `host:port`, or the JSON
+   * `{ "pool" }` / `{ "target" }` forms a directory answers; it never expires until deleted); or
+   * forget it, so the next request asks the directory.
+   */
+  private async directory(req: IncomingMessage, res: ServerResponse, rawRoute: string, rawKey: string): Promise<void> {
+    const [name, key] = decodeSegments(rawRoute, rawKey) ?? [];
+    if (name === undefined || key === undefined) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', 'the route name or key is not valid percent-encoded UTF-8');
+    const route = this.rt.route(name);
+    if (!route) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no route "${name}"`);
+    const d = this.rt.directories.get(route);
+    if (!d) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', `route "${name}" has no directory`);
+    if (req.method === 'GET') {
+      const e = d.table.peek(key);
+      if (!e) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `nothing cached for that key on route "${name}"`);
+      return json(res, 200, { route: name, key, ...e });
+    }
+    if (req.method === 'DELETE') {
+      if (!d.table.delete(key)) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `nothing cached for that key on route "${name}"`);
+      return json(res, 200, { route: name, key, deleted: true });
+    }
+    const body = await readBody(req, MAX_ANSWER_BYTES);
+    if (body === undefined) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', `the body is larger than ${MAX_ANSWER_BYTES} bytes`);
+    let value: string;
+    try {
+      value = parseAnswer(body);
+    } catch (e) {
+      return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', (e as Error).message);
+    }
+    if (!route.allowsDirectoryAnswer(value)) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', `"${value}" is not a pool of route "${name}" nor a member of one`);
+    d.table.set(key, value, 'manual');
+    return json(res, 200, { route: name, key, ...d.table.peek(key) });
   }
 
   pools(): unknown[] {
@@ -156,7 +210,7 @@ export class AdminServer {
         name: r.name,
         pool: r.pool.name,
         pools: r.pools.map((p) => p.name),
-        strategy: r.config.hash ? `hash:${r.config.hash.algorithm}` : `balance:${r.config.balance}`,
+        strategy: (r.config.directory ? 'directory → ' : '') + (r.config.hash ? `hash:${r.config.hash.algorithm}` : `balance:${r.config.balance}`),
         affinity: Boolean(r.config.affinity),
       })),
       pools: this.pools(),

@@ -90,7 +90,6 @@ export function loadConfigFile(file: string): Config {
 export function checkSupported(cfg: Config): void {
   const problems: string[] = [];
   cfg.routes.forEach((r, i) => {
-    if (r.directory) problems.push(`routes[${i}].directory: directory look-up is not implemented in this version of homing`);
     if (r.cache) problems.push(`routes[${i}].cache: the response cache is not implemented in this version of homing (cache.principal.headers are already stripped from client requests)`);
   });
   for (const [name, p] of Object.entries(cfg.pools)) {

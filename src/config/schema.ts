@@ -151,7 +151,7 @@ const directory = z
         url: z
           .string()
           .regex(/^https?:\/\/[^/?#\s]+/i, 'must be an http:// or https:// URL')
-          .refine((u) => u.includes('{key}'), 'must contain {key}, where the key goes')
+          .refine((u) => u.split('{key}').length === 2, 'must contain {key} once, where the key goes')
           .optional(),
         redis: z.strictObject({ url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL'), keyPrefix: z.string().default('') }).optional(),
         /** Longest wait for one directory answer; past it an unknown key is a 503. */

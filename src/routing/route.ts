@@ -40,7 +40,11 @@ export interface AffinityLookup {
 export type MaybePromise<T> = T | Promise<T>;
 
 /** What the directory tier says of a key: a pool name or host:port, no such key, or no answer to be had. */
-export type DirectoryAnswer = { kind: 'found'; value: string; stale: boolean } | { kind: 'unknown' } | { kind: 'unavailable'; message: string };
+export type DirectoryAnswer =
+  | { readonly kind: 'found'; readonly value: string; readonly stale: boolean }
+  | { readonly kind: 'unknown' }
+  /** `reason` 'bad-answer' or 'invalid': the directory answered something homing cannot use. */
+  | { readonly kind: 'unavailable'; readonly reason: string; readonly message: string };
 
 /**
  * The directory tier (a cache in front of an external directory). `get` answers synchronously
@@ -212,15 +216,20 @@ export class Route {
    * connects to an address the directory names unless it is a member.
    */
   private fromDirectory(a: DirectoryAnswer, key: string, q: RequestView | string, mode: ResolveMode, attempt: number, tried: ReadonlySet<Member> | undefined): ResolveResult {
-    if (a.kind === 'unknown') return { error: 'HOMING_ERR_DIRECTORY_UNKNOWN_KEY', message: `the directory knows no "${key.length > 200 ? `${key.slice(0, 200)}…` : key}"` };
-    if (a.kind === 'unavailable') return { error: 'HOMING_ERR_DIRECTORY_UNAVAILABLE', message: a.message };
+    if (a.kind === 'unknown') return { error: 'HOMING_ERR_DIRECTORY_UNKNOWN_KEY', message: 'the directory knows no such key' };
+    // The table's message may name the directory's address or its error text: logged there, not told to clients.
+    if (a.kind === 'unavailable') {
+      if (a.reason === 'bad-answer' || a.reason === 'invalid') return DIRECTORY_BAD_ANSWER;
+      if (a.reason === 'bad-key') return { error: 'HOMING_ERR_BAD_REQUEST', message: 'the key cannot be asked of the directory (empty, or longer than 1 KiB)' };
+      return { error: 'HOMING_ERR_DIRECTORY_UNAVAILABLE', message: 'the directory did not answer, and nothing is cached for this key' };
+    }
     const pool = this.poolByName.get(a.value);
     if (pool) {
       const r = this.pickIn(pool, q, mode, attempt, tried, true);
       return r ?? { error: 'HOMING_ERR_NO_LIVE_MEMBER', message: `pool "${pool.name}" (the directory's answer) has no live member` };
     }
     const owner = this.poolOf(a.value);
-    if (!owner) return { error: 'HOMING_ERR_DIRECTORY_BAD_ANSWER', message: 'the directory answered a target that is not a pool or member of this route' };
+    if (!owner) return DIRECTORY_BAD_ANSWER;
     const m = owner.live.get(a.value);
     return m ? { member: m, pool: owner, by: 'directory' } : { error: 'HOMING_ERR_NO_LIVE_MEMBER', message: `${a.value} (the directory's answer) is not live` };
   }
@@ -303,6 +312,8 @@ export class Route {
     return counts;
   }
 }
+
+const DIRECTORY_BAD_ANSWER: Unresolved = { error: 'HOMING_ERR_DIRECTORY_BAD_ANSWER', message: 'the directory answered something that is not a pool or member of this route' };
 
 /** The answer is a target (not an error). */
 export function isResolution(r: ResolveResult): r is Resolution {
