@@ -12,6 +12,7 @@ import { Metrics } from './admin/metrics.js';
 import { addressOf, createListeners, listen, type Listener } from './proxy/server.js';
 import { VERSION } from './version.js';
 import type { ClusterBus } from './shared/cluster.js';
+import type { DirectoryBus } from './shared/directory.js';
 import type { PoolStateReplica } from './shared/pools.js';
 import { startRespServer, type RespServer } from './resp/server.js';
 import { runtimeRespBackend } from './resp/wire.js';
@@ -26,6 +27,8 @@ export interface StartOptions {
   cluster?: ClusterBus;
   /** In a cluster worker: members and health come from the primary (see RuntimeOptions.pools). */
   pools?: PoolStateReplica;
+  /** In a cluster worker: directory answers come from the primary (see RuntimeOptions.directoryBus). */
+  directoryBus?: DirectoryBus;
 }
 
 export interface Homing {
@@ -55,7 +58,7 @@ function closeServer(s: { close(cb: () => void): unknown; closeAllConnections?: 
 export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise<Homing> {
   checkSupported(cfg);
   const log = opts.log ?? createLogger(cfg);
-  const runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics(), cluster: opts.cluster, pools: opts.pools });
+  const runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics(), cluster: opts.cluster, pools: opts.pools, directoryBus: opts.directoryBus });
   const listeners = createListeners(cfg, runtime.proxy);
   let ready = false;
   let admin: AdminServer | undefined;

@@ -17,6 +17,8 @@ import { Router } from './proxy/match.js';
 import { DirectoryTable } from './routing/directory/table.js';
 import { DirectoryMetrics } from './routing/directory/metrics.js';
 import { HttpDirectorySource, RedisDirectorySource, SeedFile } from './directory/index.js';
+import type { DirectorySource } from './routing/directory/table.js';
+import { BoxDirectorySource, SharedDirectorySource, type DirectoryBus } from './shared/directory.js';
 import { Metrics } from './admin/metrics.js';
 import { PoolHealth } from './health/index.js';
 import type { Member } from './members/member.js';
@@ -38,13 +40,26 @@ export interface RuntimeOptions {
    * Absent: this process does it all. The runtime closes it.
    */
   pools?: PoolStatePublisher | PoolStateReplica;
+  /**
+   * With node:cluster workers, the box's directory channel: a worker's directory tables ask the
+   * primary's, which ask the directory (once per key for the box). The runtime closes it.
+   */
+  directoryBus?: DirectoryBus;
 }
 
 /** A route's directory tier and what feeds it. */
 export interface RouteDirectory {
   readonly table: DirectoryTable;
-  readonly source: HttpDirectorySource | RedisDirectorySource;
+  /** What the table asks (the directory, Redis before it, or the primary). */
+  readonly source: DirectorySource & { close(): Promise<void> };
+  /** The directory itself, in the process that asks it. */
+  readonly direct: HttpDirectorySource | RedisDirectorySource | undefined;
   readonly seed: SeedFile | undefined;
+  /** The last seed loaded (to tell workers what changed). */
+  seeded?: ReadonlyMap<string, string>;
+  /** The Redis tier, with `shared.redis`. */
+  readonly shared: SharedDirectorySource | undefined;
+  readonly unfollow: (() => void) | undefined;
 }
 
 export class Runtime {
@@ -62,6 +77,7 @@ export class Runtime {
   private readonly upstreamOpts = new Map<Route, Map<Pool, UpstreamOptions>>();
   /** Directory tiers of the routes that have one. */
   readonly directories = new Map<Route, RouteDirectory>();
+  private readonly directoryBus: DirectoryBus | undefined;
 
   private constructor(
     readonly config: Config,
@@ -69,10 +85,12 @@ export class Runtime {
     metrics: Metrics,
     cluster?: ClusterBus,
     private readonly box?: PoolStatePublisher | PoolStateReplica,
+    directoryBus?: DirectoryBus,
   ) {
     this.metrics = metrics;
     this.affinityMetrics = AffinityMetrics.of(metrics.registry);
-    this.sharedRedis = config.routes.some((r) => r.affinity) ? createSharedRedis(config.shared, { log, observer: this.affinityMetrics.redis }) : undefined;
+    this.directoryBus = directoryBus;
+    this.sharedRedis = config.routes.some((r) => r.affinity || r.directory) ? createSharedRedis(config.shared, { log, observer: this.affinityMetrics.redis }) : undefined;
     for (const name of Object.keys(config.pools)) this.pools.set(name, new Pool(name, [], log));
     const replica = box?.role === 'worker' ? box : undefined;
     for (const pool of this.pools.values()) {
@@ -165,14 +183,28 @@ export class Runtime {
   private createDirectory(rc: RouteConfig, route: () => Route): RouteDirectory {
     const d = rc.directory!;
     const log = this.log;
-    const source = d.lookup.url
-      ? new HttpDirectorySource({ url: d.lookup.url, headers: d.lookup.headers, timeout: d.lookup.timeout, respectCacheControl: d.lookup.respectCacheControl })
-      : new RedisDirectorySource({
-          url: d.lookup.redis!.url,
-          keyPrefix: d.lookup.redis!.keyPrefix,
-          timeout: d.lookup.timeout,
-          onError: (err) => log.warn({ route: rc.name, err: err.message }, 'directory redis error'),
-        });
+    const bus = this.directoryBus;
+    // A worker asks the primary's table; the primary (or a lone process) asks the directory,
+    // through Redis when answers are shared between instances.
+    let direct: HttpDirectorySource | RedisDirectorySource | undefined;
+    let shared: SharedDirectorySource | undefined;
+    let source: DirectorySource & { close(): Promise<void> };
+    if (bus?.isWorker) source = new BoxDirectorySource(bus, rc.name);
+    else {
+      direct = d.lookup.url
+        ? new HttpDirectorySource({ url: d.lookup.url, headers: d.lookup.headers, timeout: d.lookup.timeout, respectCacheControl: d.lookup.respectCacheControl })
+        : new RedisDirectorySource({
+            url: d.lookup.redis!.url,
+            keyPrefix: d.lookup.redis!.keyPrefix,
+            timeout: d.lookup.timeout,
+            onError: (err) => log.warn({ route: rc.name, err: err.message }, 'directory redis error'),
+          });
+      source = direct;
+      if (this.sharedRedis) {
+        shared = new SharedDirectorySource(this.sharedRedis, rc.name, direct, { ttl: d.ttl, negativeTtl: d.negativeTtl, readTimeout: Math.min(250, d.lookup.timeout) });
+        source = shared;
+      }
+    }
     const observer = DirectoryMetrics.of(this.metrics.registry).observer(rc.name, (reason, key, value) => {
       // Answers homing cannot use are logged with what was asked and answered; a down directory
       // shows in the metrics (and fails over to stale entries) without a line per key.
@@ -189,12 +221,30 @@ export class Runtime {
       validate: (value) => route().allowsDirectoryAnswer(value),
       observer,
     });
-    const seed = d.seed === undefined ? undefined : new SeedFile(d.seed);
-    return { table, source, seed };
+    bus?.attach(rc.name, table);
+    const unfollow = shared?.follow(table, (key, value) => bus?.publish(rc.name, key, value), log);
+    // Seeds live in the primary's table (a worker asks it).
+    const seed = d.seed === undefined || bus?.isWorker ? undefined : new SeedFile(d.seed);
+    return { table, source, direct, seed, shared, unfollow };
+  }
+
+  /**
+   * A key of a directory route set by hand (an operator moving a tenant) or, without `value`,
+   * forgotten: here, in every worker of the box and on every instance sharing Redis. Throws when
+   * the value is not a pool of the route nor a member of one. Answers whether a forgotten key was held.
+   */
+  changeDirectory(route: Route, key: string, value?: string): boolean {
+    const d = this.directories.get(route)!;
+    let held = true;
+    if (value === undefined) held = d.table.delete(key);
+    else d.table.set(key, value, 'manual');
+    this.directoryBus?.publish(route.name, key, value);
+    d.shared?.publish(key, value);
+    return held;
   }
 
   static async create(config: Config, opts: RuntimeOptions): Promise<Runtime> {
-    const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics(), opts.cluster, opts.pools);
+    const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics(), opts.cluster, opts.pools, opts.directoryBus);
     try {
       if (opts.pools?.role === 'worker') {
         const follow = [...rt.pools.values()].map((pool) => ({ pool, passive: Boolean(config.pools[pool.name]!.health?.passive) }));
@@ -256,12 +306,17 @@ export class Runtime {
   private async startDirectories(): Promise<void> {
     await Promise.all(
       [...this.directories].map(async ([route, d]) => {
-        if (d.source instanceof RedisDirectorySource) d.source.connect();
+        if (d.direct instanceof RedisDirectorySource) d.direct.connect();
         if (d.seed) {
           await d.seed.start(
             (entries) => {
               try {
                 d.table.seed(entries);
+                // Workers hold copies of what they asked: seeded keys are told again.
+                const before = d.seeded ?? new Map<string, string>();
+                for (const [k, v] of entries) if (before.get(k) !== v) this.directoryBus?.publish(route.name, k, v);
+                for (const k of before.keys()) if (!entries.has(k)) this.directoryBus?.publish(route.name, k);
+                d.seeded = entries;
                 this.log.info({ route: route.name, entries: entries.size }, 'directory seed loaded');
               } catch (e) {
                 this.log.warn({ route: route.name, err: (e as Error).message }, 'directory seed refused; keeping the last good one');
@@ -276,10 +331,12 @@ export class Runtime {
 
   async close(): Promise<void> {
     for (const d of this.directories.values()) {
+      d.unfollow?.();
       d.table.close();
       await d.seed?.stop().catch(() => {});
       await d.source.close().catch(() => {});
     }
+    this.directoryBus?.close();
     this.box?.close();
     await Promise.all([...this.health.values()].map((h) => h.stop()));
     for (const r of this.routes) r.close();

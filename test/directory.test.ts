@@ -14,6 +14,7 @@ import { Redis } from 'ioredis';
 import { Agent, request } from 'undici';
 import { errorCode, httpRequest, startBackend, startTestHoming, until, type Backend } from './support/backends.js';
 import { startRedis } from './support/services.js';
+import { serveCli } from './support/serve.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -316,3 +317,61 @@ async function lookups(adminUrl: string): Promise<Record<string, number>> {
   for (const m of text.matchAll(/^homing_directory_lookups_total\{route="tenants",outcome="(\w+)"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
   return out;
 }
+
+describe('one directory call per key for a box and for a fleet', () => {
+  test('workers: 2 ask the directory once per host; a DELETE in the primary reaches every worker', async () => {
+    const bs = await pods(3);
+    const where = new Map<string, string>();
+    const dir = await startDirectory((key) => ({ status: 200, body: where.get(key) ?? `pod${podOf(key)}` }));
+    const body = config(bs, `{ url: '${dir.url}', timeout: 2s }`)
+      .replace(/log: \{ level: silent \}\nlisten: \{ http: 127\.0\.0\.1:0 \}\nadmin: 127\.0\.0\.1:0\n/, '');
+    const box = await serveCli(body, 2, cleanups);
+    const hosts = Array.from({ length: 20 }, (_, i) => `w${i}.example.com`);
+    // Fresh connections: the workers take them in turn, so each host is asked through both.
+    for (let round = 0; round < 4; round++) {
+      for (const host of hosts) {
+        const r = await httpRequest(`${box.url}/`, { headers: { host } });
+        assert.equal(r.status, 200, r.text);
+        assert.equal((JSON.parse(r.text) as { id: string }).id, bs[podOf(host)]!.id, host);
+      }
+    }
+    assert.equal(dir.total(), hosts.length, `${dir.total()} directory calls for ${hosts.length} hosts on a box of two workers`);
+    // The tenant moves; the operator forgets it in the primary (admin): every worker follows.
+    where.set('w1.example.com', 'pod0');
+    assert.equal((await httpRequest(`${box.adminUrl}/api/v1/directory/tenants/w1.example.com`, { method: 'DELETE' })).status, 200);
+    await until(async () => {
+      const seen = await Promise.all(Array.from({ length: 6 }, () => httpRequest(`${box.url}/`, { headers: { host: 'w1.example.com' } })));
+      return seen.every((r) => (JSON.parse(r.text) as { id: string }).id === bs[0]!.id);
+    });
+  });
+
+  test('two instances sharing Redis: an answer one got serves the other; a DELETE on one is followed by both', async () => {
+    const bs = await pods(3);
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
+    const where = new Map<string, string>();
+    const dir = await startDirectory((key) => (key.startsWith('nobody') ? { status: 404 } : { status: 200, body: where.get(key) ?? `pod${podOf(key)}` }));
+    const yaml = config(bs, `{ url: '${dir.url}', timeout: 2s }`, '', `shared: { redis: { url: '${redis.url}' } }`);
+    const h1 = await homing(yaml);
+    const h2 = await homing(yaml);
+    // Both instances connected to Redis (and subscribed) before the test relies on it.
+    for (const h of [h1, h2]) await until(async () => /homing_shared_redis_up 1/.test((await httpRequest(`${h.adminUrl}/metrics`)).text));
+    const hosts = Array.from({ length: 10 }, (_, i) => `s${i}.example.com`);
+    for (const host of hosts) assert.equal((await ask(h1.url, host)).id, bs[podOf(host)]!.id);
+    assert.equal((await ask(h1.url, 'nobody.example.com')).status, 404);
+    const calls = dir.total();
+    assert.equal(calls, hosts.length + 1);
+    // The second instance: every answer (and the "no such key") comes from Redis.
+    await until(async () => {
+      for (const host of hosts) assert.equal((await ask(h2.url, host)).id, bs[podOf(host)]!.id);
+      assert.equal((await ask(h2.url, 'nobody.example.com')).status, 404);
+      return true;
+    });
+    assert.equal(dir.total(), calls, 'the second instance asked the directory again');
+    // A tenant moves: DELETE on h1 is published; h2 follows at once too.
+    where.set('s1.example.com', 'pod0');
+    assert.equal((await httpRequest(`${h1.adminUrl}/api/v1/directory/tenants/s1.example.com`, { method: 'DELETE' })).status, 200);
+    assert.equal((await ask(h1.url, 's1.example.com')).id, bs[0]!.id);
+    await until(async () => (await ask(h2.url, 's1.example.com')).id === bs[0]!.id);
+  });
+});

@@ -4,79 +4,15 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { echo, httpRequest, startBackend, startRawBackend, until, type Backend } from './support/backends.js';
-import { freePort } from './support/services.js';
+import { serveCli, type Served } from './support/serve.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-interface Status {
-  ready: boolean;
-  workers?: { pid: number; ready: boolean }[];
-  pools: { name: string; members: { id: string; up: boolean }[] }[];
-}
-
-interface Served {
-  url: string;
-  status(): Promise<Status | undefined>;
-  /** pino lines the box has written so far (every process shares stdout). */
-  logs(): { msg?: string; member?: string }[];
-  stderr(): string;
-}
-
-/** `homing serve` from the built CLI with `workers`, ready once every worker is. */
-async function serve(body: string, workers: number): Promise<Served> {
-  const port = await freePort();
-  const adminPort = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'homing-workers-health-'));
-  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'homing.yaml');
-  writeFileSync(file, `listen: { http: 127.0.0.1:${port} }\nadmin: 127.0.0.1:${adminPort}\nworkers: ${workers}\nlog: { level: warn }\n${body}`);
-  const proc: ChildProcess = spawn(process.execPath, ['dist/cli/main.js', 'serve', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-  proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-        proc.once('exit', () => resolve());
-        proc.kill('SIGTERM');
-      }),
-  );
-  const served: Served = {
-    url: `http://127.0.0.1:${port}`,
-    status: async () => {
-      try {
-        const r = await httpRequest(`http://127.0.0.1:${adminPort}/status`);
-        return r.status === 200 ? (JSON.parse(r.text) as Status) : undefined;
-      } catch {
-        return undefined;
-      }
-    },
-    logs: () =>
-      out.split('\n').flatMap((l) => {
-        try {
-          return [JSON.parse(l) as { msg?: string; member?: string }];
-        } catch {
-          return [];
-        }
-      }),
-    stderr: () => err,
-  };
-  await until(async () => {
-    const s = await served.status();
-    return s?.ready === true && (workers < 2 || s.workers?.filter((w) => w.ready).length === workers);
-  }, 15000, 20);
-  return served;
-}
+const serve = (body: string, workers: number): Promise<Served> => serveCli(body, workers, cleanups);
 
 /** Which member answered a request on a fresh connection (cluster workers take connections in turn). */
 async function memberOf(url: string): Promise<string> {

@@ -175,7 +175,8 @@ export class AdminServer {
       return json(res, 200, { route: name, key, ...e });
     }
     if (req.method === 'DELETE') {
-      if (!d.table.delete(key)) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `nothing cached for that key on route "${name}"`);
+      // Forgotten everywhere (workers, other instances) even when this table held nothing.
+      if (!this.rt.changeDirectory(route, key)) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `nothing cached for that key on route "${name}"`);
       return json(res, 200, { route: name, key, deleted: true });
     }
     const body = await readBody(req, MAX_ANSWER_BYTES);
@@ -187,7 +188,7 @@ export class AdminServer {
       return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', (e as Error).message);
     }
     if (!route.allowsDirectoryAnswer(value)) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', `"${value}" is not a pool of route "${name}" nor a member of one`);
-    d.table.set(key, value, 'manual');
+    this.rt.changeDirectory(route, key, value);
     return json(res, 200, { route: name, key, ...d.table.peek(key) });
   }
 

@@ -15,6 +15,7 @@ import { AdminServer } from '../admin/server.js';
 import { listen } from '../proxy/server.js';
 import { VERSION } from '../version.js';
 import { ClusterBus } from '../shared/cluster.js';
+import { DirectoryBus } from '../shared/directory.js';
 import { PoolStatePublisher, PoolStateReplica } from '../shared/pools.js';
 
 export function workerCount(cfg: Config): number {
@@ -51,7 +52,7 @@ export async function serve(cfg: Config): Promise<void> {
     AggregatorRegistry.setRegistries([metrics.registry]);
     // Affinity learned in this worker reaches the others through the primary; members and their
     // health come from the primary, before this worker serves.
-    const h = await startHoming(cfg, { log, admin: false, metrics, cluster: new ClusterBus({ log }), pools: new PoolStateReplica({ log }) });
+    const h = await startHoming(cfg, { log, admin: false, metrics, cluster: new ClusterBus({ log }), pools: new PoolStateReplica({ log }), directoryBus: new DirectoryBus(false, log) });
     process.send?.({ homing: 'ready' });
     onSignals(() => h.close());
     return;
@@ -65,7 +66,7 @@ export async function serve(cfg: Config): Promise<void> {
   const bus = new ClusterBus({ log }).startClusterRelay();
   const pools = new PoolStatePublisher({ log }).start();
   const metrics = new Metrics(false);
-  const rt = await Runtime.create(cfg, { log, metrics, cluster: bus, pools });
+  const rt = await Runtime.create(cfg, { log, metrics, cluster: bus, pools, directoryBus: new DirectoryBus(true, log) });
   let stopping = false;
   const readyPids = new Set<number>();
   const fork = (): void => {
