@@ -3,13 +3,15 @@
 // drives them with wrk in interleaved rounds, prints tables of ratios, writes JSON to
 // bench/results/<ISO timestamp>.json and bench/results/latest.json.
 //
-//   node --import tsx bench/run.mjs [--quick] [--only http,upload,resp,hash,affinity,lookup,cache]
+//   node --import tsx bench/run.mjs [--quick] [--only http,upload,resp,hash,affinity,lookup,directory,cache]
 //        [--skip …] [--rounds N] [--seconds S] [--warmup S] [--conns N] [--conns-high N]
 //        [--resp-requests N] [--hash-keys N] [--max-time S] [--no-install] [--keep-tmp]
 //
 // Defaults: 3 rounds × 5 s at c64 (+1 s warm-up per pass), one c256 pass per proxy peer, RESP
 // 3 rounds; --quick: 1 round × 2 s. `upload` measures POSTs (4 KiB and 256 KiB bodies) with and
-// without homing's request buffering. Every process started is killed on exit, Ctrl-C and errors.
+// without homing's request buffering; `directory` measures a directory route with a warm cache
+// against a plain balance route (Host rotating over 100 tenant hosts). Every process started is
+// killed on exit, Ctrl-C and errors.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -23,6 +25,7 @@ import { respSection } from './lib/section-resp.mjs';
 import { hashSection } from './lib/section-hash.mjs';
 import { affinitySection } from './lib/section-affinity.mjs';
 import { lookupSection } from './lib/section-lookup.mjs';
+import { directorySection } from './lib/section-directory.mjs';
 import { cacheSection } from './lib/section-cache.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -36,6 +39,7 @@ const SECTIONS = {
   resp: respSection,
   affinity: affinitySection,
   lookup: lookupSection,
+  directory: directorySection,
   cache: cacheSection,
   hash: hashSection, // last: runs in this process, with every peer stopped
 };
@@ -53,7 +57,7 @@ function parseArgs(argv) {
     respRequests: 200_000,
     respPipelinedFactor: 10, // -P 16 runs -n 10× as many requests so its CPU figure has enough clock ticks
     hashKeys: undefined,
-    maxTimeS: quick ? 200 : 480, // the whole run; the upload section adds about 30 s (--quick) or 150 s
+    maxTimeS: quick ? 230 : 540, // the whole run; the upload section adds about 30 s (--quick) or 150 s, the directory section about 10 s or 50 s
     install: true,
     keepTmp: false,
     only: undefined,

@@ -24,7 +24,7 @@ function tail(file, n = 2000) {
 }
 
 /** Waits for an IPC {type:'ready', port} from a forked peer script. */
-function readyPort(child, name, timeoutMs = 10_000) {
+export function readyPort(child, name, timeoutMs = 10_000) {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${name}: no ready message within ${timeoutMs} ms; log: ${tail(child.logFile)}`)), timeoutMs);
     child.on('message', (m) => {
