@@ -10,8 +10,15 @@ import type { DirectoryFailure, DirectoryObserver, UnavailableReason } from './t
 const OUTCOMES = ['hit', 'miss', 'coalesced', 'backoff', 'negative', 'stale', 'unavailable'] as const;
 type Outcome = (typeof OUTCOMES)[number];
 
+/** One route's counts: plain fields, so a hit is one addition. */
 class RouteCounts {
-  readonly outcomes = new Map<Outcome, number>(OUTCOMES.map((o) => [o, 0]));
+  hit = 0;
+  miss = 0;
+  coalesced = 0;
+  backoff = 0;
+  negative = 0;
+  stale = 0;
+  unavailable = 0;
   readonly errors = new Map<DirectoryFailure, number>();
   refreshes = 0;
   entries = 0;
@@ -39,7 +46,7 @@ export class DirectoryMetrics {
       registers: [registry],
       collect() {
         this.reset();
-        for (const [route, c] of routes) for (const [outcome, n] of c.outcomes) if (n > 0) this.inc({ route, outcome }, n);
+        for (const [route, c] of routes) for (const outcome of OUTCOMES) if (c[outcome] > 0) this.inc({ route, outcome }, c[outcome]);
       },
     });
     new Counter({
@@ -84,17 +91,15 @@ export class DirectoryMetrics {
   observer(route: string, onError?: (reason: DirectoryFailure, key: string, value?: string) => void): DirectoryObserver {
     const c = new RouteCounts();
     this.routes.set(route, c);
-    const o = c.outcomes;
     const latency = this.latency.labels(route);
-    const add = (k: Outcome): void => void o.set(k, o.get(k)! + 1);
     return {
-      hit: () => add('hit'),
-      miss: () => add('miss'),
-      coalesced: () => add('coalesced'),
-      backoff: () => add('backoff'),
-      negative: () => add('negative'),
-      stale: () => add('stale'),
-      unavailable: (_reason: UnavailableReason) => add('unavailable'),
+      hit: () => void c.hit++,
+      miss: () => void c.miss++,
+      coalesced: () => void c.coalesced++,
+      backoff: () => void c.backoff++,
+      negative: () => void c.negative++,
+      stale: () => void c.stale++,
+      unavailable: (_reason: UnavailableReason) => void c.unavailable++,
       refresh: () => void c.refreshes++,
       error: (reason, key, value) => {
         c.errors.set(reason, (c.errors.get(reason) ?? 0) + 1);
@@ -108,7 +113,7 @@ export class DirectoryMetrics {
   /** Hit ratio material for the dashboard: look-ups by outcome per route. */
   counts(): Record<string, Record<string, number>> {
     const out: Record<string, Record<string, number>> = {};
-    for (const [route, c] of this.routes) out[route] = Object.fromEntries(c.outcomes);
+    for (const [route, c] of this.routes) out[route] = Object.fromEntries(OUTCOMES.map((o: Outcome) => [o, c[o]]));
     return out;
   }
 }
