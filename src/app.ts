@@ -35,6 +35,12 @@ export interface Homing {
   readonly runtime: Runtime;
   readonly listeners: readonly Listener[];
   readonly admin: AdminServer | undefined;
+  /**
+   * Graceful shutdown: not ready at once (`/readyz` 503), stop accepting, let requests in flight
+   * finish within `shutdown.timeout` (each answer closes its connection; idle keep-alive
+   * connections are closed), websocket tunnels within `shutdown.websocketGrace`; then `close()`.
+   */
+  drain(): Promise<void>;
   /** Bound addresses (port 0 resolved). */
   readonly http: HostPort | undefined;
   readonly https: HostPort | undefined;
@@ -97,7 +103,7 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
   ready = true;
   const httpL = listeners.find((l) => l.proto === 'http');
   const httpsL = listeners.find((l) => l.proto === 'https');
-  return {
+  const homing: Homing = {
     runtime,
     listeners,
     admin,
@@ -105,6 +111,26 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
     https: httpsL?.address(),
     adminAddress: admin ? addressOf(admin.server) : undefined,
     resp,
+    async drain() {
+      ready = false;
+      const drain = runtime.drain;
+      drain.draining = true;
+      const { timeout, websocketGrace } = cfg.shutdown;
+      const done = Promise.all(listeners.map((l) => new Promise<void>((r) => l.server.close(() => r()))));
+      // A connection whose answer began before the drain goes idle afterwards: close it then.
+      const idle = setInterval(() => {
+        for (const l of listeners) l.server.closeIdleConnections();
+      }, 100);
+      const ws = setTimeout(() => {
+        for (const t of drain.tunnels) t.destroy();
+      }, Math.min(websocketGrace, timeout));
+      let deadline: NodeJS.Timeout | undefined;
+      await Promise.race([done, new Promise<void>((r) => (deadline = setTimeout(r, timeout)))]);
+      clearInterval(idle);
+      clearTimeout(ws);
+      clearTimeout(deadline);
+      await homing.close();
+    },
     async close() {
       ready = false;
       await Promise.all([...listeners.map((l) => closeServer(l.server)), admin ? closeServer(admin.server) : undefined, resp?.close()]);
@@ -112,4 +138,5 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
       await runtime.close();
     },
   };
+  return homing;
 }

@@ -13,6 +13,7 @@ import { createHashPickerFactory } from './routing/hash/index.js';
 import { createBalancerFactory } from './routing/balance.js';
 import { Upstreams, upstreamOptions, type UpstreamOptions } from './proxy/upstreams.js';
 import { Proxy, type HealthReporter } from './proxy/proxy.js';
+import { DrainState } from './proxy/exchange.js';
 import { Router } from './proxy/match.js';
 import { DirectoryTable } from './routing/directory/table.js';
 import { DirectoryMetrics } from './routing/directory/metrics.js';
@@ -75,6 +76,8 @@ export class Runtime {
   readonly affinityMetrics: AffinityMetrics;
   readonly sharedRedis: SharedRedis | undefined;
   private readonly upstreamOpts = new Map<Route, Map<Pool, UpstreamOptions>>();
+  /** Set when a graceful shutdown begins (answers close their connections). */
+  readonly drain = new DrainState();
   /** Directory tiers of the routes that have one. */
   readonly directories = new Map<Route, RouteDirectory>();
   private readonly directoryBus: DirectoryBus | undefined;
@@ -173,6 +176,7 @@ export class Runtime {
       health: reporter,
       log,
       dropResponseHeaders: internal,
+      drain: this.drain,
     });
   }
 

@@ -22,18 +22,19 @@ export function workerCount(cfg: Config): number {
   return cfg.workers === 'auto' ? Math.max(1, availableParallelism()) : cfg.workers;
 }
 
+/** SIGTERM/SIGINT: `stop` (a graceful drain), then exit; a second signal exits at once. */
 function onSignals(stop: () => Promise<void>): void {
   let stopping = false;
   const handler = (): void => {
-    if (stopping) return;
+    if (stopping) process.exit(1);
     stopping = true;
     stop().then(
       () => process.exit(0),
       () => process.exit(1),
     );
   };
-  process.once('SIGINT', handler);
-  process.once('SIGTERM', handler);
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
 }
 
 export async function serve(cfg: Config): Promise<void> {
@@ -42,7 +43,7 @@ export async function serve(cfg: Config): Promise<void> {
   if (n <= 1) {
     const h = await startHoming(cfg, { log });
     announce(log, h);
-    onSignals(() => h.close());
+    onSignals(() => h.drain());
     return;
   }
   if (cluster.isWorker) {
@@ -54,7 +55,7 @@ export async function serve(cfg: Config): Promise<void> {
     // health come from the primary, before this worker serves.
     const h = await startHoming(cfg, { log, admin: false, metrics, cluster: new ClusterBus({ log }), pools: new PoolStateReplica({ log }), directoryBus: new DirectoryBus(false, log) });
     process.send?.({ homing: 'ready' });
-    onSignals(() => h.close());
+    onSignals(() => h.drain());
     return;
   }
   // Primary: relay affinity between workers, fork them, serve admin with aggregated metrics,
@@ -95,8 +96,12 @@ export async function serve(cfg: Config): Promise<void> {
   log.info({ workers: n, http: cfg.listen.http, admin: cfg.admin?.address }, 'homing primary started');
   onSignals(async () => {
     stopping = true;
-    bus.close();
+    // Workers drain (each within shutdown.timeout); the primary answers /readyz 503 meanwhile.
+    readyPids.clear();
+    const exited = Object.values(cluster.workers ?? {}).map((w) => (w && !w.isDead() ? new Promise<void>((r) => w.once('exit', () => r())) : undefined));
     for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM');
+    await Promise.all(exited);
+    bus.close();
     admin?.server.close();
     await rt.close();
   });

@@ -347,6 +347,14 @@ export const configSchema = z
     admin: admin.optional(),
     resp: resp.optional(),
     workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
+    /**
+     * On SIGTERM/SIGINT: stop accepting, let requests in flight finish within `timeout` (keep-alive
+     * connections are closed after their answer), websocket tunnels within `websocketGrace`, then
+     * close what is left. A second signal stops at once.
+     */
+    shutdown: z
+      .strictObject({ timeout: duration.default(30_000), websocketGrace: duration.default(10_000) })
+      .default({ timeout: 30_000, websocketGrace: 10_000 }),
     log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).default({ level: 'info' }),
     pools: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/), pool),
     routes: z.array(route).min(1),

@@ -42,6 +42,18 @@ export interface PipelineDeps {
   readonly log: Logger;
   /** Backend-protocol headers (redirect, owner) no client ever sees, on any route. */
   readonly dropResponseHeaders: ReadonlySet<string>;
+  /** What a graceful shutdown changes (see `DrainState`). */
+  readonly drain: DrainState;
+}
+
+/**
+ * During a graceful shutdown every answer closes its connection (`Connection: close`), so clients
+ * move to another instance as soon as their request is done; websocket tunnels are tracked so the
+ * shutdown can end them after their grace period.
+ */
+export class DrainState {
+  draining = false;
+  readonly tunnels = new Set<{ destroy(): void }>();
 }
 
 export class Exchange {

@@ -159,6 +159,8 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     }
     const res = this.res;
     if (res.destroyed) return false;
+    // Shutting down: this answer is the connection's last.
+    if (this.deps.drain.draining) res.shouldKeepAlive = false;
     try {
       res.writeHead(statusCode, v.deliver);
     } catch (err) {

@@ -61,6 +61,7 @@ export class Proxy {
     // Pipelined behind a refused request or a `Connection: close` one: never acted on (the socket
     // is closed once the earlier answer is out, so this one is never answered either).
     if (isClosing(req.socket)) return;
+    if (this.deps.drain.draining) res.shouldKeepAlive = false;
     if (!res.shouldKeepAlive) markClosing(req.socket);
     const head = requestHygiene(clientHead(req, proto, false), this.deps.hygiene);
     if (isRefusal(head)) return this.refuse(res, head);

@@ -166,12 +166,15 @@ class UpgradeExchange extends Exchange {
       psocket.pipe(this.socket);
       this.socket.pipe(psocket);
       // Either side going away tears down both.
+      const tunnels = this.deps.drain.tunnels;
+      tunnels.add(this.socket);
       psocket.on('close', () => {
         release();
         this.socket.destroy();
       });
       this.socket.on('close', () => {
         release();
+        tunnels.delete(this.socket);
         psocket.destroy();
       });
     });

@@ -19,6 +19,9 @@ export interface Served {
   /** pino lines the box has written so far (every process shares stdout). */
   logs(): { msg?: string; member?: string }[];
   stderr(): string;
+  /** The `homing serve` process (signals), and how it ended. */
+  proc: ChildProcess;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 /**
@@ -37,14 +40,15 @@ export async function serveCli(body: string, workers: number, cleanups: (() => P
   let err = '';
   proc.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
-        proc.once('exit', () => resolve());
-        proc.kill('SIGTERM');
-      }),
-  );
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  cleanups.push(async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    // A graceful stop, then no mercy: a test that left a request hanging must not hold the suite.
+    proc.kill('SIGTERM');
+    const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+  });
   const served: Served = {
     url: `http://127.0.0.1:${port}`,
     adminUrl: `http://127.0.0.1:${adminPort}`,
@@ -65,6 +69,8 @@ export async function serveCli(body: string, workers: number, cleanups: (() => P
         }
       }),
     stderr: () => err,
+    proc,
+    exited,
   };
   await until(async () => {
     const s = await served.status();
