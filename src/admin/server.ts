@@ -18,6 +18,8 @@ export interface AdminOptions {
   version: string;
   /** Cluster workers (primary only): pid and whether it has started serving. */
   workers?(): { pid: number; ready: boolean }[];
+  /** Rolling restart of the workers (primary only): one at a time, each replaced once its successor serves. */
+  restartWorkers?(): Promise<{ restarted: number; failed: boolean }>;
 }
 
 export type AdminHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>;
@@ -149,6 +151,12 @@ export class AdminServer {
       if (owner === null) return fail(res, 'HOMING_ERR_ADMIN_NOT_FOUND', `no owner learned for that key on route "${name}"`);
       if (req.method === 'DELETE') return json(res, 200, { route: name, key, deleted: true, owner });
       return json(res, 200, { route: name, key, owner, live: route.liveMember(owner) !== undefined });
+    }
+    if (path === '/api/v1/restart-workers' && req.method === 'POST') {
+      if (!this.opts.restartWorkers) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', 'this homing runs no workers (workers: 1)');
+      const r = await this.opts.restartWorkers();
+      if (r.failed) return fail(res, 'HOMING_ERR_SERVICE_UNAVAILABLE', `rolling restart stopped after ${r.restarted} worker(s): a new worker did not become ready (the old one keeps serving)`);
+      return json(res, 200, r);
     }
     const dm = /^\/api\/v1\/directory\/([^/]+)\/(.+)$/.exec(path);
     if (dm && (req.method === 'GET' || req.method === 'PUT' || req.method === 'DELETE')) return this.directory(req, res, dm[1]!, dm[2]!);

@@ -4,7 +4,7 @@
  * primary, with metrics aggregated from every worker. Discovery and active health checks run once,
  * in the primary; the workers follow its pools (src/shared/pools.ts).
  */
-import cluster from 'node:cluster';
+import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../config/schema.js';
@@ -70,27 +70,72 @@ export async function serve(cfg: Config): Promise<void> {
   const rt = await Runtime.create(cfg, { log, metrics, cluster: bus, pools, directoryBus: new DirectoryBus(true, log) });
   let stopping = false;
   const readyPids = new Set<number>();
-  const fork = (): void => {
+  /** Workers stopped on purpose by a rolling restart: not replaced when they exit. */
+  const retiring = new Set<Worker>();
+  /** Fork a worker; settles true once it serves, false if it dies or is not ready within `readyWithin` ms. */
+  const fork = (readyWithin = 60_000): Promise<boolean> => {
     const w = cluster.fork();
     w.on('error', () => {});
-    w.on('message', (m: unknown) => {
-      if ((m as { homing?: unknown } | null)?.homing === 'ready' && w.process.pid) readyPids.add(w.process.pid);
+    return new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), readyWithin);
+      t.unref();
+      w.on('message', (m: unknown) => {
+        if ((m as { homing?: unknown } | null)?.homing === 'ready' && w.process.pid) {
+          readyPids.add(w.process.pid);
+          clearTimeout(t);
+          resolve(true);
+        }
+      });
+      w.on('exit', () => {
+        readyPids.delete(w.process.pid ?? -1);
+        clearTimeout(t);
+        resolve(false);
+      });
     });
-    w.on('exit', () => readyPids.delete(w.process.pid ?? -1));
   };
   cluster.on('exit', (w, code, signal) => {
-    if (stopping) return;
+    if (stopping || retiring.delete(w)) return;
     log.warn({ worker: w.process.pid, code, signal }, 'worker died; starting a new one');
-    setTimeout(fork, 100).unref();
+    setTimeout(() => void fork(), 100).unref();
   });
-  for (let i = 0; i < n; i++) fork();
+  for (let i = 0; i < n; i++) void fork();
+  /**
+   * Rolling restart (SIGUSR2, `POST /api/v1/restart-workers`): one worker at a time, a new one
+   * forked first and the old one drained only once the new one serves, so the box never has
+   * fewer serving workers — how a new homing version is rolled out without dropping a request.
+   * A new worker that does not become ready stops the roll (the old one keeps serving).
+   */
+  let rolling: Promise<{ restarted: number; failed: boolean }> | undefined;
+  const restartWorkers = (): Promise<{ restarted: number; failed: boolean }> =>
+    (rolling ??= (async () => {
+      let restarted = 0;
+      try {
+        for (const old of Object.values(cluster.workers ?? {})) {
+          if (!old || old.isDead() || stopping) continue;
+          if (!(await fork())) {
+            log.error({ worker: old.process.pid }, 'rolling restart stopped: the new worker did not become ready');
+            return { restarted, failed: true };
+          }
+          retiring.add(old);
+          const gone = new Promise<void>((r) => old.once('exit', () => r()));
+          old.kill('SIGTERM');
+          await gone;
+          restarted++;
+        }
+        log.info({ restarted }, 'rolling restart done');
+        return { restarted, failed: false };
+      } finally {
+        rolling = undefined;
+      }
+    })());
+  process.on('SIGUSR2', () => void restartWorkers());
   let admin: AdminServer | undefined;
   if (cfg.admin) {
     const aggregator = new AggregatorRegistry();
     metrics.registry.metrics = async () => (await aggregator.clusterMetrics()) as string;
     const workers = (): { pid: number; ready: boolean }[] =>
       Object.values(cluster.workers ?? {}).flatMap((w) => (w?.process.pid ? [{ pid: w.process.pid, ready: readyPids.has(w.process.pid) }] : []));
-    admin = new AdminServer(rt, { token: cfg.admin.token, ready: () => readyPids.size > 0, startedAt: Date.now(), version: VERSION, workers });
+    admin = new AdminServer(rt, { token: cfg.admin.token, ready: () => readyPids.size > 0, startedAt: Date.now(), version: VERSION, workers, restartWorkers });
     await listen(admin.server, cfg.admin.address);
   }
   log.info({ workers: n, http: cfg.listen.http, admin: cfg.admin?.address }, 'homing primary started');
