@@ -82,10 +82,28 @@ const health = z.strictObject({
     .optional(),
 });
 
+/**
+ * How to reach etcd (v3 API): `endpoints` as host:port, user and password when etcd has auth on,
+ * `tls: true` (the system's CAs) or `{ ca, cert, key }` files (a CA and/or a client certificate).
+ */
+const etcdConnection = {
+  endpoints: z.array(z.string().regex(/^(?![A-Za-z][A-Za-z0-9+.-]*:\/\/)/, 'write host:port, without a scheme (TLS is `tls`)').pipe(address)).min(1),
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+  tls: z
+    .union([z.literal(true), z.strictObject({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() })])
+    .refine((t) => t === true || (t.cert === undefined) === (t.key === undefined), 'a client certificate needs both cert and key')
+    .optional(),
+};
+const etcdPrefix = z.string().min(1, 'must not be empty (it would take every key)');
+const etcdDiscovery = z
+  .strictObject({ ...etcdConnection, prefix: etcdPrefix })
+  .refine((e) => (e.username === undefined) === (e.password === undefined), 'give username and password together');
+
 const discovery = z.strictObject({
   file: z.string().optional(),
   dns: z.strictObject({ name: z.string(), port: z.number().int().min(1).max(65535).optional(), type: z.enum(['A', 'AAAA', 'SRV']).default('A'), interval: duration.default(30_000) }).optional(),
-  etcd: z.strictObject({ endpoints: z.array(z.string()).min(1), prefix: z.string() }).optional(),
+  etcd: etcdDiscovery.optional(),
   http: z.strictObject({ url: z.url(), interval: duration.default(10_000) }).optional(),
 }).refine((d) => [d.file, d.dns, d.etcd, d.http].filter(Boolean).length === 1, 'discovery needs exactly one of file, dns, etcd, http');
 
