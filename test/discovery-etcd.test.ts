@@ -1,12 +1,13 @@
 /**
- * etcd discovery against a real etcd (Debian's etcd-server, started per test on loopback): the
- * pool follows keys added, removed and changed under the prefix; bad values are skipped and
- * reported once; requests keep flowing while etcd is away and changes are followed again once it
- * is back.
+ * etcd discovery and `announce`, against a real etcd (Debian's etcd-server, started per test on
+ * loopback): the pool follows keys added, removed and changed under the prefix; bad values are
+ * skipped and reported once; requests keep flowing while etcd is away and changes are followed again
+ * once it is back; an instance announces itself under a lease that goes away on close (or expires
+ * when the process is killed) and comes back after etcd lost it.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,8 +16,9 @@ import { pino } from 'pino';
 import { Pool } from '../src/members/pool.js';
 import { EtcdSource, parseEtcdMember, type EtcdSourceOptions } from '../src/discovery/index.js';
 import { ConfigError, loadConfigFile, parseConfig } from '../src/config/load.js';
-import { deadPort, httpRequest, startBackend, startTestHoming, until, type Backend } from './support/backends.js';
-import { startEtcd, type EtcdService } from './support/services.js';
+import { deadPort, httpRequest, startBackend, startTestHoming, until, WAIT, type Backend } from './support/backends.js';
+import { freePort, startEtcd, type EtcdService } from './support/services.js';
+import { serveCli } from './support/serve.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 after(async () => {
@@ -117,7 +119,7 @@ describe('etcd config', () => {
 
   test('endpoints are host:port; TLS files resolve against the config; user and password go together; a prefix is needed', () => {
     const cfg = parseConfig(
-      withPool('{ endpoints: [10.0.0.1:2379, "[::1]:2379"], prefix: /p/, username: u, password: pw, tls: { ca: ca.pem, cert: /abs/c.pem, key: k.pem } }'),
+      withPool('{ endpoints: [10.0.0.1:2379, "[::1]:2379"], prefix: /p/, username: u, password: pw, tls: { ca: ca.pem, cert: /abs/c.pem, key: k.pem } }', 'announce: { etcd: { endpoints: [10.0.0.1:2379], prefix: /i/, tls: { ca: ca.pem } } }\n'),
       '/etc/homing',
     );
     assert.deepEqual(cfg.pools.p!.discovery!.etcd, {
@@ -130,11 +132,13 @@ describe('etcd config', () => {
       password: 'pw',
       tls: { ca: '/etc/homing/ca.pem', cert: '/abs/c.pem', key: '/etc/homing/k.pem' },
     });
+    assert.deepEqual(cfg.announce, { etcd: { endpoints: [{ host: '10.0.0.1', port: 2379 }], prefix: '/i/', tls: { ca: '/etc/homing/ca.pem' }, ttl: 10_000 } });
     assert.match(problems(withPool('{ endpoints: ["http://10.0.0.1:2379"], prefix: /p/ }')), /pools\.p\.discovery\.etcd\.endpoints\[0\]: write host:port, without a scheme/);
     assert.match(problems(withPool('{ endpoints: [10.0.0.1:2379], prefix: "" }')), /pools\.p\.discovery\.etcd\.prefix: must not be empty/);
     assert.match(problems(withPool('{ endpoints: [10.0.0.1:2379], prefix: /p/, username: u }')), /give username and password together/);
     assert.match(problems(withPool('{ endpoints: [10.0.0.1:2379], prefix: /p/, tls: { cert: c.pem } }')), /needs both cert and key/);
     assert.match(problems(withPool('{ endpoints: [], prefix: /p/ }')), /pools\.p\.discovery\.etcd\.endpoints/);
+    assert.match(problems(withPool('{ endpoints: [10.0.0.1:2379], prefix: /p/ }', 'announce: { etcd: { endpoints: [10.0.0.1:2379], prefix: /i/, ttl: 500ms } }\n')), /announce\.etcd\.ttl: announce ttl is between 1s and 24h/);
   });
 });
 
@@ -366,5 +370,130 @@ routes:
       await Promise.all(loops);
     }
     assert.deepEqual(failures, []);
+  });
+});
+
+describe('announce', () => {
+  test('an instance registers its listen address under the prefix with a lease; close removes the key', async () => {
+    const e = await etcd();
+    const c = client(e);
+    const h = await startTestHoming(`listen: { http: 127.0.0.1:0 }
+announce: { etcd: { endpoints: [${e.endpoint}], prefix: /homing/instances/, ttl: 5s } }
+pools: { p: { members: [127.0.0.1:9] } }
+routes: [{ name: r, pool: p }]
+`);
+    let closed = false;
+    cleanups.push(() => (closed ? undefined : h.close()));
+    const key = `/homing/instances/127.0.0.1:${h.http!.port}`;
+    // Registered before startHoming resolved.
+    const { kvs } = await c.getAll().prefix('/homing/instances/').exec();
+    assert.deepEqual(
+      kvs.map((kv) => [kv.key.toString(), JSON.parse(kv.value.toString())]),
+      [[key, { address: `127.0.0.1:${h.http!.port}` }]],
+    );
+    assert.notEqual(kvs[0]!.lease, '0', 'held by a lease');
+    await h.close();
+    closed = true;
+    assert.equal(await c.get(key).string(), null, 'withdrawn by close');
+  });
+
+  test('`address` is what is announced; without it a 0.0.0.0 listener is refused by the config', async () => {
+    const e = await etcd();
+    const c = client(e);
+    assert.throws(
+      () => parseConfig(`listen: { http: 0.0.0.0:8080 }\nannounce: { etcd: { endpoints: [${e.endpoint}], prefix: /i/ } }\npools: { p: { members: [127.0.0.1:9] } }\nroutes: [{ name: r, pool: p }]\n`),
+      (err: unknown) => err instanceof ConfigError && /announce: homing listens on 0\.0\.0\.0:8080, which is no address to reach it at: set announce\.address/.test(err.message),
+    );
+    const port = await freePort();
+    const h = await startTestHoming(`listen: { http: 0.0.0.0:${port} }
+announce: { etcd: { endpoints: [${e.endpoint}], prefix: /i/ }, address: 'web-7.internal:${port}' }
+pools: { p: { members: [127.0.0.1:9] } }
+routes: [{ name: r, pool: p }]
+`);
+    cleanups.push(() => h.close());
+    assert.equal(await c.get(`/i/web-7.internal:${port}`).string(), JSON.stringify({ address: `web-7.internal:${port}` }));
+  });
+
+  test('a killed instance leaves its key to the lease, which expires after ttl', async () => {
+    const e = await etcd();
+    const c = client(e);
+    const dir = tempDir();
+    const port = await freePort();
+    const file = join(dir, 'homing.yaml');
+    writeFileSync(
+      file,
+      `listen: { http: 127.0.0.1:${port} }
+log: { level: warn }
+announce: { etcd: { endpoints: [${e.endpoint}], prefix: /killed/, ttl: 2s } }
+pools: { p: { members: [127.0.0.1:9] } }
+routes: [{ name: r, pool: p }]
+`,
+    );
+    const key = `/killed/127.0.0.1:${port}`;
+    const watcher = await c.watch().key(key).create();
+    cleanups.push(() => watcher.cancel());
+    const events: string[] = [];
+    watcher.on('put', () => events.push('put'));
+    watcher.on('delete', () => events.push('delete'));
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise((r) => proc.once('exit', r));
+    cleanups.push(async () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      await exited;
+    });
+    await until(() => events.includes('put') || proc.exitCode !== null);
+    assert.deepEqual(events, ['put'], out);
+    const { kvs } = await c.getAll().prefix(key).exec();
+    const leaseId = kvs[0]!.lease;
+    proc.kill('SIGKILL');
+    await exited;
+    // Nobody revoked it: the key is there until etcd expires the lease.
+    assert.ok(await c.get(key).string());
+    const killedAt = Date.now();
+    await until(() => events.includes('delete'), WAIT);
+    assert.ok(Date.now() - killedAt >= 1000, 'removed by expiry, not by the process');
+    assert.equal(await c.get(key).string(), null);
+    assert.ok(leaseId && leaseId !== '0');
+  });
+
+  test('with workers, the primary announces the box once, and withdraws it on SIGTERM', async () => {
+    const e = await etcd();
+    const c = client(e);
+    const box: (() => Promise<void> | void)[] = [];
+    cleanups.push(async () => {
+      for (const f of box.reverse()) await f();
+    });
+    const served = await serveCli(`announce: { etcd: { endpoints: [${e.endpoint}], prefix: /box/ } }\npools: { p: { members: [127.0.0.1:9] } }\nroutes: [{ name: r, pool: p }]\n`, 2, box);
+    const address = `127.0.0.1:${new URL(served.url).port}`;
+    const { kvs } = await c.getAll().prefix('/box/').exec();
+    assert.deepEqual(
+      kvs.map((kv) => [kv.key.toString(), kv.value.toString()]),
+      [[`/box/${address}`, JSON.stringify({ address })]],
+    );
+    // SIGTERM, and wait for the exit.
+    for (const f of box.splice(0).reverse()) await f();
+    assert.equal(await c.get(`/box/${address}`).string(), null);
+  });
+
+  test('re-registers after etcd comes back without the lease', async () => {
+    const e = await etcd();
+    const h = await startTestHoming(`listen: { http: 127.0.0.1:0 }
+announce: { etcd: { endpoints: [${e.endpoint}], prefix: /back/, ttl: 2s } }
+pools: { p: { members: [127.0.0.1:9] } }
+routes: [{ name: r, pool: p }]
+`);
+    cleanups.push(() => h.close());
+    const key = `/back/127.0.0.1:${h.http!.port}`;
+    assert.ok(await client(e).get(key).string());
+    await e.stop();
+    const e2 = await etcd({ port: e.port, peerPort: e.peerPort });
+    const c2 = client(e2);
+    await until(async () => (await c2.get(key).string()) !== null);
+    assert.equal(await c2.get(key).string(), JSON.stringify({ address: `127.0.0.1:${h.http!.port}` }));
+    const { kvs } = await c2.getAll().prefix(key).exec();
+    assert.notEqual(kvs[0]!.lease, '0');
   });
 });

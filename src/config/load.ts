@@ -61,7 +61,7 @@ export function parseConfig(text: string, baseDir = process.cwd(), source = 'con
   const cfg = result.data;
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
   for (const pool of Object.values(cfg.pools)) if (pool.discovery?.file) pool.discovery.file = abs(pool.discovery.file);
-  for (const t of Object.values(cfg.pools).map((p) => p.discovery?.etcd?.tls)) {
+  for (const t of [...Object.values(cfg.pools).map((p) => p.discovery?.etcd?.tls), cfg.announce?.etcd.tls]) {
     if (typeof t === 'object') for (const k of ['ca', 'cert', 'key'] as const) if (t[k] !== undefined) t[k] = abs(t[k]);
   }
   if (cfg.listen.https) {

@@ -100,6 +100,18 @@ const etcdDiscovery = z
   .strictObject({ ...etcdConnection, prefix: etcdPrefix })
   .refine((e) => (e.username === undefined) === (e.password === undefined), 'give username and password together');
 
+/**
+ * `announce:` this instance registers itself in etcd under `<prefix><host:port>`, with a lease of
+ * `ttl` kept alive while it runs: its HTTP listen address, or `address` (needed when it listens on
+ * 0.0.0.0 or ::).
+ */
+const announce = z.strictObject({
+  etcd: z
+    .strictObject({ ...etcdConnection, prefix: etcdPrefix, ttl: duration.default(10_000).refine((v) => v >= 1000 && v <= 86_400_000, 'announce ttl is between 1s and 24h') })
+    .refine((e) => (e.username === undefined) === (e.password === undefined), 'give username and password together'),
+  address: address.optional(),
+});
+
 const discovery = z.strictObject({
   file: z.string().optional(),
   dns: z.strictObject({ name: z.string(), port: z.number().int().min(1).max(65535).optional(), type: z.enum(['A', 'AAAA', 'SRV']).default('A'), interval: duration.default(30_000) }).optional(),
@@ -370,6 +382,7 @@ export const configSchema = z
     routes: z.array(route).min(1),
     cache: cache.optional(),
     shared: shared.optional(),
+    announce: announce.optional(),
   })
   .superRefine((c, ctx) => {
     const names = new Set<string>();
@@ -385,6 +398,13 @@ export const configSchema = z
       const list = c.resp.routes ?? (c.resp.route ? [c.resp.route] : []);
       if (list.length === 0) ctx.addIssue({ code: 'custom', message: 'resp needs route or routes', path: ['resp'] });
       for (const r of list) if (!names.has(r)) ctx.addIssue({ code: 'custom', message: `unknown route "${r}"`, path: ['resp', c.resp.routes ? 'routes' : 'route'] });
+    }
+  })
+  .superRefine((c, ctx) => {
+    if (!c.announce || c.announce.address) return;
+    const bound = c.listen.http ?? c.listen.https?.address;
+    if (bound && (bound.host === '0.0.0.0' || bound.host === '::')) {
+      ctx.addIssue({ code: 'custom', message: `homing listens on ${formatHostPort(bound.host, bound.port)}, which is no address to reach it at: set announce.address`, path: ['announce'] });
     }
   });
 

@@ -14,6 +14,7 @@ export { FileSource, type FileSourceOptions } from './file.js';
 export { DnsSource, type DnsSourceOptions, type DnsRecordType } from './dns.js';
 export { HttpSource, type HttpSourceOptions } from './http.js';
 export { EtcdSource, parseEtcdMember, type EtcdSourceOptions } from './etcd.js';
+export { EtcdAnnouncer, type EtcdAnnouncerOptions } from './announce.js';
 
 export interface CreateSourceOptions {
   /** Passed to the file source (tests shorten the poll). */
