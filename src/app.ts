@@ -94,6 +94,8 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
       );
       untrackResp = RespMetrics.of(runtime.metrics.registry).track(resp);
     }
+    // Once it serves: announced in etcd (`announce`), withdrawn first on close.
+    if (!opts.pools) await runtime.announce((listeners.find((l) => l.proto === 'http') ?? listeners[0])?.address());
   } catch (e) {
     if (admin?.server.listening) await closeServer(admin.server);
     await Promise.all(listeners.map((l) => (l.server.listening ? closeServer(l.server) : undefined)));
@@ -133,6 +135,7 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
     },
     async close() {
       ready = false;
+      await runtime.withdraw();
       await Promise.all([...listeners.map((l) => closeServer(l.server)), admin ? closeServer(admin.server) : undefined, resp?.close()]);
       untrackResp();
       await runtime.close();

@@ -7,7 +7,8 @@ import { BlockList, isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config, RouteConfig } from './config/schema.js';
 import { Pool } from './members/pool.js';
-import { createMemberSource, type MemberSource } from './discovery/index.js';
+import { createMemberSource, EtcdAnnouncer, type MemberSource } from './discovery/index.js';
+import type { HostPort } from './config/units.js';
 import { Route } from './routing/route.js';
 import { createHashPickerFactory } from './routing/hash/index.js';
 import { createBalancerFactory } from './routing/balance.js';
@@ -81,6 +82,7 @@ export class Runtime {
   /** Directory tiers of the routes that have one. */
   readonly directories = new Map<Route, RouteDirectory>();
   private readonly directoryBus: DirectoryBus | undefined;
+  private announcer: EtcdAnnouncer | undefined;
 
   private constructor(
     readonly config: Config,
@@ -258,6 +260,8 @@ export class Runtime {
         for (const h of rt.health.values()) h.start();
         opts.pools?.share([...rt.pools.values()].map((p) => [p, rt.health.get(p)] as const));
       }
+      // A node:cluster primary stands for its box (its workers listen on the configured address).
+      if (opts.pools?.role === 'primary') await rt.announce(config.listen.http ?? config.listen.https?.address);
       // After the members are known: seed entries must name a pool or a member of the route.
       await rt.startDirectories();
     } catch (e) {
@@ -333,7 +337,32 @@ export class Runtime {
     );
   }
 
+  /**
+   * Registers this instance in etcd when the config has `announce` (see discovery/announce.ts):
+   * `announce.address`, else `listening` (the bound listen address). Not in a node:cluster worker
+   * (the primary announces the box), and not twice. Resolves after the first attempt.
+   */
+  async announce(listening: HostPort | undefined): Promise<void> {
+    const a = this.config.announce;
+    if (!a || this.announcer || this.box?.role === 'worker') return;
+    const address = a.address ?? listening;
+    if (!address || address.port === 0) {
+      this.log.warn('announce: no address to announce (set announce.address); not announced');
+      return;
+    }
+    this.announcer = new EtcdAnnouncer({ ...a.etcd, ttlMs: a.etcd.ttl, address, log: this.log });
+    await this.announcer.start();
+  }
+
+  /** Removes the etcd announcement (before the listeners close, so nobody is sent here meanwhile). */
+  async withdraw(): Promise<void> {
+    const a = this.announcer;
+    this.announcer = undefined;
+    await a?.stop();
+  }
+
   async close(): Promise<void> {
+    await this.withdraw();
     for (const d of this.directories.values()) {
       d.unfollow?.();
       d.table.close();

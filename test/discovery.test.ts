@@ -12,6 +12,7 @@ import type { PoolConfig } from '../src/config/schema.js';
 import {
   createMemberSource,
   DnsSource,
+  EtcdSource,
   FileSource,
   HttpSource,
   parseMemberList,
@@ -91,11 +92,11 @@ describe('StaticSource and createMemberSource', () => {
     await src.stop();
   });
 
-  test('file, dns and http discovery get their source; etcd says it is not implemented yet', () => {
+  test('file, dns, http and etcd discovery get their source', () => {
     assert.ok(createMemberSource({ discovery: { file: '/tmp/x.yaml' } } as PoolConfig) instanceof FileSource);
     assert.ok(createMemberSource({ discovery: { dns: { name: 'x.example', type: 'SRV', interval: 1000 } } } as PoolConfig) instanceof DnsSource);
     assert.ok(createMemberSource({ discovery: { http: { url: 'http://127.0.0.1:1/m', interval: 1000 } } } as PoolConfig) instanceof HttpSource);
-    assert.throws(() => createMemberSource({ discovery: { etcd: { endpoints: ['http://127.0.0.1:2379'], prefix: '/m/' } } } as PoolConfig), /etcd is not implemented yet/);
+    assert.ok(createMemberSource({ discovery: { etcd: { endpoints: [{ host: '127.0.0.1', port: 2379 }], prefix: '/m/' } } } as PoolConfig) instanceof EtcdSource);
     assert.throws(() => createMemberSource({ discovery: { dns: { name: 'x.example', type: 'A', interval: 1000 } } } as PoolConfig), /port is required for A records/);
   });
 });

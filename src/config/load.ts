@@ -61,6 +61,9 @@ export function parseConfig(text: string, baseDir = process.cwd(), source = 'con
   const cfg = result.data;
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
   for (const pool of Object.values(cfg.pools)) if (pool.discovery?.file) pool.discovery.file = abs(pool.discovery.file);
+  for (const t of [...Object.values(cfg.pools).map((p) => p.discovery?.etcd?.tls), cfg.announce?.etcd.tls]) {
+    if (typeof t === 'object') for (const k of ['ca', 'cert', 'key'] as const) if (t[k] !== undefined) t[k] = abs(t[k]);
+  }
   if (cfg.listen.https) {
     cfg.listen.https.cert = abs(cfg.listen.https.cert);
     cfg.listen.https.key = abs(cfg.listen.https.key);
@@ -92,9 +95,6 @@ export function checkSupported(cfg: Config): void {
   cfg.routes.forEach((r, i) => {
     if (r.cache) problems.push(`routes[${i}].cache: the response cache is not implemented in this version of homing (cache.principal.headers are already stripped from client requests)`);
   });
-  for (const [name, p] of Object.entries(cfg.pools)) {
-    if (p.discovery?.etcd) problems.push(`pools.${name}.discovery.etcd: etcd discovery is not implemented in this version of homing (use file, dns or http)`);
-  }
   if (problems.length) throw new ConfigError(problems);
 }
 

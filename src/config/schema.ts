@@ -82,10 +82,40 @@ const health = z.strictObject({
     .optional(),
 });
 
+/**
+ * How to reach etcd (v3 API): `endpoints` as host:port, user and password when etcd has auth on,
+ * `tls: true` (the system's CAs) or `{ ca, cert, key }` files (a CA and/or a client certificate).
+ */
+const etcdConnection = {
+  endpoints: z.array(z.string().regex(/^(?![A-Za-z][A-Za-z0-9+.-]*:\/\/)/, 'write host:port, without a scheme (TLS is `tls`)').pipe(address)).min(1),
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+  tls: z
+    .union([z.literal(true), z.strictObject({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() })])
+    .refine((t) => t === true || (t.cert === undefined) === (t.key === undefined), 'a client certificate needs both cert and key')
+    .optional(),
+};
+const etcdPrefix = z.string().min(1, 'must not be empty (it would take every key)');
+const etcdDiscovery = z
+  .strictObject({ ...etcdConnection, prefix: etcdPrefix })
+  .refine((e) => (e.username === undefined) === (e.password === undefined), 'give username and password together');
+
+/**
+ * `announce:` this instance registers itself in etcd under `<prefix><host:port>`, with a lease of
+ * `ttl` kept alive while it runs: its HTTP listen address, or `address` (needed when it listens on
+ * 0.0.0.0 or ::).
+ */
+const announce = z.strictObject({
+  etcd: z
+    .strictObject({ ...etcdConnection, prefix: etcdPrefix, ttl: duration.default(10_000).refine((v) => v >= 1000 && v <= 86_400_000, 'announce ttl is between 1s and 24h') })
+    .refine((e) => (e.username === undefined) === (e.password === undefined), 'give username and password together'),
+  address: address.optional(),
+});
+
 const discovery = z.strictObject({
   file: z.string().optional(),
   dns: z.strictObject({ name: z.string(), port: z.number().int().min(1).max(65535).optional(), type: z.enum(['A', 'AAAA', 'SRV']).default('A'), interval: duration.default(30_000) }).optional(),
-  etcd: z.strictObject({ endpoints: z.array(z.string()).min(1), prefix: z.string() }).optional(),
+  etcd: etcdDiscovery.optional(),
   http: z.strictObject({ url: z.url(), interval: duration.default(10_000) }).optional(),
 }).refine((d) => [d.file, d.dns, d.etcd, d.http].filter(Boolean).length === 1, 'discovery needs exactly one of file, dns, etcd, http');
 
@@ -360,6 +390,7 @@ export const configSchema = z
     routes: z.array(route).min(1),
     cache: cache.optional(),
     shared: shared.optional(),
+    announce: announce.optional(),
   })
   .superRefine((c, ctx) => {
     const names = new Set<string>();
@@ -375,6 +406,13 @@ export const configSchema = z
       const list = c.resp.routes ?? (c.resp.route ? [c.resp.route] : []);
       if (list.length === 0) ctx.addIssue({ code: 'custom', message: 'resp needs route or routes', path: ['resp'] });
       for (const r of list) if (!names.has(r)) ctx.addIssue({ code: 'custom', message: `unknown route "${r}"`, path: ['resp', c.resp.routes ? 'routes' : 'route'] });
+    }
+  })
+  .superRefine((c, ctx) => {
+    if (!c.announce || c.announce.address) return;
+    const bound = c.listen.http ?? c.listen.https?.address;
+    if (bound && (bound.host === '0.0.0.0' || bound.host === '::')) {
+      ctx.addIssue({ code: 'custom', message: `homing listens on ${formatHostPort(bound.host, bound.port)}, which is no address to reach it at: set announce.address`, path: ['announce'] });
     }
   });
 

@@ -1,6 +1,7 @@
-/** Picks the MemberSource for a pool's config: static `members`, or `discovery` by file, DNS or HTTP. */
+/** Picks the MemberSource for a pool's config: static `members`, or `discovery` by file, DNS, HTTP or etcd. */
 import type { PoolConfig } from '../config/schema.js';
 import { DnsSource } from './dns.js';
+import { EtcdSource } from './etcd.js';
 import { FileSource, type FileSourceOptions } from './file.js';
 import { HttpSource } from './http.js';
 import type { MemberSource } from './source.js';
@@ -12,6 +13,8 @@ export { StaticSource } from './static.js';
 export { FileSource, type FileSourceOptions } from './file.js';
 export { DnsSource, type DnsSourceOptions, type DnsRecordType } from './dns.js';
 export { HttpSource, type HttpSourceOptions } from './http.js';
+export { EtcdSource, parseEtcdMember, type EtcdSourceOptions } from './etcd.js';
+export { EtcdAnnouncer, type EtcdAnnouncerOptions } from './announce.js';
 
 export interface CreateSourceOptions {
   /** Passed to the file source (tests shorten the poll). */
@@ -20,7 +23,7 @@ export interface CreateSourceOptions {
 
 /**
  * The source for one pool. `discovery.file` is expected absolute (parseConfig resolves it against
- * the config's directory). Throws for `etcd`, which is not implemented yet.
+ * the config's directory).
  */
 export function createMemberSource(pool: PoolConfig, opts: CreateSourceOptions = {}): MemberSource {
   if (pool.members) return new StaticSource(pool.members);
@@ -28,6 +31,6 @@ export function createMemberSource(pool: PoolConfig, opts: CreateSourceOptions =
   if (d?.file !== undefined) return new FileSource(d.file, opts.file);
   if (d?.dns) return new DnsSource({ name: d.dns.name, type: d.dns.type, port: d.dns.port, intervalMs: d.dns.interval });
   if (d?.http) return new HttpSource(d.http.url, { intervalMs: d.http.interval });
-  if (d?.etcd) throw new Error('discovery.etcd is not implemented yet (use file, dns or http)');
+  if (d?.etcd) return new EtcdSource(d.etcd);
   throw new Error('a pool needs members or discovery');
 }

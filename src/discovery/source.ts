@@ -41,10 +41,11 @@ export function parseMemberList(raw: unknown, source: string): MemberSpec[] {
   if (!Array.isArray(list)) {
     throw new Error(`${source}: expected a list of members ("host:port" or { address, weight }), got ${describe(raw)}`);
   }
-  return list.map((entry: unknown, i) => parseEntry(entry, `${source}: [${i}]`));
+  return list.map((entry: unknown, i) => parseMemberEntry(entry, `${source}: [${i}]`));
 }
 
-function parseEntry(entry: unknown, where: string): MemberSpec {
+/** One member: `"host:port"` or `{ address, weight }`; throws an Error naming `where`. */
+export function parseMemberEntry(entry: unknown, where: string): MemberSpec {
   if (typeof entry === 'string') {
     const { host, port } = hostPort(entry, where);
     return { host, port, weight: 1 };

@@ -1,5 +1,5 @@
 /**
- * Real servers for tests (never mocks of them): redis-server, nginx and HAProxy from Debian's packages,
+ * Real servers for tests (never mocks of them): redis-server, nginx, HAProxy and etcd from Debian's packages,
  * each started in the foreground as a child process, on loopback, in its own mkdtemp directory.
  * `stop()` kills the process group and removes the directory; anything still running when the
  * test process exits (or gets SIGINT/SIGTERM) is killed too.
@@ -7,8 +7,9 @@
  * The binaries are installed by scripts/install-system-deps.sh (run by `npm test`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -294,6 +295,89 @@ export function startRedis(opts: { args?: string[]; timeoutMs?: number; port?: n
       stopSignal: 'SIGTERM',
     });
     return { ...svc, url: `redis://${LOOPBACK}:${port}` };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcd
+
+export interface EtcdService extends Service {
+  /** `127.0.0.1:<client port>`, as homing's config names an endpoint. */
+  readonly endpoint: string;
+  /** The peer port (ports[1]); pass it back with `port` to restart the same member. */
+  readonly peerPort: number;
+  /** Where the data lives: inside `dir` (removed on stop) unless `dataDir` was given. */
+  readonly dataDir: string;
+}
+
+/** Answers true once etcd's /health says the member is healthy (it has a leader). */
+function etcdHealthy(port: number, tls: EtcdTlsFiles | undefined): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = tls
+      ? tlsConnect({ port, host: LOOPBACK, rejectUnauthorized: false, cert: readFileSync(tls.cert), key: readFileSync(tls.key) })
+      : net.connect({ port, host: LOOPBACK });
+    let buf = '';
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve(false);
+    }, 1000);
+    s.once(tls ? 'secureConnect' : 'connect', () => s.write(`GET /health HTTP/1.1\r\nHost: ${LOOPBACK}\r\nConnection: close\r\n\r\n`));
+    s.on('data', (d: Buffer) => (buf += d.toString()));
+    s.once('close', () => {
+      clearTimeout(t);
+      resolve(/^HTTP\/1\.1 200/.test(buf) && /"health":\s*"true"/.test(buf));
+    });
+    s.once('error', () => {});
+  });
+}
+
+/** PEM files for an etcd serving TLS: its certificate and key, and with `ca` it asks clients for a certificate signed by it. */
+export interface EtcdTlsFiles {
+  cert: string;
+  key: string;
+  ca?: string;
+}
+
+/**
+ * A single-member etcd on 127.0.0.1 (v3 API over gRPC; plain unless `tls`), ready once /health
+ * answers healthy. `port` and `peerPort` restart one where a stopped one was (clients reconnect to
+ * it); with the same `dataDir` it keeps its keys and leases, with a new one it starts empty.
+ * `args` are extra command-line flags.
+ */
+export function startEtcd(opts: { port?: number; peerPort?: number; dataDir?: string; tls?: EtcdTlsFiles; args?: string[]; timeoutMs?: number } = {}): Promise<EtcdService> {
+  return withPortRetry(opts.port === undefined ? 5 : 1, async () => {
+    const [port, peerPort] = opts.port === undefined ? await freePorts(2) : [opts.port, opts.peerPort ?? (await freePort())];
+    const dir = makeDir('etcd');
+    const dataDir = opts.dataDir ?? join(dir, 'data');
+    const client = `${opts.tls ? 'https' : 'http'}://${LOOPBACK}:${port}`;
+    const tls = opts.tls ? ['--cert-file', opts.tls.cert, '--key-file', opts.tls.key, ...(opts.tls.ca ? ['--trusted-ca-file', opts.tls.ca, '--client-cert-auth'] : [])] : [];
+    const peer = `http://${LOOPBACK}:${peerPort}`;
+    const svc = await launch({
+      name: 'etcd',
+      cmd: 'etcd',
+      args: [
+        '--name', 'homing-test',
+        '--data-dir', dataDir,
+        '--listen-client-urls', client,
+        '--advertise-client-urls', client,
+        '--listen-peer-urls', peer,
+        '--initial-advertise-peer-urls', peer,
+        '--initial-cluster', `homing-test=${peer}`,
+        '--initial-cluster-state', 'new',
+        '--logger', 'zap',
+        '--log-outputs', 'stderr',
+        '--log-level', 'warn',
+        ...tls,
+        ...(opts.args ?? []),
+      ],
+      dir,
+      ports: [port!, peerPort!],
+      waitPorts: [port!],
+      ready: () => etcdHealthy(port!, opts.tls),
+      timeoutMs: opts.timeoutMs ?? 15_000,
+      stopSignal: 'SIGTERM',
+    });
+    return { ...svc, endpoint: `${LOOPBACK}:${port}`, peerPort: peerPort!, dataDir };
   });
 }
 
