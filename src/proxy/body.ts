@@ -21,11 +21,17 @@ export class BodyLimit extends Transform {
   ) {
     super();
     this.timer = setTimeout(() => {
-      // Bytes waiting for the member to take them: the member is slow, not the client (only
-      // time spent waiting for the client counts, like nginx's client_body_timeout).
-      if (this.readableLength > 0 || this.writableLength > 0) return void this.timer.refresh();
-      this.timedOut = true;
-      this.destroy(new Error('request body stalled'));
+      // Timers run before sockets are read: after this process was busy (or not scheduled) past
+      // the deadline, bytes may be waiting unread. Let them be read, then decide.
+      const seen = this.seen;
+      setImmediate(() => {
+        if (this.destroyed || this.writableFinished) return;
+        // A byte came meanwhile, or bytes wait for the member to take them: the client is not
+        // the slow one (only time spent waiting for the client counts, like nginx's client_body_timeout).
+        if (this.seen !== seen || this.readableLength > 0 || this.writableLength > 0) return void this.timer.refresh();
+        this.timedOut = true;
+        this.destroy(new Error('request body stalled'));
+      });
     }, idleMs);
     this.timer.unref();
   }
@@ -68,7 +74,15 @@ export function collectBody(req: IncomingMessage, cap: number, maxBody: number, 
   const chunks: Buffer[] = [];
   let size = 0;
   let finished = false;
-  const timer = setTimeout(() => finish({ kind: 'timeout' }), idleMs);
+  // As in BodyLimit: a deadline that fired while bytes waited unread is checked after they are read.
+  const timer = setTimeout(() => {
+    const seen = size;
+    setImmediate(() => {
+      if (finished) return;
+      if (size !== seen) timer.refresh();
+      else finish({ kind: 'timeout' });
+    });
+  }, idleMs);
   const finish = (r: CollectedBody): void => {
     if (finished) return;
     finished = true;
