@@ -15,6 +15,8 @@ have etcd || need+=(etcd-server)
 have etcdctl || need+=(etcd-client)
 have openssl || need+=(openssl)
 have script || need+=(bsdutils)
+# The dashboard test drives a headless browser (playwright-core talks to Debian's chromium).
+have chromium || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "install-system-deps: installing ${need[*]}" >&2
 SUDO=""
