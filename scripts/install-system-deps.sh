@@ -15,6 +15,8 @@ have etcd || need+=(etcd-server)
 have etcdctl || need+=(etcd-client)
 have openssl || need+=(openssl)
 have script || need+=(bsdutils)
+# The demo test runs the demo's printed commands as a user would.
+have curl || need+=(curl)
 # The dashboard test drives a headless browser (playwright-core talks to Debian's chromium).
 have chromium || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
