@@ -15,6 +15,13 @@ have etcd || need+=(etcd-server)
 have etcdctl || need+=(etcd-client)
 have openssl || need+=(openssl)
 have script || need+=(bsdutils)
+# The demo test runs the demo's printed commands as a user would.
+have curl || need+=(curl)
+# integrations/: promtool checks the alert rules and dashboard queries, systemd-analyze the unit.
+have promtool || need+=(prometheus)
+have systemd-analyze || need+=(systemd)
+# The dashboard test drives a headless browser (playwright-core talks to Debian's chromium).
+have chromium || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "install-system-deps: installing ${need[*]}" >&2
 SUDO=""
@@ -23,6 +30,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >&2
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
 # Debian starts the packaged daemons; tests start their own on loopback with temp dirs instead.
-for svc in nginx haproxy redis-server etcd; do
+for svc in nginx haproxy redis-server etcd prometheus; do
   $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done

@@ -95,6 +95,7 @@ export class Runtime {
     this.metrics = metrics;
     this.affinityMetrics = AffinityMetrics.of(metrics.registry);
     this.directoryBus = directoryBus;
+    metrics.trackInflight(() => [...this.pools.values()].flatMap((p) => p.members.members.map((m) => ({ pool: p.name, member: m.id, inflight: m.inflight }))));
     this.sharedRedis = config.routes.some((r) => r.affinity || r.directory) ? createSharedRedis(config.shared, { log, observer: this.affinityMetrics.redis }) : undefined;
     for (const name of Object.keys(config.pools)) this.pools.set(name, new Pool(name, [], log));
     const replica = box?.role === 'worker' ? box : undefined;

@@ -4,6 +4,7 @@ import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { metricSum, openEvents } from './support/events.js';
 import { echo, errorCode, parseResponses, rawRequest, startBackend, startTestHoming, until, type Backend, type Handler } from './support/backends.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -72,7 +73,7 @@ test('admin: health, readiness, status, pools, look-up, share, metrics and the d
   assert.equal((await call(`${h.adminUrl}/nothing-here`)).status, 404);
 });
 
-test('admin token: everything but /healthz needs the bearer token', async () => {
+test('admin token: every endpoint but /healthz and the dashboard page needs the bearer token', async () => {
   const token = 'a-very-secret-admin-token';
   const { h } = await setup(`{ address: 127.0.0.1:0, token: ${token} }`);
   assert.equal((await call(`${h.adminUrl}/healthz`)).status, 200);
@@ -194,7 +195,7 @@ routes: [ { name: docs, match: { pathRegex: '^/d/(.*)$' }, pool: p, hash: { key:
   const before = (await call(`${h.adminUrl}/metrics`)).text;
   for (const id of [a.id, b.id]) {
     const names = new Set(series(before, id).map((l) => l.split('{')[0]));
-    assert.deepEqual([...names].sort(), ['homing_member_up', 'homing_requests_total', 'homing_upstream_latency_seconds_bucket', 'homing_upstream_latency_seconds_count', 'homing_upstream_latency_seconds_sum'], id);
+    assert.deepEqual([...names].sort(), ['homing_member_inflight', 'homing_member_up', 'homing_requests_total', 'homing_upstream_latency_seconds_bucket', 'homing_upstream_latency_seconds_count', 'homing_upstream_latency_seconds_sum'], id);
   }
 
   // A request to b is in flight when b leaves the pool.
@@ -209,4 +210,112 @@ routes: [ { name: docs, match: { pathRegex: '^/d/(.*)$' }, pool: p, hash: { key:
   const after = (await call(`${h.adminUrl}/metrics`)).text;
   assert.deepEqual(series(after, b.id), [], 'nothing left of the departed member');
   assert.equal(series(after, a.id).length, series(before, a.id).length, 'the member that stayed keeps its series');
+});
+
+test('admin token: the dashboard page (no data in it) loads without the token; its event stream and every data endpoint need it', async () => {
+  const token = 'a-very-secret-admin-token';
+  const { h, bs } = await setup(`{ address: 127.0.0.1:0, token: ${token} }`);
+  for (const path of ['/', '/dashboard', '/?view=1']) {
+    const page = await call(`${h.adminUrl}${path}`);
+    assert.equal(page.status, 200, path);
+    assert.match(String(page.headers['content-type']), /text\/html/);
+    assert.match(String(page.headers['content-security-policy']), /connect-src 'self'/);
+    assert.match(String(page.headers['content-security-policy']), /frame-ancestors 'none'/);
+    for (const b of bs) assert.ok(!page.text.includes(b.id), `${path} names member ${b.id}`);
+    assert.ok(!page.text.includes(token));
+    // Its script keeps the token in the tab's sessionStorage and sends it as a bearer.
+    assert.match(page.text, /sessionStorage\.getItem\(KEY\)/);
+    assert.match(page.text, /headers\.authorization = 'Bearer ' \+ token/);
+  }
+  for (const path of ['/status', '/metrics', '/api/v1/pools', '/api/v1/events', '/api/v1/routes/docs/share']) {
+    const denied = await call(`${h.adminUrl}${path}`);
+    assert.equal(denied.status, 401, path);
+    assert.equal(denied.json().error.code, 'HOMING_ERR_ADMIN_UNAUTHORIZED');
+  }
+  const port = h.adminAddress!.port;
+  assert.equal((await raw(port, 'POST', '/')).status, 401, 'only GET of the page is open');
+  assert.equal((await raw(port, 'GET', '/./dashboard')).status, 401, 'a spelling of the page that needs parsing is not open');
+  const wrong = await openEvents(h.adminUrl, 'wrong-token-of-some-length');
+  assert.equal(wrong.status, 401);
+  wrong.close();
+  const ev = await openEvents(h.adminUrl, token);
+  try {
+    assert.equal(ev.status, 200);
+    assert.match(ev.contentType, /^text\/event-stream/);
+    const snap = await ev.next((e) => e.event === 'snapshot');
+    assert.deepEqual(snap.data.status.routes.map((r: { name: string }) => r.name), ['docs', 'rest']);
+  } finally {
+    ev.close();
+  }
+});
+
+
+test('admin events: a snapshot with 15 minutes of history, then every second a tick whose totals are what /metrics says; a member going down is told at once', async () => {
+  // Members answer 500 to /d/err-…; health checks every second, one failure is down.
+  const failing: Handler = (req, res, body, b) => {
+    if (req.url!.startsWith('/d/err-')) {
+      res.writeHead(500);
+      res.end();
+    } else echo(req, res, body, b);
+  };
+  const bs = [await startBackend('a', failing), await startBackend('b', failing)];
+  for (const b of bs) cleanups.push(() => b.close());
+  const h = await startTestHoming(`
+listen: { http: 127.0.0.1:0 }
+admin: 127.0.0.1:0
+pools:
+  p:
+    members: ['${bs[0]!.id}', '${bs[1]!.id}']
+    health: { active: { path: /health, interval: 1s, timeout: 200ms, fall: 1, rise: 1 } }
+routes:
+  - { name: docs, match: { pathRegex: '^/d/(.*)$' }, pool: p, hash: { key: 'path:1' } }
+`);
+  cleanups.push(() => h.close());
+  const ev = await openEvents(h.adminUrl);
+  cleanups.push(async () => ev.close());
+  const snap = await ev.next((e) => e.event === 'snapshot');
+  assert.equal(snap.data.history.interval, 1000);
+  assert.equal(snap.data.history.capacity, 900, '15 minutes of one-second samples');
+  assert.deepEqual(Object.keys(snap.data.shares), ['docs']);
+  const first = await ev.next((e) => e.event === 'tick');
+
+  for (let i = 0; i < 20; i++) assert.equal((await call(`${h.url}/d/k${i}`)).status, 200);
+  for (let i = 0; i < 5; i++) assert.equal((await call(`${h.url}/d/err-${i}`)).status, 500);
+  assert.equal((await call(`${h.url}/elsewhere`)).status, 404);
+
+  // Every tick until the totals have it all; rates × seconds add up to the requests sent.
+  const ticks = [first];
+  while (ticks[ticks.length - 1]!.data.totals.routes.docs?.requests !== 25) ticks.push(await ev.next((e) => e.event === 'tick'));
+  let requests = 0;
+  let errors = 0;
+  let p50: number | null = null;
+  let p99: number | null = null;
+  for (let i = 1; i < ticks.length; i++) {
+    const [rps, eps, q50, q99] = ticks[i]!.data.routes.docs as [number, number, number | null, number | null];
+    const dt = (ticks[i]!.data.t - ticks[i - 1]!.data.t) / 1000;
+    requests += rps * dt;
+    errors += eps * dt;
+    if (q50 !== null) [p50, p99] = [q50, q99];
+  }
+  assert.ok(Math.abs(requests - 25) < 0.05, `requests/s × seconds = ${requests}`);
+  assert.ok(Math.abs(errors - 5) < 0.05, `errors/s × seconds = ${errors}`);
+  assert.ok(p50 !== null && p99 !== null && p50 > 0 && p99 >= p50, `p50 ${p50} p99 ${p99}`);
+
+  const last = ticks[ticks.length - 1]!.data;
+  const metrics = (await call(`${h.adminUrl}/metrics`)).text;
+  assert.equal(last.totals.routes.docs.requests, metricSum(metrics, 'homing_requests_total', { route: 'docs' }));
+  for (const b of bs) assert.equal(last.totals.members[b.id]?.requests ?? 0, metricSum(metrics, 'homing_requests_total', { member: b.id }), b.id);
+  assert.deepEqual(last.totals.errors, [{ route: '', code: 'HOMING_ERR_NO_ROUTE', count: 1 }]);
+  assert.equal(metricSum(metrics, 'homing_errors_total', { code: 'HOMING_ERR_NO_ROUTE' }), 1);
+  assert.deepEqual(Object.keys(last.members).sort(), bs.map((b) => b.id).sort());
+  assert.ok(last.status.pools[0].members.every((m: { up: boolean }) => m.up));
+
+  // A member goes down: a pools event says so within one health interval (1s: the next check
+  // fails at once, connection refused) and a margin for the event itself.
+  const down = bs[0]!;
+  const closed = Date.now();
+  await down.close();
+  const told = await ev.next((e) => e.event === 'pools' && e.data.pools[0].members.some((m: { id: string; up: boolean }) => m.id === down.id && !m.up), 5000);
+  assert.ok(Date.now() - closed < 1000 + 500, `told after ${Date.now() - closed} ms`);
+  assert.ok(told.data.pools[0].members.some((m: { id: string; up: boolean }) => m.id === bs[1]!.id && m.up));
 });

@@ -85,6 +85,9 @@ export class Metrics {
   readonly memberUp: Gauge<'pool' | 'member'>;
   readonly pickerRebuilds: Counter<'route'>;
   readonly retries: Counter<'route'>;
+  readonly inflight: Gauge<'pool' | 'member'>;
+  /** What `homing_member_inflight` reports at each scrape (set by the runtime: its pools). */
+  private inflightSource: () => Iterable<{ pool: string; member: string; inflight: number }> = () => [];
   private readonly requestCounts: RequestCounts = new Map();
   private readonly retained: Retained = new Map();
   private readonly latencyHist = new LatencyHistogram(this.retained);
@@ -111,6 +114,17 @@ export class Metrics {
     this.memberUp = new Gauge({ name: 'homing_member_up', help: '1 when the member is live (health), else 0.', labelNames: ['pool', 'member'], registers });
     this.pickerRebuilds = new Counter({ name: 'homing_ring_rebuilds_total', help: 'Strategy (ring, table, balancer) rebuilds after member or health changes.', labelNames: ['route'], registers });
     this.retries = new Counter({ name: 'homing_retries_total', help: 'Requests re-sent after a connect failure or a stale keep-alive socket.', labelNames: ['route'], registers });
+    const inflightOf = (): Iterable<{ pool: string; member: string; inflight: number }> => this.inflightSource();
+    this.inflight = new Gauge({
+      name: 'homing_member_inflight',
+      help: 'Requests in flight to the member right now (summed over workers).',
+      labelNames: ['pool', 'member'],
+      registers,
+      collect() {
+        this.reset();
+        for (const m of inflightOf()) this.set({ pool: m.pool, member: m.member }, m.inflight);
+      },
+    });
     if (defaults) collectDefaultMetrics({ register: this.registry, prefix: 'homing_' });
   }
 
@@ -139,6 +153,11 @@ export class Metrics {
     for (const route of routes) this.retained.set(route, ids);
     prune(this.requestCounts, this.retained);
     prune(this.latencyHist.cells, this.retained);
+  }
+
+  /** Read in-flight requests per pool member from `source` at each scrape (the runtime's pools). */
+  trackInflight(source: () => Iterable<{ pool: string; member: string; inflight: number }>): void {
+    this.inflightSource = source;
   }
 
   /** Requests per member of a route so far (dashboard, tests). */

@@ -1,6 +1,8 @@
 /**
- * The admin HTTP API: health, readiness, metrics, status, pools and route look-ups.
- * Bound to loopback by default; an optional bearer token guards everything but /healthz.
+ * The admin HTTP API: health, readiness, metrics, status, pools, route look-ups, the dashboard and
+ * its event stream. Bound to loopback by default; an optional bearer token guards every endpoint
+ * but /healthz and the dashboard page itself (static HTML and script without any data, so that a
+ * browser can load it and ask for the token; the data comes from the event stream, which needs it).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
@@ -9,6 +11,7 @@ import type { Runtime } from '../runtime.js';
 import { isResolution } from '../routing/route.js';
 import { MAX_ANSWER_BYTES, parseAnswer } from '../directory/answer.js';
 import { DASHBOARD_HTML } from './dashboard.js';
+import { AdminEvents } from './events.js';
 
 export interface AdminOptions {
   token?: string;
@@ -73,6 +76,25 @@ function isHealthz(target: string): boolean {
   return target === '/healthz' || target.startsWith('/healthz?');
 }
 
+/**
+ * Whether the raw request target is the dashboard page (`/` or `/dashboard`, with or without a
+ * query): served without the token, since it holds no data and must be able to ask for the token.
+ */
+function isDashboardPage(target: string): boolean {
+  const path = target.split('?', 1)[0];
+  return path === '/' || path === '/dashboard';
+}
+
+/** Headers of the dashboard page: its own inline script and style only, never framed, no referrer. */
+const DASHBOARD_HEADERS = {
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'content-security-policy': "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+};
+
 /** Keys sampled to show each member's share of a hash route. */
 const SHARE_SAMPLE = 4096;
 
@@ -80,6 +102,8 @@ export class AdminServer {
   readonly server: Server;
   /** Extra handlers (affinity, directory, cache, dashboard) registered by their features. */
   private readonly extra: AdminHandler[] = [];
+  /** The dashboard's event stream and the history behind it (sampling while the server listens). */
+  readonly events: AdminEvents;
 
   constructor(private readonly rt: Runtime, private readonly opts: AdminOptions) {
     this.server = createServer({ maxHeaderSize: 16384 }, (req, res) => {
@@ -89,6 +113,17 @@ export class AdminServer {
         else res.destroy();
       });
     });
+    this.events = new AdminEvents({
+      registry: rt.metrics.registry,
+      pools: () => rt.pools.values(),
+      routes: () => rt.routes,
+      status: () => this.status(),
+      poolsJson: () => this.pools(),
+      shares: () => this.shares(),
+      log: rt.log,
+    });
+    this.server.on('listening', () => this.events.start());
+    this.server.on('close', () => this.events.stop());
   }
 
   use(h: AdminHandler): void {
@@ -99,6 +134,11 @@ export class AdminServer {
     const target = req.url ?? '/';
     // The token check comes first: nothing an unauthenticated caller sends is parsed, so a bad
     // target can neither fail in a way that tells it something nor reach a handler.
+    if (req.method === 'GET' && isDashboardPage(target)) {
+      res.writeHead(200, DASHBOARD_HEADERS);
+      res.end(DASHBOARD_HTML);
+      return;
+    }
     if (!isHealthz(target) && this.opts.token && !tokenOk(req, this.opts.token)) return fail(res, 'HOMING_ERR_ADMIN_UNAUTHORIZED', 'missing or wrong bearer token');
     let url: URL;
     try {
@@ -118,11 +158,7 @@ export class AdminServer {
       }
       if (path === '/status') return json(res, 200, this.status());
       if (path === '/api/v1/pools') return json(res, 200, { pools: this.pools() });
-      if (path === '/' || path === '/dashboard') {
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'" });
-        res.end(DASHBOARD_HTML);
-        return;
-      }
+      if (path === '/api/v1/events') return this.events.serve(req, res);
       const rm = /^\/api\/v1\/routes\/([^/]+)\/(share|lookup)$/.exec(path);
       if (rm) {
         const [name] = decodeSegments(rm[1]!) ?? [];
@@ -200,6 +236,16 @@ export class AdminServer {
     return json(res, 200, { route: name, key, ...d.table.peek(key) });
   }
 
+  /** Each hash route's key shares (member → share of SHARE_SAMPLE keys). */
+  shares(): Record<string, Record<string, number>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const r of this.rt.routes) {
+      const share = r.config.hash ? r.hashShare(SHARE_SAMPLE) : null;
+      if (share) out[r.name] = share;
+    }
+    return out;
+  }
+
   pools(): unknown[] {
     return [...this.rt.pools.values()].map((p) => ({
       name: p.name,
@@ -215,6 +261,7 @@ export class AdminServer {
       uptimeSeconds: Math.round((Date.now() - this.opts.startedAt) / 1000),
       ready: this.opts.ready(),
       workers: this.opts.workers?.(),
+      sharedRedis: this.rt.sharedRedis !== undefined,
       routes: this.rt.routes.map((r) => ({
         name: r.name,
         pool: r.pool.name,
