@@ -341,6 +341,42 @@ const shared = z.strictObject({
   commandTimeout: duration.refine((v) => v >= 1 && v <= 60_000, 'shared commandTimeout is between 1ms and 60s').optional(),
 });
 
+/**
+ * `accessLog:` one line per request, written asynchronously (off when absent). `to` is stdout,
+ * stderr or a file (reopened on SIGUSR1, for logrotate); `format` json (the fields below) or
+ * combined (nginx's, for tools that read it). Answers homing gave itself are always written; other
+ * requests when they took at least `slowerThan`, then with probability `sample`.
+ */
+export const ACCESS_LOG_FIELDS = [
+  'time', 'id', 'trace', 'client', 'method', 'path', 'status', 'bytesIn', 'bytesOut', 'ms', 'upstreamMs',
+  'route', 'pool', 'member', 'by', 'cache', 'hops', 'error', 'aborted', 'referer', 'userAgent',
+] as const;
+export type AccessLogField = (typeof ACCESS_LOG_FIELDS)[number];
+/** What a json line carries unless `fields` says otherwise (Referer and User-Agent only when asked for). */
+export const DEFAULT_ACCESS_LOG_FIELDS: readonly AccessLogField[] = ACCESS_LOG_FIELDS.filter((f) => f !== 'referer' && f !== 'userAgent');
+
+const accessLog = z
+  .strictObject({
+    to: z.string().min(1).default('stdout'),
+    format: z.enum(['json', 'combined']).default('json'),
+    sample: z.number().min(0).max(1).default(1),
+    slowerThan: duration.default(0),
+    /** json only: the fields of a line, in this order. */
+    fields: z.array(z.enum(ACCESS_LOG_FIELDS)).min(1).optional(),
+    /** The query string in `path` (and in combined's request line): off, as it often carries tokens. */
+    query: z.boolean().default(false),
+  })
+  .refine((a) => a.format === 'json' || a.fields === undefined, { message: 'fields applies to the json format (combined has a fixed layout)', path: ['fields'] });
+
+/**
+ * `tracing:` homing takes part in W3C trace context: every request gets homing's span in the
+ * `traceparent` sent to the member (see src/proxy/hygiene.ts); new traces are sampled with
+ * probability `sample`.
+ */
+const tracing = z.strictObject({
+  sample: z.number().min(0).max(1).default(1),
+});
+
 export const configSchema = z
   .strictObject({
     listen,
@@ -352,6 +388,8 @@ export const configSchema = z
     routes: z.array(route).min(1),
     cache: cache.optional(),
     shared: shared.optional(),
+    accessLog: accessLog.optional(),
+    tracing: tracing.optional(),
   })
   .superRefine((c, ctx) => {
     const names = new Set<string>();
@@ -377,3 +415,5 @@ export type HashConfig = NonNullable<RouteConfig['hash']>;
 export type AffinityConfig = NonNullable<RouteConfig['affinity']>;
 export type BalanceName = RouteConfig['balance'];
 export type HealthConfig = NonNullable<PoolConfig['health']>;
+export type AccessLogConfig = NonNullable<Config['accessLog']>;
+export type TracingConfig = NonNullable<Config['tracing']>;
