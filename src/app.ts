@@ -76,11 +76,14 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
   checkSupported(cfg);
   const log = opts.log ?? createLogger(cfg);
   const access = cfg.accessLog ? AccessLog.open(cfg.accessLog, (err) => log.error({ err: err.message }, 'access log write failed')) : undefined;
+  // The OpenTelemetry packages load only when spans are exported.
+  const spans = cfg.tracing?.otlp ? (await import('./tracing/otlp.js')).createOtlpExporter(cfg.tracing) : undefined;
   let runtime: Runtime;
   try {
-    runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics(), cluster: opts.cluster, pools: opts.pools, directoryBus: opts.directoryBus, access });
+    runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics(), cluster: opts.cluster, pools: opts.pools, directoryBus: opts.directoryBus, access, spans });
   } catch (e) {
     await access?.close();
+    await spans?.close();
     throw e;
   }
   const listeners = createListeners(cfg, runtime.proxy);
@@ -117,6 +120,7 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
     await Promise.all(listeners.map((l) => (l.server.listening ? closeServer(l.server) : undefined)));
     await runtime.close();
     await access?.close();
+    await spans?.close();
     throw e;
   }
   // logrotate moves the file, then sends SIGUSR1: the next lines go to a new file at the path.
@@ -142,6 +146,7 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
       untrackResp();
       await runtime.close();
       await access?.close();
-      },
+      await spans?.close();
+    },
   };
 }

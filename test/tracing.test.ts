@@ -1,16 +1,21 @@
 /**
  * W3C trace context through homing to real backends: a valid traceparent keeps its trace id and
  * gets homing's span as the member's parent, anything else starts a new trace; tracestate only
- * with a valid traceparent; the trace id in the access log.
+ * with a valid traceparent; the trace id in the access log. With `tracing.otlp`, spans of sampled
+ * requests reach a real OTLP/HTTP receiver (a node:http server decoding the JSON), and a config
+ * without it never loads the OpenTelemetry packages.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IncomingMessage } from 'node:http';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createServer, type IncomingMessage } from 'node:http';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { WebSocket, WebSocketServer } from 'ws';
-import { httpRequest, oneRouteConfig, startBackend, startTestHoming, until, type Backend } from './support/backends.js';
+import { deadPort, httpRequest, oneRouteConfig, startBackend, startTestHoming, until, type Backend } from './support/backends.js';
+import { freePort } from './support/services.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -144,4 +149,170 @@ test('a websocket upgrade carries homing\'s traceparent too', async () => {
   });
   ws.close();
   assert.match(String(seen!.headers.traceparent), new RegExp(`^00-${TRACE}-(?!${PARENT})[0-9a-f]{16}-01$`));
+});
+
+// --- OTLP export ------------------------------------------------------------------------------
+
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  attributes: Record<string, string | number>;
+  status?: { code?: number };
+}
+
+/** A real OTLP/HTTP receiver: decodes the JSON payloads it is posted. */
+async function otlpReceiver(): Promise<{ url: string; spans: OtlpSpan[]; resources: Record<string, string | number>[]; contentTypes: string[] }> {
+  const spans: OtlpSpan[] = [];
+  const resources: Record<string, string | number>[] = [];
+  const contentTypes: string[] = [];
+  type KV = { key: string; value: { stringValue?: string; intValue?: string | number; boolValue?: boolean } };
+  const attrs = (list: KV[] | undefined): Record<string, string | number> =>
+    Object.fromEntries((list ?? []).map((a) => [a.key, a.value.stringValue ?? (a.value.intValue !== undefined ? Number(a.value.intValue) : String(a.value.boolValue))]));
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      contentTypes.push(String(req.headers['content-type']));
+      const body = JSON.parse(Buffer.concat(chunks).toString()) as {
+        resourceSpans: { resource: { attributes: KV[] }; scopeSpans: { spans: (Omit<OtlpSpan, 'attributes'> & { attributes: KV[] })[] }[] }[];
+      };
+      for (const rs of body.resourceSpans) {
+        resources.push(attrs(rs.resource.attributes));
+        for (const ss of rs.scopeSpans) for (const s of ss.spans) spans.push({ ...s, attributes: attrs(s.attributes) });
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/v1/traces`, spans, resources, contentTypes };
+}
+
+test('tracing.otlp: spans of the request, its resolution, each attempt and redirect hop reach an OTLP/HTTP receiver as JSON', async () => {
+  const rx = await otlpReceiver();
+  const dead = await deadPort();
+  const owner: { b?: Backend } = {};
+  const redirecting: Parameters<typeof startBackend>[1] = (req, res, _body, me) => {
+    if (req.headers['x-user'] !== undefined && me !== owner.b) {
+      res.writeHead(200, { 'x-accel-redirect': `/internal_redirect/${owner.b!.id}${req.url}`, 'content-length': '0' });
+      return res.end();
+    }
+    res.end(me.name);
+  };
+  const a = await backend('a', redirecting);
+  const b = await backend('b', redirecting);
+  owner.b = b;
+  const h = await homing(
+    [a.port, b.port, dead],
+    `tracing: { otlp: { url: '${rx.url}', service: homing-test } }`,
+    'affinity: { key: header:x-user, redirect: {} }, balance: round-robin, retries: 2',
+  );
+  // Plain requests (no affinity key): round-robin over a, b and the dead member, so one of three meets it and is retried.
+  const plain: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await httpRequest(`${h.url}/plain/${i}`, { headers: { traceparent: `00-${TRACE.slice(0, 30)}${i}0-${PARENT}-01` } });
+    assert.equal(r.status, 200);
+    plain.push(`${TRACE.slice(0, 30)}${i}0`);
+  }
+  // Keyed requests until one is guessed away from the owner (to a): it is redirected to b, one hop.
+  for (let n = 0; ; n++) {
+    assert.ok(n < 64, 'no key was guessed to a');
+    const before = a.requests;
+    assert.equal((await httpRequest(`${h.url}/keyed/${n}`, { headers: { 'x-user': `user-${n}` } })).text, 'b');
+    if (a.requests > before) break;
+  }
+  const tracedByB = b.last!.headers.traceparent as string;
+  await h.stop(); // shutting down sends what is batched
+  await until(() => rx.spans.length > 0);
+  assert.ok(rx.contentTypes.every((c) => c.startsWith('application/json')), rx.contentTypes.join());
+  assert.equal(rx.resources[0]!['service.name'], 'homing-test');
+  const byTrace = new Map<string, OtlpSpan[]>();
+  for (const s of rx.spans) byTrace.set(s.traceId, [...(byTrace.get(s.traceId) ?? []), s]);
+
+  // Each plain request: a server span whose parent is the client's span, a resolve span with `by`, attempt spans.
+  let retried = 0;
+  for (const t of plain) {
+    const spans = byTrace.get(t) ?? [];
+    const req = spans.find((s) => s.kind === 2);
+    assert.ok(req, `no request span for ${t}: ${JSON.stringify(spans)}`);
+    assert.equal(req.parentSpanId, PARENT);
+    assert.equal(req.name, 'GET');
+    assert.equal(req.attributes['homing.route'], 'r');
+    assert.equal(req.attributes['http.response.status_code'], 200);
+    const resolves = spans.filter((s) => s.name === 'resolve');
+    assert.ok(resolves.length >= 1 && resolves.every((s) => s.parentSpanId === req.spanId && s.attributes['homing.by'] === 'balance'));
+    const attempts = spans.filter((s) => s.name === 'upstream');
+    assert.ok(attempts.every((s) => s.parentSpanId === req.spanId && s.kind === 3));
+    if (attempts.length > 1) {
+      retried++;
+      assert.equal(attempts[0]!.attributes['homing.member'], `127.0.0.1:${dead}`);
+      assert.ok(attempts[0]!.attributes['error.type']);
+      assert.equal(attempts[0]!.status?.code, 2);
+    }
+    assert.equal(attempts.at(-1)!.attributes['http.response.status_code'], 200);
+  }
+  assert.ok(retried >= 1, 'a plain request met the dead member and was retried');
+
+  // The keyed request: its redirect hop is a span, and the owner's parent in its traceparent is that span.
+  const m = TRACEPARENT.exec(tracedByB);
+  assert.ok(m, tracedByB);
+  const spans = byTrace.get(m[1]!) ?? [];
+  const hop = spans.find((s) => s.name === 'redirect');
+  assert.ok(hop, JSON.stringify(spans));
+  assert.equal(hop.spanId, m[2], 'the member\'s parent is the redirect hop\'s span');
+  assert.equal(hop.attributes['homing.hop'], 1);
+  assert.equal(hop.attributes['homing.member'], b.id);
+  const req = spans.find((s) => s.kind === 2)!;
+  assert.equal(req.parentSpanId, undefined, 'no incoming traceparent: the request span is the root');
+  assert.equal(hop.parentSpanId, req.spanId);
+  assert.ok(spans.some((s) => s.name === 'upstream' && s.attributes['homing.member'] === a.id && s.attributes['homing.hop'] === 0));
+});
+
+test('tracing.otlp exports sampled requests only', async () => {
+  const rx = await otlpReceiver();
+  const b = await backend();
+  const h = await homing([b.port], `tracing: { sample: 0, otlp: { url: '${rx.url}' } }`);
+  await httpRequest(`${h.url}/unsampled`);
+  await httpRequest(`${h.url}/sampled`, { headers: { traceparent: VALID } });
+  await h.stop();
+  await until(() => rx.spans.length > 0);
+  assert.deepEqual([...new Set(rx.spans.map((s) => s.traceId))], [TRACE]);
+});
+
+test('a config without tracing.otlp never loads the OpenTelemetry packages (the built CLI, with a loader that refuses them)', async () => {
+  const dir = tempDir();
+  const b = await backend();
+  writeFileSync(
+    join(dir, 'hooks.mjs'),
+    `export async function resolve(specifier, context, next) {\n  if (specifier.startsWith('@opentelemetry/')) throw new Error('refused to load ' + specifier);\n  return next(specifier, context);\n}\n`,
+  );
+  writeFileSync(join(dir, 'register.mjs'), `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(join(dir, 'hooks.mjs')).href)});\n`);
+  const run = async (tracing: string): Promise<{ status?: number; stderr: string }> => {
+    const port = await freePort();
+    const cfg = join(dir, `homing-${port}.yaml`);
+    writeFileSync(cfg, `log: { level: warn }\nlisten: { http: 127.0.0.1:${port} }\npools: { p: { members: ['${b.id}'] } }\nroutes: [ { name: r, pool: p } ]\n${tracing}\n`);
+    const proc = spawn(process.execPath, ['--import', pathToFileURL(join(dir, 'register.mjs')).href, 'dist/cli/main.js', 'serve', '-c', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    cleanups.push(() => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      return exited;
+    });
+    let status: number | undefined;
+    await until(async () => {
+      if (proc.exitCode !== null) return true;
+      status = (await httpRequest(`http://127.0.0.1:${port}/`).catch(() => undefined))?.status;
+      return status !== undefined;
+    });
+    return { status, stderr };
+  };
+  assert.equal((await run('tracing: { sample: 1 }')).status, 200, 'propagation alone loads nothing');
+  const exported = await run(`tracing: { otlp: { url: 'http://127.0.0.1:1/v1/traces' } }`);
+  assert.equal(exported.status, undefined);
+  assert.match(exported.stderr, /refused to load @opentelemetry\//, 'the loader does refuse them when spans are exported');
 });

@@ -371,10 +371,18 @@ const accessLog = z
 /**
  * `tracing:` homing takes part in W3C trace context: every request gets homing's span in the
  * `traceparent` sent to the member (see src/proxy/hygiene.ts); new traces are sampled with
- * probability `sample`.
+ * probability `sample`. With `otlp`, spans of sampled requests go to an OTLP/HTTP (JSON) receiver.
  */
 const tracing = z.strictObject({
   sample: z.number().min(0).max(1).default(1),
+  otlp: z
+    .strictObject({
+      url: z.string().regex(/^https?:\/\/[^/?#\s]+/i, 'must be an http:// or https:// URL (an OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces)'),
+      headers: z.record(headerName, headerText).optional(),
+      /** homing's service.name on the spans. */
+      service: z.string().min(1).default('homing'),
+    })
+    .optional(),
 });
 
 export const configSchema = z
