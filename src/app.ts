@@ -17,6 +17,7 @@ import type { PoolStateReplica } from './shared/pools.js';
 import { startRespServer, type RespServer } from './resp/server.js';
 import { runtimeRespBackend } from './resp/wire.js';
 import { RespMetrics } from './resp/metrics.js';
+import { AccessLog } from './proxy/access-log.js';
 
 export interface StartOptions {
   log?: Logger;
@@ -47,7 +48,23 @@ export interface Homing {
   readonly adminAddress: HostPort | undefined;
   /** The RESP router, when `resp` is configured. */
   readonly resp: RespServer | undefined;
+  /** The access log, when `accessLog` is configured. */
+  readonly accessLog: AccessLog | undefined;
+  /** Reopen log files at their paths (what SIGUSR1 does, for logrotate). */
+  reopenLogs(): void;
   close(): Promise<void>;
+}
+
+/**
+ * In a node:cluster primary: SIGUSR1 (logrotate's "reopen your logs") goes on to every worker,
+ * which writes the access log. Answers the function that stops relaying.
+ */
+export function relayReopenSignal(workers: () => Iterable<{ process: { kill(signal: 'SIGUSR1'): unknown } } | undefined>): () => void {
+  const relay = (): void => {
+    for (const w of workers()) w?.process.kill('SIGUSR1');
+  };
+  process.on('SIGUSR1', relay);
+  return () => process.off('SIGUSR1', relay);
 }
 
 export function createLogger(cfg: Config): Logger {
@@ -64,7 +81,17 @@ function closeServer(s: { close(cb: () => void): unknown; closeAllConnections?: 
 export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise<Homing> {
   checkSupported(cfg);
   const log = opts.log ?? createLogger(cfg);
-  const runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics(), cluster: opts.cluster, pools: opts.pools, directoryBus: opts.directoryBus });
+  const access = cfg.accessLog ? AccessLog.open(cfg.accessLog, (err) => log.error({ err: err.message }, 'access log write failed')) : undefined;
+  // The OpenTelemetry packages load only when spans are exported.
+  const spans = cfg.tracing?.otlp ? (await import('./tracing/otlp.js')).createOtlpExporter(cfg.tracing) : undefined;
+  let runtime: Runtime;
+  try {
+    runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics(), cluster: opts.cluster, pools: opts.pools, directoryBus: opts.directoryBus, access, spans });
+  } catch (e) {
+    await access?.close();
+    await spans?.close();
+    throw e;
+  }
   const listeners = createListeners(cfg, runtime.proxy);
   let ready = false;
   let admin: AdminServer | undefined;
@@ -100,8 +127,13 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
     if (admin?.server.listening) await closeServer(admin.server);
     await Promise.all(listeners.map((l) => (l.server.listening ? closeServer(l.server) : undefined)));
     await runtime.close();
+    await access?.close();
+    await spans?.close();
     throw e;
   }
+  // logrotate moves the file, then sends SIGUSR1: the next lines go to a new file at the path.
+  const reopenLogs = (): void => access?.reopen();
+  if (access?.file !== undefined) process.on('SIGUSR1', reopenLogs);
   ready = true;
   const httpL = listeners.find((l) => l.proto === 'http');
   const httpsL = listeners.find((l) => l.proto === 'https');
@@ -133,12 +165,17 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
       clearTimeout(deadline);
       await homing.close();
     },
+    accessLog: access,
+    reopenLogs,
     async close() {
       ready = false;
+      process.off('SIGUSR1', reopenLogs);
       await runtime.withdraw();
       await Promise.all([...listeners.map((l) => closeServer(l.server)), admin ? closeServer(admin.server) : undefined, resp?.close()]);
       untrackResp();
       await runtime.close();
+      await access?.close();
+      await spans?.close();
     },
   };
   return homing;

@@ -28,6 +28,8 @@ import { AffinityMetrics, createAffinityStore, type AffinityTableStore } from '.
 import { createSharedRedis, type SharedRedis } from './shared/redis.js';
 import type { ClusterBus } from './shared/cluster.js';
 import type { PoolStatePublisher, PoolStateReplica } from './shared/pools.js';
+import type { AccessLog } from './proxy/access-log.js';
+import type { SpanExporter } from './proxy/spans.js';
 
 export interface RuntimeOptions {
   log: Logger;
@@ -47,6 +49,10 @@ export interface RuntimeOptions {
    * primary's, which ask the directory (once per key for the box). The runtime closes it.
    */
   directoryBus?: DirectoryBus;
+  /** The access log (`accessLog`), opened by the caller, which closes it. */
+  access?: AccessLog;
+  /** The span exporter (`tracing.otlp`), loaded by the caller, which closes it. */
+  spans?: SpanExporter;
 }
 
 /** A route's directory tier and what feeds it. */
@@ -91,6 +97,7 @@ export class Runtime {
     cluster?: ClusterBus,
     private readonly box?: PoolStatePublisher | PoolStateReplica,
     directoryBus?: DirectoryBus,
+    observe: { access?: AccessLog; spans?: SpanExporter } = {},
   ) {
     this.metrics = metrics;
     this.affinityMetrics = AffinityMetrics.of(metrics.registry);
@@ -172,7 +179,7 @@ export class Runtime {
     this.proxy = new Proxy({
       affinity: this.affinityMetrics,
       router: new Router(this.routes),
-      hygiene: { dropRequestHeaders: drop, trustedProxies: trustedList(config.listen.trustedProxies) },
+      hygiene: { dropRequestHeaders: drop, trustedProxies: trustedList(config.listen.trustedProxies), tracing: config.tracing },
       upstreams: this.upstreams,
       upstreamOptions: (r, p) => this.upstreamOpts.get(r)!.get(p)!,
       metrics,
@@ -180,6 +187,8 @@ export class Runtime {
       log,
       dropResponseHeaders: internal,
       drain: this.drain,
+      access: observe.access,
+      spans: observe.spans,
     });
   }
 
@@ -251,7 +260,7 @@ export class Runtime {
   }
 
   static async create(config: Config, opts: RuntimeOptions): Promise<Runtime> {
-    const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics(), opts.cluster, opts.pools, opts.directoryBus);
+    const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics(), opts.cluster, opts.pools, opts.directoryBus, { access: opts.access, spans: opts.spans });
     try {
       if (opts.pools?.role === 'worker') {
         const follow = [...rt.pools.values()].map((pool) => ({ pool, passive: Boolean(config.pools[pool.name]!.health?.passive) }));

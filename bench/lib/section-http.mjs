@@ -1,7 +1,10 @@
-// Section "http": a 1 KiB GET under wrk through homing (1 worker and auto) against direct to the
+// Section "http": a 1 KiB GET under wrk through homing (1 worker and auto; 1 worker again with the
+// access log on, JSON to a file, for its CPU per request) against direct to the
 // backend, nginx proxy_pass with upstream keep-alive, and the `http-proxy` package; peers are
 // started once and measured in interleaved rounds; then one c256 pass per proxy peer to check
 // upstream connection churn, and checks the targets in TARGETS.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { directPeer, httpGet, startHoming, startHttpProxy, startNginx } from './peers.mjs';
 import { fmtInt, fmtK, fmtNum, median, table } from './format.mjs';
 import { measureSafe, startPeers, stripRaw } from './harness.mjs';
@@ -11,6 +14,7 @@ const TARGETS = {
   vsNginx: 0.5, // ≥ 0.5 × nginx 1 worker
   cpuUsPerReq: 40, // aim: under 40 µs of CPU per request
   churnPerReq: 0.001, // "no churn": backend connections opened mid-pass (steady window) at c256 < 0.1% of requests
+  accessLogCpu: 1.1, // the access log on (JSON to a file): ≤ 1.1 × the CPU per request without it
 };
 
 export async function httpSection(h) {
@@ -20,6 +24,10 @@ export async function httpSection(h) {
     ['nginx', () => startNginx(h, { keepalive: 512 })],
     ['http-proxy', () => startHttpProxy(h)],
     ['homing-1', () => startHoming(h, { name: 'homing-1', label: 'homing, workers: 1, hash ring', workers: 1 })],
+    [
+      'homing-1-log',
+      () => startHoming(h, { name: 'homing-1-log', label: 'homing-1 with the access log on (JSON to a file)', workers: 1, extra: { accessLog: { to: accessLogFile(h) } } }),
+    ],
     ['homing-auto', () => startHoming(h, { name: 'homing-auto', label: `homing, workers: auto, hash ring`, workers: 'auto' })],
   ];
   const { peers, skipped } = await startPeers(h, 'http', starters);
@@ -67,6 +75,7 @@ export async function httpSection(h) {
       high: Object.fromEntries(Object.entries(high).map(([k, v]) => [k, stripRaw(v)])),
       summary,
     };
+    result.accessLogLines = countLines(accessLogFile(h));
     result.targets = checkTargets(result);
     for (const [name, run] of [...rounds.flatMap((x) => Object.entries(x)), ...Object.entries(high)]) {
       if (run.error) continue;
@@ -79,7 +88,21 @@ export async function httpSection(h) {
   }
 }
 
+/** Where homing-1-log writes its access log. */
+function accessLogFile(h) {
+  return path.join(h.tmp, 'homing-1-log', 'access.log');
+}
 
+function countLines(file) {
+  try {
+    const s = readFileSync(file);
+    let n = 0;
+    for (let i = s.indexOf(10); i >= 0; i = s.indexOf(10, i + 1)) n++;
+    return n;
+  } catch {
+    return undefined;
+  }
+}
 
 function summarize(peers, rounds) {
   const ok = (r) => r && !r.error;
@@ -104,6 +127,7 @@ function summarize(peers, rounds) {
       vsDirect: median(rounds.map((runs) => ratio(runs, p.name, 'direct'))),
       vsNginx: median(rounds.map((runs) => ratio(runs, p.name, 'nginx'))),
       vsHttpProxy: median(rounds.map((runs) => ratio(runs, p.name, 'http-proxy'))),
+      cpuVsHoming1: median(rounds.map((runs) => (ok(runs[p.name]) && ok(runs['homing-1']) ? runs[p.name].proxyCpuUsPerReq / runs['homing-1'].proxyCpuUsPerReq : undefined))),
     };
   }
   return out;
@@ -127,6 +151,14 @@ function checkTargets(result) {
     },
     { target: 'no errors (c64 rounds and c256)', value: s.errors + (hi?.errors?.total ?? 0), pass: s.errors + (hi?.errors?.total ?? 0) === 0 },
   ];
+  const lg = result.summary['homing-1-log'];
+  if (lg) {
+    t.push({
+      target: `access log on: CPU/request ≤ ${TARGETS.accessLogCpu} × without (median of per-round ratios)`,
+      value: lg.cpuVsHoming1,
+      pass: lg.cpuVsHoming1 === undefined ? undefined : lg.cpuVsHoming1 <= TARGETS.accessLogCpu,
+    });
+  }
   return t;
 }
 
@@ -155,6 +187,7 @@ function print(h, r) {
   for (const [name, why] of Object.entries(r.skipped)) console.log(`  (skipped ${name}: ${why.split('\n')[0]})`);
   console.log('  CPU % = the proxy\'s processes (100 = one core); new upstream/1k = backend connections opened per 1000 requests mid-pass;');
   console.log('  other % = box busy minus proxy, backend and wrk (other work on the box: noise).');
+  if (s['homing-1-log']) console.log(`  homing-1-log: CPU/request ${fmtNum(s['homing-1-log'].cpuVsHoming1)} × homing-1's; its access log has ${fmtInt(r.accessLogLines ?? NaN)} lines.`);
 
   if (Object.keys(r.high).length) {
     console.log(`\n== Upstream churn check: wrk -t1 -c${o.connsHigh}, ${o.seconds}s, one pass per proxy peer (after a ${o.warmupS}s warm-up at c${o.connsHigh})`);

@@ -8,7 +8,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../config/schema.js';
-import { createLogger, startHoming, type Homing } from '../app.js';
+import { createLogger, relayReopenSignal, startHoming, type Homing } from '../app.js';
 import { Metrics } from '../admin/metrics.js';
 import { Runtime } from '../runtime.js';
 import { AdminServer } from '../admin/server.js';
@@ -129,6 +129,8 @@ export async function serve(cfg: Config): Promise<void> {
       }
     })());
   process.on('SIGUSR2', () => void restartWorkers());
+  // The workers write the access log: logrotate's SIGUSR1 to the primary goes on to them.
+  if (cfg.accessLog) relayReopenSignal(() => Object.values(cluster.workers ?? {}));
   let admin: AdminServer | undefined;
   if (cfg.admin) {
     const aggregator = new AggregatorRegistry();

@@ -69,6 +69,7 @@ export function parseConfig(text: string, baseDir = process.cwd(), source = 'con
     cfg.listen.https.key = abs(cfg.listen.https.key);
   }
   for (const r of cfg.routes) if (r.directory?.seed) r.directory.seed = abs(r.directory.seed);
+  if (cfg.accessLog && cfg.accessLog.to !== 'stdout' && cfg.accessLog.to !== 'stderr') cfg.accessLog.to = abs(cfg.accessLog.to);
   return cfg;
 }
 

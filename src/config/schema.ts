@@ -371,6 +371,50 @@ const shared = z.strictObject({
   commandTimeout: duration.refine((v) => v >= 1 && v <= 60_000, 'shared commandTimeout is between 1ms and 60s').optional(),
 });
 
+/**
+ * `accessLog:` one line per request, written asynchronously (off when absent). `to` is stdout,
+ * stderr or a file (reopened on SIGUSR1, for logrotate); `format` json (the fields below) or
+ * combined (nginx's, for tools that read it). Answers homing gave itself are always written; other
+ * requests when they took at least `slowerThan`, then with probability `sample`.
+ */
+export const ACCESS_LOG_FIELDS = [
+  'time', 'id', 'trace', 'client', 'method', 'path', 'status', 'bytesIn', 'bytesOut', 'ms', 'upstreamMs',
+  'route', 'pool', 'member', 'by', 'cache', 'hops', 'error', 'aborted', 'referer', 'userAgent',
+] as const;
+export type AccessLogField = (typeof ACCESS_LOG_FIELDS)[number];
+/** What a json line carries unless `fields` says otherwise (Referer and User-Agent only when asked for). */
+export const DEFAULT_ACCESS_LOG_FIELDS: readonly AccessLogField[] = ACCESS_LOG_FIELDS.filter((f) => f !== 'referer' && f !== 'userAgent');
+
+const accessLog = z
+  .strictObject({
+    to: z.string().min(1).default('stdout'),
+    format: z.enum(['json', 'combined']).default('json'),
+    sample: z.number().min(0).max(1).default(1),
+    slowerThan: duration.default(0),
+    /** json only: the fields of a line, in this order. */
+    fields: z.array(z.enum(ACCESS_LOG_FIELDS)).min(1).optional(),
+    /** The query string in `path` (and in combined's request line): off, as it often carries tokens. */
+    query: z.boolean().default(false),
+  })
+  .refine((a) => a.format === 'json' || a.fields === undefined, { message: 'fields applies to the json format (combined has a fixed layout)', path: ['fields'] });
+
+/**
+ * `tracing:` homing takes part in W3C trace context: every request gets homing's span in the
+ * `traceparent` sent to the member (see src/proxy/hygiene.ts); new traces are sampled with
+ * probability `sample`. With `otlp`, spans of sampled requests go to an OTLP/HTTP (JSON) receiver.
+ */
+const tracing = z.strictObject({
+  sample: z.number().min(0).max(1).default(1),
+  otlp: z
+    .strictObject({
+      url: z.string().regex(/^https?:\/\/[^/?#\s]+/i, 'must be an http:// or https:// URL (an OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces)'),
+      headers: z.record(headerName, headerText).optional(),
+      /** homing's service.name on the spans. */
+      service: z.string().min(1).default('homing'),
+    })
+    .optional(),
+});
+
 export const configSchema = z
   .strictObject({
     listen,
@@ -391,6 +435,8 @@ export const configSchema = z
     cache: cache.optional(),
     shared: shared.optional(),
     announce: announce.optional(),
+    accessLog: accessLog.optional(),
+    tracing: tracing.optional(),
   })
   .superRefine((c, ctx) => {
     const names = new Set<string>();
@@ -423,3 +469,5 @@ export type HashConfig = NonNullable<RouteConfig['hash']>;
 export type AffinityConfig = NonNullable<RouteConfig['affinity']>;
 export type BalanceName = RouteConfig['balance'];
 export type HealthConfig = NonNullable<PoolConfig['health']>;
+export type AccessLogConfig = NonNullable<Config['accessLog']>;
+export type TracingConfig = NonNullable<Config['tracing']>;

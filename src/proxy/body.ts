@@ -10,7 +10,7 @@ import { PassThrough, Transform, type Readable, type TransformCallback } from 'n
 
 /** Counts body bytes of a streamed upload: fails past `limit`, or when no byte came for `idleMs`. */
 export class BodyLimit extends Transform {
-  private seen = 0;
+  private seen: number;
   exceeded = false;
   timedOut = false;
   private readonly timer: NodeJS.Timeout;
@@ -18,8 +18,11 @@ export class BodyLimit extends Transform {
   constructor(
     private readonly limit: number,
     idleMs: number,
+    /** Bytes of the body read before this counts (they count towards `limit`). */
+    before = 0,
   ) {
     super();
+    this.seen = before;
     this.timer = setTimeout(() => {
       // Timers run before sockets are read: after this process was busy (or not scheduled) past
       // the deadline, bytes may be waiting unread. Let them be read, then decide.
@@ -45,6 +48,11 @@ export class BodyLimit extends Transform {
       return;
     }
     cb(null, chunk);
+  }
+
+  /** Body bytes read so far (those read before included). */
+  get received(): number {
+    return this.seen;
   }
 
   override _flush(cb: TransformCallback): void {
@@ -106,7 +114,7 @@ export function collectBody(req: IncomingMessage, cap: number, maxBody: number, 
       req.pause();
       const pass = new PassThrough();
       for (const b of chunks) pass.write(b);
-      const limit = new BodyLimit(maxBody - size, idleMs);
+      const limit = new BodyLimit(maxBody, idleMs, size);
       finish({ kind: 'stream', body: req.pipe(limit).pipe(pass), limit });
       limit.on('error', (e) => pass.destroy(e));
       req.resume();

@@ -19,6 +19,8 @@ export interface ClientHead {
   readonly proto: 'http' | 'https';
   /** A websocket upgrade (the transport hands over the socket rather than a response). */
   readonly upgrade: boolean;
+  /** performance.now() when the request arrived (the access log's total time). */
+  readonly arrived: number;
 }
 
 /** The request as homing forwards it (the hygiene phase's answer). */
@@ -36,6 +38,27 @@ export interface RequestHead {
   readonly contentLength: number | undefined;
   /** The body comes chunked (length unknown). */
   readonly chunked: boolean;
+  /** performance.now() when the request arrived. */
+  readonly arrived: number;
+  /** The X-Request-Id homing sends upstream (the client's when valid, else a new one). */
+  readonly requestId: string;
+  /** The client (the peer, or the address a trusted proxy names in X-Forwarded-For). */
+  readonly client: string;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1 (the access log's request line). */
+  readonly httpMinor: number;
+  /** The client's headers as received (what the access log reads: Referer, User-Agent). */
+  readonly rawHeaders: readonly string[];
+  /**
+   * W3C trace context (trace.ts). With `tracing` configured homing is a hop of the trace: `spanId` is
+   * its own span (the member's parent), `parentId` the client's span when it sent a valid
+   * traceparent. Without it the headers pass through untouched and only `traceId` (a valid incoming
+   * one) is kept, for the access log.
+   */
+  readonly traceId: string | undefined;
+  readonly spanId: string | undefined;
+  readonly parentId: string | undefined;
+  /** The trace's sampled flag (spans are exported for sampled requests only). */
+  readonly sampled: boolean;
 }
 
 /** An answer homing gives itself instead of forwarding: a catalogue code, then maybe a close. */

@@ -5,6 +5,7 @@
  * (`resolve.ts`, `response-head.ts`, `redirect.ts`, `log.ts`) read and update it.
  */
 import type { Logger } from 'pino';
+import type { ErrorCode } from '../errors.js';
 import type { Metrics } from '../admin/metrics.js';
 import type { Member } from '../members/member.js';
 import type { Pool } from '../members/pool.js';
@@ -13,8 +14,10 @@ import type { Route } from '../routing/route.js';
 import type { Resolution } from '../routing/strategy.js';
 import type { RequestHead } from './context.js';
 import type { HygieneOptions } from './hygiene.js';
+import type { AccessLog } from './access-log.js';
 import type { Router } from './match.js';
 import type { RedirectTarget } from './redirect.js';
+import type { RequestSpan, SpanExporter } from './spans.js';
 import type { UpstreamOptions, Upstreams } from './upstreams.js';
 
 export interface HealthReporter {
@@ -42,6 +45,10 @@ export interface PipelineDeps {
   readonly log: Logger;
   /** Backend-protocol headers (redirect, owner) no client ever sees, on any route. */
   readonly dropResponseHeaders: ReadonlySet<string>;
+  /** The access log, when configured. */
+  readonly access?: AccessLog;
+  /** The span exporter, with `tracing.otlp`. */
+  readonly spans?: SpanExporter;
   /** What a graceful shutdown changes (see `DrainState`). */
   readonly drain: DrainState;
 }
@@ -73,6 +80,15 @@ export class Exchange {
   started = 0;
   /** The request's affinity key, when the route has affinity. */
   readonly affKey: string | undefined;
+  /** performance.now() when the first attempt was sent, and when the last one ended (0: not yet). */
+  sentAt = 0;
+  endedAt = 0;
+  /** Status of the member's last answer (0: none yet). */
+  status = 0;
+  /** The code of the answer homing gave itself, if it did. */
+  errorCode: ErrorCode | undefined;
+  /** This request's span, when it is sampled and spans are exported. */
+  span: RequestSpan | undefined;
 
   constructor(
     readonly deps: PipelineDeps,
@@ -84,17 +100,37 @@ export class Exchange {
   ) {
     this.uri = head.uri;
     this.affKey = route.affinityKey?.(view);
+    if (deps.spans !== undefined && head.sampled) this.span = deps.spans.request(this);
   }
 
   /** The upstream phase begins with `r`: counted in flight until `release`. */
   take(r: Resolution): void {
     this.resolution = r;
     r.member.inflight++;
-    this.started = performance.now();
+    this.status = 0;
+    const now = performance.now();
+    this.started = now;
+    if (this.sentAt === 0) this.sentAt = now;
+    if (this.span !== undefined) this.traceAttempt(this.span.attempt(r, this.attempt, this.hops));
   }
 
-  release(): void {
+  /** The attempt ended (`error`: why it failed, if it did). */
+  release(error?: string): void {
     if (this.resolution) this.resolution.member.inflight--;
+    this.endedAt = performance.now();
+    this.span?.attemptEnd(this.status, error);
+  }
+
+  /** The member's parent in the traceparent is the attempt's span. */
+  private traceAttempt(spanId: string): void {
+    const h = this.head.headers;
+    for (let i = h.length - 2; i >= 0; i -= 2) {
+      if (h[i] === 'traceparent') {
+        const v = h[i + 1]!;
+        h[i + 1] = `${v.slice(0, 36)}${spanId}${v.slice(52)}`;
+        return;
+      }
+    }
   }
 
   /** Nothing reached the member: mark it tried, so the next resolution picks another. */

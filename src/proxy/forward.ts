@@ -16,7 +16,7 @@ import type { BodyLimit } from './body.js';
 import { cacheLookup } from './cache.js';
 import type { Refusal, RequestHead } from './context.js';
 import { Exchange, type PipelineDeps } from './exchange.js';
-import { logAnswer, logError } from './log.js';
+import { logAnswer, logEnd, logError, type Aborted } from './log.js';
 import type { RedirectTarget } from './redirect.js';
 import { countAffinity, resolveTarget } from './resolve.js';
 import { sendError } from './respond.js';
@@ -31,7 +31,7 @@ const kExchange = Symbol('homing.exchange');
 type Res = ServerResponse & { [kExchange]?: HttpExchange };
 
 function onResClose(this: Res): void {
-  this[kExchange]?.clientClosed();
+  this[kExchange]?.closed();
 }
 function onResDrain(this: Res): void {
   this[kExchange]?.drained();
@@ -55,6 +55,10 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
   /** A redirect to follow, or refuse, once the member's answer to this hop is read. */
   private pending: RedirectTarget | Refusal | undefined;
   private readonly res: Res;
+  /** Body bytes written to the client (the access log's bytesOut). */
+  private bytesOut = 0;
+  /** Who cut the answer short, when homing destroyed the response. */
+  private cut: Aborted;
 
   constructor(
     deps: PipelineDeps,
@@ -194,6 +198,7 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
 
   onData(chunk: Buffer): boolean {
     if (this.pending) return true; // the redirect's body is discarded
+    this.bytesOut += chunk.length;
     if (this.res.write(chunk)) return true;
     // The client reads slower than the upstream sends: pause undici until the socket drains.
     if (!this.drainHooked) {
@@ -222,7 +227,7 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
   }
 
   onError(err: Error & { code?: string }): void {
-    this.release();
+    this.release(err.code ?? err.message);
     const r = this.resolution;
     const route = this.route;
     if (this.finished) return; // the client went away and we aborted
@@ -230,6 +235,7 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     if (this.responded && !this.pending) {
       // Mid-body failure: cut the client connection so it cannot take a truncated body as whole.
       this.finished = true;
+      this.cut = 'upstream';
       this.res.destroy();
       return;
     }
@@ -266,6 +272,7 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_ABORTED' || this.clientGone()) {
       // The client's upload ended early or the client is gone: nothing useful to answer.
       this.finished = true;
+      this.cut = 'client';
       this.res.destroy();
       return;
     }
@@ -297,18 +304,36 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     return this.res.destroyed || (this.req.destroyed && !this.req.complete);
   }
 
-  clientClosed(): void {
-    if (this.finished || this.res.writableEnded) return;
-    this.finished = true;
-    this.abortUpstream?.(new Error('client closed'));
+  /** The response closed: written to the end, cut by homing, or the client went away first. */
+  closed(): void {
+    const res = this.res;
+    let aborted = this.cut;
+    if (!this.finished && !res.writableEnded) {
+      this.finished = true;
+      aborted = 'client';
+      this.abortUpstream?.(new Error('client closed'));
+      const b = this.body;
+      if (b && !Buffer.isBuffer(b) && b !== this.req) (b as Readable).destroy();
+    } else if (aborted === undefined && !res.writableFinished) aborted = 'client';
+    // 499 (nginx's "client closed request") when the client left before any answer.
+    logEnd(this, res.headersSent ? res.statusCode : 499, this.bytesIn(), this.bytesOut, aborted);
+  }
+
+  /** Request body bytes read from the client. */
+  private bytesIn(): number {
     const b = this.body;
-    if (b && !Buffer.isBuffer(b) && b !== this.req) (b as Readable).destroy();
+    if (b === null) return 0;
+    if (Buffer.isBuffer(b)) return b.length;
+    return this.limit?.received ?? 0;
   }
 
   private error(code: ErrorCode, message: string, close = false): void {
     this.finished = true;
+    this.errorCode = code;
     logError(this.deps, this.route, code, message, this);
     // A body we did not read to the end leaves the connection unusable: close it.
-    sendError(this.res, code, message, close || !this.replayable || code === 'HOMING_ERR_UPSTREAM_RESET');
+    const sent = sendError(this.res, code, message, close || !this.replayable || code === 'HOMING_ERR_UPSTREAM_RESET');
+    if (sent < 0) this.cut = 'upstream';
+    else this.bytesOut = sent;
   }
 }

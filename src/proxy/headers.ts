@@ -60,13 +60,21 @@ export interface UpstreamHead {
   forwardedFor: string | undefined;
   forwardedProto: string | undefined;
   forwardedHost: string | undefined;
+  /** The client's traceparent; `MULTIPLE` when it sent more than one (an invalid trace context). */
+  traceparent: string | undefined;
+  /** The client's tracestate, every line joined with ",". */
+  tracestate: string | undefined;
 }
+
+/** `UpstreamHead.traceparent` when the client sent several: none of them is continued. */
+export const MULTIPLE = '';
 
 /**
  * Copy the client's headers for the upstream request, minus hop-by-hop, forwarding, internal
- * (`drop`, lower-case) and underscore-spelled headers. Forwarding headers are appended by the caller.
+ * (`drop`, lower-case) and underscore-spelled headers. Forwarding headers are appended by the caller;
+ * with `ownTrace` so are traceparent and tracestate (homing is a hop of the trace), else they pass.
  */
-export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>): UpstreamHead {
+export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>, ownTrace = false): UpstreamHead {
   const out: string[] = [];
   let host: string | undefined;
   let hostCount = 0;
@@ -79,6 +87,8 @@ export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>):
   let forwardedFor: string | undefined;
   let forwardedProto: string | undefined;
   let forwardedHost: string | undefined;
+  let traceparent: string | undefined;
+  let tracestate: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
@@ -107,15 +117,22 @@ export function upstreamHead(raw: readonly string[], drop: ReadonlySet<string>):
       if (value.trim().toLowerCase() !== '100-continue') badExpect = true;
       continue;
     }
+    if (lower === 'traceparent') {
+      traceparent = traceparent === undefined ? value : MULTIPLE;
+      if (ownTrace) continue;
+    } else if (lower === 'tracestate') {
+      tracestate = tracestate === undefined ? value : `${tracestate},${value}`;
+      if (ownTrace) continue;
+    }
     if (name.includes('_') || drop.has(lower)) continue;
     out.push(name, value);
   }
   if (nominated && nominated.size) {
     const kept: string[] = [];
     for (let i = 0; i < out.length; i += 2) if (!nominated.has(out[i]!.toLowerCase())) kept.push(out[i]!, out[i + 1]!);
-    return { headers: kept, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, badExpect, contentLength, transferEncoding, forwardedFor, forwardedProto, forwardedHost };
+    return { headers: kept, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, badExpect, contentLength, transferEncoding, forwardedFor, forwardedProto, forwardedHost, traceparent, tracestate };
   }
-  return { headers: out, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, badExpect, contentLength, transferEncoding, forwardedFor, forwardedProto, forwardedHost };
+  return { headers: out, host, hostCount, requestId: validRequestId(requestId) ? requestId : undefined, via, badExpect, contentLength, transferEncoding, forwardedFor, forwardedProto, forwardedHost, traceparent, tracestate };
 }
 
 /**
@@ -156,6 +173,8 @@ export interface Forwarding {
   for: string;
   proto: string;
   host: string;
+  /** The client's address: the peer, or the last address a trusted proxy appended to X-Forwarded-For. */
+  client: string;
 }
 
 /**
@@ -166,11 +185,13 @@ export interface Forwarding {
 export function forwarding(head: UpstreamHead, remoteAddress: string, proto: string, host: string, trusted: { check(ip: string, type: 'ipv4' | 'ipv6'): boolean } | undefined): Forwarding {
   const remote = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
   if (trusted && remote && trusted.check(remote, remote.includes(':') ? 'ipv6' : 'ipv4')) {
+    const last = head.forwardedFor?.slice(head.forwardedFor.lastIndexOf(',') + 1).trim();
     return {
       for: head.forwardedFor ? `${head.forwardedFor}, ${remote}` : remote,
       proto: head.forwardedProto && /^(https?|wss?)$/i.test(head.forwardedProto.trim()) ? head.forwardedProto.trim().toLowerCase() : proto,
       host: head.forwardedHost && !/[\s,]/.test(head.forwardedHost) ? head.forwardedHost : host,
+      client: last || remote,
     };
   }
-  return { for: remote, proto, host };
+  return { for: remote, proto, host, client: remote };
 }

@@ -14,12 +14,19 @@ import type { ClientHead, Refusal, RequestHead } from './context.js';
 import { refusal } from './context.js';
 import { MAX_HEADER_COUNT, forwarding, upstreamHead } from './headers.js';
 import { parseTarget, routingHost } from './path.js';
+import { newSpanId, newTraceId, sampledFlag, validTraceparent } from './trace.js';
 
 export interface HygieneOptions {
   /** Request headers never forwarded (lower-case): principal metadata, backend-protocol headers. */
   readonly dropRequestHeaders: ReadonlySet<string>;
   /** Peers whose X-Forwarded-* homing keeps (listen.trustedProxies); undefined: trust no one. */
   readonly trustedProxies?: BlockList;
+  /**
+   * `tracing` configured: homing is a hop of the W3C trace. A valid traceparent keeps its trace id
+   * (and flags) and gets homing's span id as the member's parent, its tracestate passed on; without
+   * one (or with an invalid one) a new trace starts, sampled with probability `sample`.
+   */
+  readonly tracing?: { readonly sample: number };
 }
 
 /** X-Request-Id for requests without a valid one: a random per-process prefix and a counter (unique, no crypto per request). */
@@ -35,7 +42,8 @@ export function requestHygiene(c: ClientHead, o: HygieneOptions): RequestHead | 
   const target = parseTarget(c.url);
   if (!target) return refusal('HOMING_ERR_BAD_REQUEST', 'invalid request target', true);
   // One pass over the raw headers.
-  const head = upstreamHead(raw, o.dropRequestHeaders);
+  const tracing = o.tracing;
+  const head = upstreamHead(raw, o.dropRequestHeaders, tracing !== undefined);
   const rawHost = target.authority ?? head.host;
   if (rawHost === undefined) return refusal('HOMING_ERR_BAD_REQUEST', 'missing Host header', true);
   if (head.hostCount > 1) return refusal('HOMING_ERR_BAD_REQUEST', 'more than one Host header', true);
@@ -65,13 +73,35 @@ export function requestHygiene(c: ClientHead, o: HygieneOptions): RequestHead | 
   }
   const proto = c.upgrade ? (c.proto === 'https' ? 'wss' : 'ws') : c.proto;
   const fwd = forwarding(head, c.remoteAddress, proto, rawHost, o.trustedProxies);
+  const requestId = head.requestId ?? nextRequestId();
   headers.push(
     'x-forwarded-for', fwd.for,
     'x-forwarded-proto', fwd.proto,
     'x-forwarded-host', fwd.host,
     'via', head.via === undefined ? '1.1 homing' : `${head.via}, 1.1 homing`,
-    'x-request-id', head.requestId ?? nextRequestId(),
+    'x-request-id', requestId,
   );
   if (c.upgrade) headers.push('connection', 'Upgrade', 'upgrade', 'websocket');
-  return { method: c.method, uri: target.uri, path: target.path, host, headers, contentLength: cl, chunked: te !== undefined };
+  const tp = head.traceparent;
+  const valid = tp !== undefined && validTraceparent(tp);
+  let traceId = valid ? tp.slice(3, 35) : undefined;
+  let spanId: string | undefined;
+  let sampled = valid && sampledFlag(tp);
+  if (tracing !== undefined) {
+    spanId = newSpanId();
+    let flags: string;
+    if (valid) flags = tp.slice(53, 55);
+    else {
+      traceId = newTraceId();
+      sampled = tracing.sample >= 1 || (tracing.sample > 0 && Math.random() < tracing.sample);
+      flags = sampled ? '01' : '00';
+    }
+    headers.push('traceparent', `00-${traceId}-${spanId}-${flags}`);
+    if (valid && head.tracestate !== undefined) headers.push('tracestate', head.tracestate);
+  }
+  return {
+    method: c.method, uri: target.uri, path: target.path, host, headers, contentLength: cl, chunked: te !== undefined,
+    arrived: c.arrived, requestId, client: fwd.client, httpMinor: c.httpMinor, rawHeaders: raw,
+    traceId, spanId, parentId: valid && tracing !== undefined ? tp.slice(36, 52) : undefined, sampled,
+  };
 }

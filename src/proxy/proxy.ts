@@ -9,11 +9,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestView } from '../routing/keys.js';
 import { rawHeaderValue } from '../routing/keys.js';
 import { BodyLimit, collectBody } from './body.js';
-import { isRefusal, refusal, type ClientHead, type Refusal } from './context.js';
+import { isRefusal, refusal, type ClientHead, type Refusal, type RequestHead } from './context.js';
 import type { PipelineDeps } from './exchange.js';
 import { HttpExchange } from './forward.js';
 import { requestHygiene } from './hygiene.js';
-import { logError } from './log.js';
+import { logError, logUnrouted } from './log.js';
 import { isClosing, markClosing, sendError } from './respond.js';
 
 export type { AffinityObserver, HealthReporter, PipelineDeps } from './exchange.js';
@@ -50,6 +50,7 @@ export function clientHead(req: IncomingMessage, proto: 'http' | 'https', upgrad
     remoteAddress: req.socket.remoteAddress ?? '',
     proto,
     upgrade,
+    arrived: performance.now(),
   };
 }
 
@@ -63,10 +64,11 @@ export class Proxy {
     if (isClosing(req.socket)) return;
     if (this.deps.drain.draining) res.shouldKeepAlive = false;
     if (!res.shouldKeepAlive) markClosing(req.socket);
-    const head = requestHygiene(clientHead(req, proto, false), this.deps.hygiene);
-    if (isRefusal(head)) return this.refuse(res, head);
+    const c = clientHead(req, proto, false);
+    const head = requestHygiene(c, this.deps.hygiene);
+    if (isRefusal(head)) return this.refuse(res, head, c);
     const found = this.deps.router.match(head.method, head.host, head.path);
-    if (!found) return this.refuse(res, refusal('HOMING_ERR_NO_ROUTE', 'no route matches this request'));
+    if (!found) return this.refuse(res, refusal('HOMING_ERR_NO_ROUTE', 'no route matches this request'), c, head);
     const { route } = found;
     const view = new HttpRequestView(req, head.method, head.uri, head.path, head.host, found.match);
     const cfg = route.config;
@@ -75,15 +77,18 @@ export class Proxy {
       new HttpExchange(this.deps, route, head, view, true, req, res, null).start();
       return;
     }
-    if (n !== undefined && n > cfg.maxBody) return this.refuse(res, refusal('HOMING_ERR_BODY_TOO_LARGE', `request body over ${cfg.maxBody} bytes`, true, route));
+    if (n !== undefined && n > cfg.maxBody) return this.refuse(res, refusal('HOMING_ERR_BODY_TOO_LARGE', `request body over ${cfg.maxBody} bytes`, true, route), c, head);
     const idle = cfg.timeouts.clientBody;
     // Read whole first when it fits the route's buffering (or must be kept for a redirect's re-send).
     const cap = Math.max(cfg.requestBuffering ? cfg.requestBuffering.memory : -1, cfg.affinity?.redirect ? cfg.affinity.maxReplayBody : -1);
     if (cap >= 0 && (n === undefined || n <= cap)) {
       collectBody(req, cap, cfg.maxBody, idle, (r) => {
-        if (r.kind === 'aborted') return void res.destroy();
-        if (r.kind === 'too-large') return this.refuse(res, refusal('HOMING_ERR_BODY_TOO_LARGE', `request body over ${cfg.maxBody} bytes`, true, route));
-        if (r.kind === 'timeout') return this.refuse(res, refusal('HOMING_ERR_CLIENT_TIMEOUT', `the request body stalled for more than ${idle} ms`, true, route));
+        if (r.kind === 'aborted') {
+          res.destroy();
+          return logUnrouted(this.deps, c, head, route, 499, undefined, 0);
+        }
+        if (r.kind === 'too-large') return this.refuse(res, refusal('HOMING_ERR_BODY_TOO_LARGE', `request body over ${cfg.maxBody} bytes`, true, route), c, head);
+        if (r.kind === 'timeout') return this.refuse(res, refusal('HOMING_ERR_CLIENT_TIMEOUT', `the request body stalled for more than ${idle} ms`, true, route), c, head);
         // A buffered body goes up with a Content-Length (undici sets it), never chunked framing.
         if (r.kind === 'buffer') new HttpExchange(this.deps, route, head, view, true, req, res, r.body).start();
         else new HttpExchange(this.deps, route, head, view, false, req, res, r.body, r.limit).start();
@@ -95,9 +100,10 @@ export class Proxy {
     new HttpExchange(this.deps, route, head, view, false, req, res, req.pipe(limit), limit).start();
   }
 
-  /** Answer a refusal: its JSON error, closing the connection when it says so. */
-  refuse(res: ServerResponse, r: Refusal): void {
+  /** Answer a refusal: its JSON error, closing the connection when it says so; then its access-log line. */
+  refuse(res: ServerResponse, r: Refusal, c: ClientHead, head?: RequestHead): void {
     logError(this.deps, r.route, r.code, r.message);
-    sendError(res, r.code, r.message, r.close);
+    const sent = sendError(res, r.code, r.message, r.close);
+    logUnrouted(this.deps, c, head, r.route, res.statusCode, r.code, Math.max(0, sent));
   }
 }

@@ -9,7 +9,19 @@ import type { ResolveResult } from '../routing/strategy.js';
 import type { Exchange } from './exchange.js';
 
 export function resolveTarget(x: Exchange): MaybePromise<ResolveResult> {
-  return x.route.resolve(x.view, 'request', x.attempt, x.tried, x.affKey);
+  const span = x.span;
+  if (span === undefined) return x.route.resolve(x.view, 'request', x.attempt, x.tried, x.affKey);
+  // A sampled request with spans exported: the resolution is a span of its own.
+  const started = performance.now();
+  const r = x.route.resolve(x.view, 'request', x.attempt, x.tried, x.affKey);
+  if (!(r instanceof Promise)) {
+    span.resolved(started, r);
+    return r;
+  }
+  return r.then((v) => {
+    span.resolved(started, v);
+    return v;
+  });
 }
 
 /** Affinity hit/miss of a request's first resolution. */

@@ -24,12 +24,13 @@ export function isClosing(socket: object | null | undefined): boolean {
 /**
  * Send a JSON error unless headers already went out (then the connection is cut). `close` answers
  * with `Connection: close` and marks the connection so nothing after this request is acted on.
+ * Answers the body's length, or -1 when the connection was cut.
  */
-export function sendError(res: ServerResponse, code: ErrorCode, message: string, close = false): void {
+export function sendError(res: ServerResponse, code: ErrorCode, message: string, close = false): number {
   if (close) markClosing(res.req?.socket);
   if (res.headersSent) {
     res.destroy();
-    return;
+    return -1;
   }
   const body = errorBody(code, message);
   const headers: Record<string, string | number> = {
@@ -40,19 +41,21 @@ export function sendError(res: ServerResponse, code: ErrorCode, message: string,
   if (close) headers.connection = 'close';
   res.writeHead(ERRORS[code].status, headers);
   res.end(body);
+  return headers['content-length'] as number;
 }
 
-/** An error answer on a raw socket (client errors before a request object exists). */
-export function socketError(socket: Duplex, code: ErrorCode, message: string): void {
+/** An error answer on a raw socket (client errors before a request object exists); answers the body's length, or -1. */
+export function socketError(socket: Duplex, code: ErrorCode, message: string): number {
   if (!socket.writable) {
     socket.destroy();
-    return;
+    return -1;
   }
   const body = errorBody(code, message);
   const status = ERRORS[code].status;
   socket.end(
     `HTTP/1.1 ${status} ${statusText(status)}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
+  return Buffer.byteLength(body);
 }
 
 function statusText(status: number): string {

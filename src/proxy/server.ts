@@ -12,6 +12,8 @@ import type { Config } from '../config/schema.js';
 import { formatHostPort, type HostPort } from '../config/units.js';
 import type { Proxy } from './proxy.js';
 import { isClosing, socketError } from './respond.js';
+import { ERRORS, type ErrorCode } from '../errors.js';
+import { logUnrouted } from './log.js';
 import { MAX_HEADER_COUNT } from './headers.js';
 import { handleUpgrade } from './upgrade.js';
 
@@ -24,7 +26,17 @@ export interface Listener {
   address(): HostPort;
 }
 
-function onClientError(err: Error & { code?: string }, socket: Socket): void {
+const kProxy = Symbol('homing.proxy');
+
+/** A request Node could not parse is answered `code`, and gets an access-log line (no method nor target known). */
+function refuseUnparsed(proxy: Proxy, socket: Socket, code: ErrorCode, message: string): void {
+  const sent = socketError(socket, code, message);
+  if (proxy.deps.access === undefined) return;
+  const c = { method: '-', url: '-', rawHeaders: [], httpMinor: 1, remoteAddress: socket.remoteAddress ?? '', proto: 'http', upgrade: false, arrived: performance.now() } as const;
+  logUnrouted(proxy.deps, c, undefined, undefined, ERRORS[code].status, code, Math.max(0, sent));
+}
+
+function onClientError(this: Server & { [kProxy]: Proxy }, err: Error & { code?: string }, socket: Socket): void {
   // Bytes after a request that ends the connection (a refusal, `Connection: close`, HTTP/1.0):
   // the answer in progress is the last one and closes the socket; nothing more is said.
   if (isClosing(socket)) return;
@@ -32,12 +44,12 @@ function onClientError(err: Error & { code?: string }, socket: Socket): void {
     socket.destroy();
     return;
   }
-  if (err.code === 'HPE_HEADER_OVERFLOW') return socketError(socket, 'HOMING_ERR_HEADERS_TOO_LARGE', 'request head larger than 16 KiB');
+  if (err.code === 'HPE_HEADER_OVERFLOW') return refuseUnparsed(this[kProxy], socket, 'HOMING_ERR_HEADERS_TOO_LARGE', 'request head larger than 16 KiB');
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT') {
     socket.destroy();
     return;
   }
-  socketError(socket, 'HOMING_ERR_BAD_REQUEST', `malformed request (${err.code ?? 'parse error'})`);
+  refuseUnparsed(this[kProxy], socket, 'HOMING_ERR_BAD_REQUEST', `malformed request (${err.code ?? 'parse error'})`);
 }
 
 export function createListeners(cfg: Config, proxy: Proxy): Listener[] {
@@ -58,6 +70,7 @@ export function createListeners(cfg: Config, proxy: Proxy): Listener[] {
   const wire = (server: Server, proto: 'http' | 'https'): void => {
     server.on('request', (req: IncomingMessage, res: ServerResponse) => proxy.handle(req, res, proto));
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handleUpgrade(proxy, req, socket, head, proto));
+    (server as Server & { [kProxy]: Proxy })[kProxy] = proxy;
     server.on('clientError', onClientError);
     // Expect other than 100-continue: the proxy answers its JSON 417 (Node's default is a bare 417).
     server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => proxy.handle(req, res, proto));

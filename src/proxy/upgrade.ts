@@ -6,15 +6,16 @@
  * the other (destroy, never end: a half-open tunnel leaks a socket).
  */
 import { request as httpRequest, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { ErrorCode } from '../errors.js';
+import { ERRORS, type ErrorCode } from '../errors.js';
 import type { RequestView } from '../routing/keys.js';
 import { isResolution, type Route } from '../routing/route.js';
 import type { Resolution, ResolveResult } from '../routing/strategy.js';
 import { isRefusal, type RequestHead } from './context.js';
 import { Exchange, type PipelineDeps } from './exchange.js';
 import { requestHygiene } from './hygiene.js';
-import { logAnswer, logError } from './log.js';
+import { logAnswer, logEnd, logError, logUnrouted } from './log.js';
 import { clientHead, HttpRequestView, type Proxy } from './proxy.js';
 import { countAffinity, resolveTarget } from './resolve.js';
 import { isClosing, socketError } from './respond.js';
@@ -40,21 +41,33 @@ export function handleUpgrade(proxy: Proxy, req: IncomingMessage, socket: Duplex
   // Pipelined behind a request homing refused: end the connection, act on nothing.
   if (isClosing(socket)) return void socket.end();
   const deps = proxy.deps;
-  const fail = (code: ErrorCode, message: string, route?: Route): void => {
-    logError(deps, route, code, message);
-    socketError(socket, code, message);
+  const c = clientHead(req, proto, true);
+  const fail = (code: ErrorCode, message: string, head?: RequestHead): void => {
+    logError(deps, undefined, code, message);
+    const sent = socketError(socket, code, message);
+    logUnrouted(deps, c, head, undefined, ERRORS[code].status, code, Math.max(0, sent));
   };
   if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') return fail('HOMING_ERR_BAD_REQUEST', 'only websocket upgrades are proxied');
-  const h = requestHygiene(clientHead(req, proto, true), deps.hygiene);
+  const h = requestHygiene(c, deps.hygiene);
   if (isRefusal(h)) return fail(h.code, h.message);
   const found = deps.router.match(h.method, h.host, h.path);
-  if (!found) return fail('HOMING_ERR_NO_ROUTE', 'no route matches this request');
+  if (!found) return fail('HOMING_ERR_NO_ROUTE', 'no route matches this request', h);
   const view = new HttpRequestView(req, h.method, h.uri, h.path, h.host, found.match);
   new UpgradeExchange(deps, found.route, h, view, socket, head).start();
 }
 
+/** Bytes a socket has carried (a TLS socket counts its plaintext). */
+function bytesOf(s: Duplex): { read: number; written: number } {
+  const n = s as Partial<Socket>;
+  return { read: n.bytesRead ?? 0, written: n.bytesWritten ?? 0 };
+}
+
 class UpgradeExchange extends Exchange {
   private done = false;
+  /** What the client was sent: 101, a relayed answer's status or homing's error (0: nothing yet). */
+  private sent = 0;
+  /** The client socket's byte counts when the exchange began (the tunnel's are the difference). */
+  private readonly before: { read: number; written: number };
 
   constructor(
     deps: PipelineDeps,
@@ -66,8 +79,12 @@ class UpgradeExchange extends Exchange {
   ) {
     // No body (the hygiene phase refuses one): a redirect can always re-send the request.
     super(deps, route, head, view, true);
+    this.before = bytesOf(socket);
     socket.once('close', () => {
       this.done = true;
+      // One access-log line for the whole exchange, when the client's connection (the tunnel) closes.
+      const now = bytesOf(socket);
+      logEnd(this, this.sent || 499, now.read - this.before.read, now.written - this.before.written, this.sent ? undefined : 'client');
     });
   }
 
@@ -82,8 +99,9 @@ class UpgradeExchange extends Exchange {
 
   private fail(code: ErrorCode, message: string): void {
     this.done = true;
+    this.errorCode = code;
     logError(this.deps, this.route, code, message, this);
-    socketError(this.socket, code, message);
+    if (socketError(this.socket, code, message) >= 0) this.sent = ERRORS[code].status;
   }
 
   private dispatchTo(r: ResolveResult): void {
@@ -100,17 +118,17 @@ class UpgradeExchange extends Exchange {
     const m = r.member;
     let connected = false;
     let released = false;
-    const release = (): void => {
+    const release = (error?: string): void => {
       if (!released) {
         released = true;
-        this.release();
+        this.release(error);
       }
     };
     const preq = httpRequest({ host: m.host, port: m.port, method: this.head.method, path: this.uri, headers: this.head.headers, agent: false, timeout: cfg.timeouts.header });
     preq.on('socket', (s) => s.once('connect', () => (connected = true)));
     preq.on('timeout', () => preq.destroy(Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
     preq.on('error', (err: Error & { code?: string }) => {
-      release();
+      release(err.code ?? err.message);
       if (this.done) return;
       this.memberFailed(connected);
       if (!connected && this.attempt < cfg.retries && this.hops === 0) {
@@ -136,8 +154,9 @@ class UpgradeExchange extends Exchange {
         });
         return;
       }
-      pres.on('close', release);
+      pres.on('close', () => release());
       if (this.done) return void pres.destroy();
+      this.sent = pres.statusCode ?? 502;
       this.socket.write(headText(pres.statusCode ?? 502, pres.statusMessage, v.deliver, true));
       pres.pipe(this.socket);
       pres.on('end', () => this.socket.end());
@@ -160,6 +179,7 @@ class UpgradeExchange extends Exchange {
         psocket.destroy();
         return this.fail('HOMING_ERR_UPSTREAM_BAD_RESPONSE', `${m.id} switched protocols and redirected at once`);
       }
+      this.sent = 101;
       this.socket.write(headText(101, pres.statusMessage, v.deliver, false));
       if (phead.length) this.socket.write(phead);
       if (this.early.length) psocket.write(this.early);

@@ -13,6 +13,8 @@ export interface Status {
 }
 
 export interface Served {
+  /** The process `homing serve` runs in (the primary, with workers). */
+  pid: number;
   adminUrl: string;
   url: string;
   status(): Promise<Status | undefined>;
@@ -50,6 +52,7 @@ export async function serveCli(body: string, workers: number, cleanups: (() => P
     clearTimeout(t);
   });
   const served: Served = {
+    pid: proc.pid!,
     url: `http://127.0.0.1:${port}`,
     adminUrl: `http://127.0.0.1:${adminPort}`,
     status: async () => {
