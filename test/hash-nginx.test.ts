@@ -45,14 +45,14 @@ function keys(prefix: string): string[] {
   });
 }
 
-/** GET every path through `base` (PARALLEL at a time) and answer who served each one. */
-async function servedAll(agent: Agent, base: string, paths: readonly string[]): Promise<string[]> {
+/** GET every path (with its headers) through `base`, PARALLEL at a time, and answer who served each one. */
+async function servedAll(agent: Agent, base: string, paths: readonly string[], headers?: (i: number) => Record<string, string>): Promise<string[]> {
   const out = new Array<string>(paths.length);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < paths.length) {
       const i = next++;
-      const r = await request(`${base}${paths[i]}`, { dispatcher: agent });
+      const r = await request(`${base}${paths[i]}`, { dispatcher: agent, headers: headers?.(i) });
       await r.body.dump();
       assert.equal(r.statusCode, 200, `${paths[i]} → ${r.statusCode}`);
       out[i] = String(r.headers['x-served-by']);
@@ -96,6 +96,8 @@ interface Setup {
   homingKey: string;
   /** Request path for key k. */
   path: (k: string) => string;
+  /** Request headers for key k, if the key is in one. */
+  headers?: (k: string) => Record<string, string>;
   /** The string both hash for that request: what homing is asked to look up. */
   hashed: (k: string) => string;
   keyPrefix: string;
@@ -104,6 +106,8 @@ interface Setup {
 const SETUPS: Setup[] = [
   { nginxKey: '$uri', homingKey: 'path', path: (k) => `/docs/${k}`, hashed: (k) => `/docs/${k}`, keyPrefix: '' },
   { nginxKey: '$arg_k', homingKey: 'query:k', path: (k) => `/q?a=1&k=${k}&z=2`, hashed: (k) => k, keyPrefix: 'tenant.' },
+  { nginxKey: '$http_x_tenant', homingKey: 'header:x-tenant', path: () => '/h', headers: (k) => ({ 'x-tenant': k }), hashed: (k) => k, keyPrefix: 'acme ' },
+  { nginxKey: '$cookie_sid', homingKey: 'cookie:sid', path: () => '/c', headers: (k) => ({ cookie: `theme=dark; sid=${k}` }), hashed: (k) => k, keyPrefix: 's' },
 ];
 
 /**
@@ -112,7 +116,7 @@ const SETUPS: Setup[] = [
  */
 const LISTS: Array<{ weights: number[]; down?: number; setups: readonly Setup[] }> = [
   { weights: [1, 2, 3], setups: SETUPS },
-  { weights: [2, 1, 1, 3, 1], setups: SETUPS },
+  { weights: [2, 1, 1, 3, 1], setups: SETUPS.slice(0, 2) },
   { weights: [2, 1, 1, 3, 1], down: 3, setups: SETUPS.slice(0, 1) },
 ];
 
@@ -158,8 +162,9 @@ routes:
           assert.ok(!(r instanceof Promise) && isResolution(r), `no member for ${k}`);
           return r.member.id;
         });
-        const viaNginx = await servedAll(agent, `http://127.0.0.1:${nginx.port}`, paths);
-        const viaHoming = await servedAll(agent, homing.url, paths);
+        const headers = s.headers && ((i: number) => s.headers!(ks[i]!));
+        const viaNginx = await servedAll(agent, `http://127.0.0.1:${nginx.port}`, paths, headers);
+        const viaHoming = await servedAll(agent, homing.url, paths, headers);
         let wrong = 0;
         const examples: string[] = [];
         for (let i = 0; i < KEYS; i++) {
