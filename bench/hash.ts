@@ -85,6 +85,7 @@ const ALGORITHMS: Array<{ name: string; cfg: HashPickerOptions }> = [
   { name: 'maglev (65537)', cfg: { algorithm: 'maglev', tableSize: 65537 } },
   { name: 'rendezvous', cfg: { algorithm: 'rendezvous' } },
   { name: 'ring + bounded 1.25', cfg: { algorithm: 'ring', vnodes: 160, boundedLoad: 1.25 } },
+  { name: 'ring, compat nginx', cfg: { algorithm: 'ring', compat: 'nginx' } },
 ];
 
 /** One mutable request view, re-pointed per look-up (the proxy builds one per request). */

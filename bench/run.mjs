@@ -3,7 +3,7 @@
 // drives them with wrk in interleaved rounds, prints tables of ratios, writes JSON to
 // bench/results/<ISO timestamp>.json and bench/results/latest.json.
 //
-//   node --import tsx bench/run.mjs [--quick] [--only http,upload,resp,hash,affinity,lookup,directory,cache]
+//   node --import tsx bench/run.mjs [--quick] [--only http,upload,resp,hash,affinity,lookup,bounded,directory,cache]
 //        [--skip …] [--rounds N] [--seconds S] [--warmup S] [--conns N] [--conns-high N]
 //        [--resp-requests N] [--hash-keys N] [--max-time S] [--no-install] [--keep-tmp]
 //
@@ -25,6 +25,7 @@ import { respSection } from './lib/section-resp.mjs';
 import { hashSection } from './lib/section-hash.mjs';
 import { affinitySection } from './lib/section-affinity.mjs';
 import { lookupSection } from './lib/section-lookup.mjs';
+import { boundedSection } from './lib/section-bounded.mjs';
 import { directorySection } from './lib/section-directory.mjs';
 import { cacheSection } from './lib/section-cache.mjs';
 
@@ -39,6 +40,7 @@ const SECTIONS = {
   resp: respSection,
   affinity: affinitySection,
   lookup: lookupSection,
+  bounded: boundedSection,
   directory: directorySection,
   cache: cacheSection,
   hash: hashSection, // last: runs in this process, with every peer stopped
@@ -57,7 +59,7 @@ function parseArgs(argv) {
     respRequests: 200_000,
     respPipelinedFactor: 10, // -P 16 runs -n 10× as many requests so its CPU figure has enough clock ticks
     hashKeys: undefined,
-    maxTimeS: quick ? 230 : 540, // the whole run; the upload section adds about 30 s (--quick) or 150 s, the directory section about 10 s or 50 s
+    maxTimeS: quick ? 255 : 630, // the whole run; the upload section adds about 30 s (--quick) or 150 s, the directory section about 10 s or 50 s, the bounded section about 25 s or 90 s
     install: true,
     keepTmp: false,
     only: undefined,

@@ -34,6 +34,34 @@ routes: [ { name: r, pool: p, hash: { key: 'header:x-user', algorithm: ${alg} } 
   }
 });
 
+test('homing ring --compat nginx: answers the same member as a running homing with hash.compat nginx', async () => {
+  const weighted = members.map((m, i) => `${m}*${(i % 3) + 1}`);
+  const keys = Array.from({ length: 12 }, (_, i) => `/docs/user-${i}`);
+  const out = ring(['--members', weighted.join(','), '--compat', 'nginx', ...keys.flatMap((k) => ['--key', k])]);
+  const plain = ring(['--members', weighted.join(','), ...keys.flatMap((k) => ['--key', k])]);
+  assert.notEqual(out, plain);
+  const h = await startTestHoming(`
+listen: { http: 127.0.0.1:0 }
+admin: 127.0.0.1:0
+pools: { p: { members: [${members.map((m, i) => `{ address: '${m}', weight: ${(i % 3) + 1} }`).join(', ')}] } }
+routes: [ { name: r, pool: p, hash: { key: path, algorithm: ring, compat: nginx } } ]
+`);
+  try {
+    const lines = out.trim().split('\n');
+    assert.equal(lines.length, keys.length);
+    for (const line of lines) {
+      const [key, member] = line.split('\t');
+      const look = (await (await request(`${h.adminUrl}/api/v1/routes/r/lookup?key=${encodeURIComponent(key!)}`)).body.json()) as { target: string };
+      assert.equal(member, look.target, key);
+    }
+  } finally {
+    await h.close();
+  }
+  const bad = spawnSync(process.execPath, ['dist/cli/main.js', 'ring', '--members', members.join(','), '--algorithm', 'maglev', '--compat', 'nginx'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--compat takes nginx, with --algorithm ring/);
+});
+
 test('homing ring: remove and add a member move about 1/5 of the keys each way', () => {
   const out = ring(['--members', members.join(','), '--remove', members[2]!, '--add', members[2]!, '--keys', '20000']);
   const rows = out.split('\n').filter((l) => /^(remove|add) /.test(l));

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../config/load.js';
 import { parseHostPort } from '../config/units.js';
 import { Member, MemberSet } from '../members/member.js';
-import { createHashPickerFactory } from '../routing/hash/index.js';
+import { createHashPickerFactory, type HashPickerOptions } from '../routing/hash/index.js';
 import type { HashConfig } from '../config/schema.js';
 
 function parseMembers(list: string): Member[] {
@@ -29,8 +29,8 @@ export interface RingStats {
 }
 
 /** Owners of `keys` under `set`. */
-function owners(algo: HashConfig['algorithm'], vnodes: number, set: MemberSet, keys: number): string[] {
-  const picker = createHashPickerFactory({ algorithm: algo, vnodes })(set);
+function owners(opts: HashPickerOptions, set: MemberSet, keys: number): string[] {
+  const picker = createHashPickerFactory(opts)(set);
   const out: string[] = new Array(keys);
   for (let i = 0; i < keys; i++) out[i] = picker.pick(`key-${i}`, 0)?.id ?? '';
   return out;
@@ -52,6 +52,7 @@ export function ringCommand(args: string[]): number {
       pool: { type: 'string', short: 'p' },
       algorithm: { type: 'string', short: 'a', default: 'ring' },
       vnodes: { type: 'string', default: '160' },
+      compat: { type: 'string' },
       key: { type: 'string', short: 'k', multiple: true },
       add: { type: 'string', multiple: true },
       remove: { type: 'string', multiple: true },
@@ -61,6 +62,11 @@ export function ringCommand(args: string[]): number {
   const algo = values.algorithm as HashConfig['algorithm'];
   if (!['ring', 'maglev', 'rendezvous'].includes(algo)) {
     process.stderr.write(`homing ring: unknown algorithm "${algo}" (ring, maglev, rendezvous)\n`);
+    return 2;
+  }
+  const compat = values.compat as HashConfig['compat'];
+  if (compat !== undefined && (compat !== 'nginx' || algo !== 'ring')) {
+    process.stderr.write(`homing ring: --compat takes nginx, with --algorithm ring (got ${compat}, ${algo})\n`);
     return 2;
   }
   let members: Member[];
@@ -78,15 +84,15 @@ export function ringCommand(args: string[]): number {
     process.stderr.write('homing ring: give --members host:port,host:port… or -c config.yaml [--pool name]\n');
     return 2;
   }
-  const vnodes = Number(values.vnodes);
+  const opts: HashPickerOptions = { algorithm: algo, vnodes: Number(values.vnodes), compat };
   const base = new MemberSet(members);
   if (values.key?.length) {
-    const picker = createHashPickerFactory({ algorithm: algo, vnodes })(base);
+    const picker = createHashPickerFactory(opts)(base);
     for (const k of values.key) process.stdout.write(`${k}\t${picker.pick(k, 0)?.id ?? '(none)'}\n`);
     if (!values.add && !values.remove) return 0;
   }
   const n = Number(values.keys);
-  const before = owners(algo, vnodes, base, n);
+  const before = owners(opts, base, n);
   const rows: RingStats[] = [{ label: `${base.size} members`, members: base.size, moved: 0, maxOverMean: loadStats(before, base.size) }];
   let set = base;
   const steps: [string, Member[]][] = [];
@@ -94,17 +100,17 @@ export function ringCommand(args: string[]): number {
   let cur = before;
   for (const [label, list] of steps) {
     set = new MemberSet(list);
-    const next = owners(algo, vnodes, set, n);
+    const next = owners(opts, set, n);
     rows.push({ label, members: set.size, moved: next.filter((o, i) => o !== cur[i]).length / n, maxOverMean: loadStats(next, set.size) });
     cur = next;
   }
   for (const a of values.add ?? []) {
     set = new MemberSet([...set.members, ...parseMembers(a)]);
-    const next = owners(algo, vnodes, set, n);
+    const next = owners(opts, set, n);
     rows.push({ label: `add ${a}`, members: set.size, moved: next.filter((o, i) => o !== cur[i]).length / n, maxOverMean: loadStats(next, set.size) });
     cur = next;
   }
-  process.stdout.write(`algorithm ${algo}${algo === 'ring' ? ` (${vnodes} vnodes)` : ''}, ${n} keys\n`);
+  process.stdout.write(`algorithm ${algo}${algo === 'ring' ? ` (${opts.vnodes} vnodes${compat ? `, compat ${compat}` : ''})` : ''}, ${n} keys\n`);
   process.stdout.write(`${'step'.padEnd(28)} ${'members'.padStart(7)} ${'moved'.padStart(8)} ${'ideal'.padStart(8)} ${'max/mean'.padStart(9)}\n`);
   let prevSize = base.size;
   for (const r of rows) {

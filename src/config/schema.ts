@@ -144,6 +144,8 @@ const hash = z.strictObject({
   probes: z.number().int().min(1).max(8).default(2),
   /** Consistent hashing with bounded loads: no member above ceil(c × average in-flight). */
   boundedLoad: z.number().min(1).optional(),
+  /** Ring only: `nginx` maps every key to the member nginx's `hash <key> consistent` picks over the same servers and weights. */
+  compat: z.enum(['nginx']).optional(),
 });
 
 const affinity = z.strictObject({

@@ -32,7 +32,7 @@ export class BoundedLoadPicker extends HashPicker {
     readonly inner: HashPicker,
     readonly balanceFactor: number,
   ) {
-    super(inner.members);
+    super(inner.members, inner.keyHash);
     if (!(balanceFactor >= 1) || !Number.isFinite(balanceFactor)) {
       throw new RangeError(`hash.boundedLoad must be a number ≥ 1 (got ${balanceFactor})`);
     }

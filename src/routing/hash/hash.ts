@@ -96,12 +96,9 @@ function hash32Utf8(key: string, seed: number): number {
   let i = 0;
   // Leading ASCII: four code units are four UTF-8 bytes, one little-endian block.
   while (i + 4 <= n) {
-    const c0 = key.charCodeAt(i);
-    const c1 = key.charCodeAt(i + 1);
-    const c2 = key.charCodeAt(i + 2);
-    const c3 = key.charCodeAt(i + 3);
-    if ((c0 | c1 | c2 | c3) >= 0x80) break;
-    h ^= mixK(c0 | (c1 << 8) | (c2 << 16) | (c3 << 24));
+    const block = asciiBlock(key, i);
+    if (block < 0) break;
+    h ^= mixK(block);
     h = (h << 13) | (h >>> 19);
     h = (Math.imul(h, 5) + 0xe6546b64) | 0;
     i += 4;
@@ -111,30 +108,9 @@ function hash32Utf8(key: string, seed: number): number {
   let kn = 0; // how many (0..3)
   // General path: encode each code point to UTF-8 and feed its bytes one at a time.
   for (; i < n; i++) {
-    const c = key.charCodeAt(i);
-    let bytes: number; // the code point's UTF-8 bytes, first byte lowest
-    let count: number;
-    if (c < 0x80) {
-      bytes = c;
-      count = 1;
-    } else if (c < 0x800) {
-      bytes = (0xc0 | (c >>> 6)) | ((0x80 | (c & 0x3f)) << 8);
-      count = 2;
-    } else if (c < 0xd800 || c > 0xdfff) {
-      bytes = (0xe0 | (c >>> 12)) | ((0x80 | ((c >>> 6) & 0x3f)) << 8) | ((0x80 | (c & 0x3f)) << 16);
-      count = 3;
-    } else {
-      const d = c <= 0xdbff && i + 1 < n ? key.charCodeAt(i + 1) : 0;
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-        bytes = (0xf0 | (cp >>> 18)) | ((0x80 | ((cp >>> 12) & 0x3f)) << 8) | ((0x80 | ((cp >>> 6) & 0x3f)) << 16) | ((0x80 | (cp & 0x3f)) << 24);
-        count = 4;
-        i++;
-      } else {
-        bytes = 0xef | (0xbf << 8) | (0xbd << 16); // lone surrogate → U+FFFD
-        count = 3;
-      }
-    }
+    let bytes = utf8At(key, i);
+    const count = utf8Count(bytes);
+    if (count === 4) i++; // a surrogate pair: two code units
     len += count;
     for (let j = 0; j < count; j++) {
       k |= (bytes & 0xff) << (kn << 3);
@@ -152,6 +128,40 @@ function hash32Utf8(key: string, seed: number): number {
     h ^= mixK(k);
   }
   return fmix(h ^ len);
+}
+
+/**
+ * Code units i..i+3 of `s` as one little-endian block of their UTF-8 bytes when all four are
+ * ASCII, else −1. The caller makes sure i + 4 ≤ s.length.
+ */
+export function asciiBlock(s: string, i: number): number {
+  const c0 = s.charCodeAt(i);
+  const c1 = s.charCodeAt(i + 1);
+  const c2 = s.charCodeAt(i + 2);
+  const c3 = s.charCodeAt(i + 3);
+  return (c0 | c1 | c2 | c3) >= 0x80 ? -1 : c0 | (c1 << 8) | (c2 << 16) | (c3 << 24);
+}
+
+/**
+ * The UTF-8 bytes of the code point at code unit `i` of `s`, first byte lowest (a lone surrogate
+ * is U+FFFD, EF BF BD); `utf8Count` says how many. Four bytes mean a surrogate pair: the code
+ * point took two code units.
+ */
+export function utf8At(s: string, i: number): number {
+  const c = s.charCodeAt(i);
+  if (c < 0x80) return c;
+  if (c < 0x800) return (0xc0 | (c >>> 6)) | ((0x80 | (c & 0x3f)) << 8);
+  if (c < 0xd800 || c > 0xdfff) return (0xe0 | (c >>> 12)) | ((0x80 | ((c >>> 6) & 0x3f)) << 8) | ((0x80 | (c & 0x3f)) << 16);
+  const d = c <= 0xdbff && i + 1 < s.length ? s.charCodeAt(i + 1) : 0;
+  if (d < 0xdc00 || d > 0xdfff) return 0xef | (0xbf << 8) | (0xbd << 16); // lone surrogate → U+FFFD
+  const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+  return (0xf0 | (cp >>> 18)) | ((0x80 | ((cp >>> 12) & 0x3f)) << 8) | ((0x80 | ((cp >>> 6) & 0x3f)) << 16) | ((0x80 | (cp & 0x3f)) << 24);
+}
+
+/** How many bytes `utf8At` answered (read from the first byte). */
+export function utf8Count(bytes: number): number {
+  const lead = bytes & 0xff;
+  return lead < 0x80 ? 1 : lead < 0xe0 ? 2 : lead < 0xf0 ? 3 : 4;
 }
 
 /** MurmurHash3 x86_32 of `bytes[start, end)`; equals `hash32(s)` when the bytes are `s` in UTF-8. */

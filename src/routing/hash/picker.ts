@@ -10,17 +10,35 @@
  */
 import type { Member, MemberSet } from '../../members/member.js';
 import type { Picker } from '../strategy.js';
+import { crc32s } from './crc32.js';
 import { hash32s } from './hash.js';
+
+/**
+ * How `pick` turns a key into a hash: `murmur3` is homing's own (`hash32`, MurmurHash3 over
+ * UTF-8); `crc32` is nginx's (a ring that must agree with nginx's `hash … consistent`).
+ */
+export type KeyHash = 'murmur3' | 'crc32';
 
 export abstract class HashPicker implements Picker {
   /** The snapshot's members, by id; every index this picker answers refers to this array. */
   readonly members: readonly Member[];
+  /** How keys are hashed (`keyHash` below); a decorator takes the wrapped algorithm's. */
+  readonly keyHash: KeyHash;
+  /** keyHash === 'crc32', as a field the hot path reads. */
+  private readonly crcKeys: boolean;
   /** Scratch for `pickHash` with attempt > 0 (pickers are used from one thread, never re-entered). */
   private readonly scratch: Int32Array;
 
-  constructor(members: MemberSet | readonly Member[]) {
+  constructor(members: MemberSet | readonly Member[], keyHash: KeyHash = 'murmur3') {
     this.members = 'members' in members ? members.members : members;
+    this.keyHash = keyHash;
+    this.crcKeys = keyHash === 'crc32';
     this.scratch = new Int32Array(Math.max(1, this.members.length));
+  }
+
+  /** The hash `pick` looks `key` up with (signed int32): `hash32s`, or `crc32s` for keyHash 'crc32'. */
+  hashKey(key: string): number {
+    return this.crcKeys ? crc32s(key) : hash32s(key);
   }
 
   /**
@@ -36,10 +54,10 @@ export abstract class HashPicker implements Picker {
    */
   abstract order(h: number, out: Int32Array, limit: number): number;
 
-  /** See `Picker.pick`: hashes the key (`hash32`, UTF-8 MurmurHash3) and answers `pickHash`. */
+  /** See `Picker.pick`: hashes the key (`hashKey`) and answers `pickHash`. */
   pick(key: string | undefined, attempt: number): Member | undefined {
     if (key === undefined || this.members.length === 0) return undefined;
-    const h = hash32s(key);
+    const h = this.crcKeys ? crc32s(key) : hash32s(key);
     // The first attempt goes straight to the owner, so V8 inlines hash, owner look-up and all
     // into the caller and the hash is never boxed into a heap number.
     if (attempt === 0) return this.members[this.ownerIndex(h)];
@@ -47,7 +65,7 @@ export abstract class HashPicker implements Picker {
   }
 
   /**
-   * The member for a key's hash (`hash32(key)`, signed or unsigned: only its 32 bits matter).
+   * The member for a key's hash (`hashKey(key)`, signed or unsigned: only its 32 bits matter).
    * Attempt 0 is the owner; attempt n is the n-th distinct member in
    * fallback order. Once every member has been given (attempt ≥ members), it wraps around
    * (attempt mod members), so a caller that retries more than there are members still gets one.

@@ -23,9 +23,13 @@
  *
  * Fallback attempt n is the n-th distinct member met walking clockwise from the chosen point
  * (the walk is capped at one lap).
+ *
+ * With `compat: 'nginx'` the ring is nginx's `hash … consistent` instead (nginx.ts): nginx's
+ * points, equal points kept once, one probe, and keys hashed with CRC-32.
  */
 import type { MemberSet } from '../../members/member.js';
 import { combine32, hash32 } from './hash.js';
+import { NGINX_POINTS_PER_WEIGHT, nginxPoints } from './nginx.js';
 import { HashPicker, totalWeight, weightOf } from './picker.js';
 
 /** Default points per unit of weight: ketama's 160 (40 MD5 digests × 4 points). */
@@ -36,6 +40,8 @@ export const DEFAULT_RING_PROBES = 2;
 export const MAX_RING_PROBES = 8;
 /** Most points a ring may have (8 Mi: 64 MiB of points and owners). vnodes × total weight above this throws. */
 export const MAX_RING_POINTS = 1 << 23;
+/** Another ring's mapping to reproduce: `nginx` is nginx's `hash … consistent`. */
+export type RingCompat = 'nginx';
 /** Most members a ring may have (the build packs a member index into 21 bits). */
 const MAX_RING_MEMBERS = 1 << 21;
 const SIGN = 0x80000000;
@@ -53,45 +59,70 @@ export class RingPicker extends HashPicker {
   private readonly seen: Uint32Array;
   private gen = 0;
 
+  /** Look-up positions per key (1 with `compat: 'nginx'`). */
+  readonly probes: number;
+
   /**
    * `vnodes`: points per unit of weight (an integer ≥ 1; default 160). `probes`: look-up
-   * positions per key (1..8, default 2; 1 is classic ketama).
+   * positions per key (1..8, default 2; 1 is classic ketama). `compat: 'nginx'` builds nginx's
+   * ring instead: vnodes must then be 160, and probes is ignored (nginx looks a key up once).
    */
   constructor(
     live: MemberSet,
     readonly vnodes = DEFAULT_VNODES,
-    readonly probes = DEFAULT_RING_PROBES,
+    probes = DEFAULT_RING_PROBES,
+    readonly compat?: RingCompat,
   ) {
-    super(live);
+    super(live, compat === 'nginx' ? 'crc32' : 'murmur3');
     if (!Number.isInteger(vnodes) || vnodes < 1) throw new RangeError(`hash.vnodes must be an integer ≥ 1 (got ${vnodes})`);
     if (!Number.isInteger(probes) || probes < 1 || probes > MAX_RING_PROBES) {
       throw new RangeError(`hash.probes must be an integer from 1 to ${MAX_RING_PROBES} (got ${probes})`);
     }
+    const nginx = compat === 'nginx';
+    if (compat !== undefined && !nginx) throw new RangeError(`hash.compat must be nginx (got ${String(compat)})`);
+    if (nginx && vnodes !== NGINX_POINTS_PER_WEIGHT) {
+      throw new RangeError(`hash.vnodes must be ${NGINX_POINTS_PER_WEIGHT} with hash.compat nginx, nginx's fixed points per unit of weight (got ${vnodes})`);
+    }
+    this.probes = nginx ? 1 : probes;
     const ms = this.members;
     if (ms.length > MAX_RING_MEMBERS) throw new RangeError(`a ring holds at most ${MAX_RING_MEMBERS} members (got ${ms.length})`);
-    const total = vnodes * totalWeight(ms);
-    if (total > MAX_RING_POINTS) {
-      throw new RangeError(`hash.vnodes × total weight is ${total} ring points, above the limit of ${MAX_RING_POINTS}; lower hash.vnodes or the weights`);
+    const all = vnodes * totalWeight(ms);
+    if (all > MAX_RING_POINTS) {
+      throw new RangeError(`hash.vnodes × total weight is ${all} ring points, above the limit of ${MAX_RING_POINTS}; lower hash.vnodes or the weights`);
     }
     // Pack (point, member index) into one exact double so a typed-array sort orders by point,
     // then by member index (= by id): (2^32 − 1) · 2^21 + (2^21 − 1) = 2^53 − 1, still exact.
-    const packed = new Float64Array(total);
+    const packed = new Float64Array(all);
     let p = 0;
     for (let i = 0; i < ms.length; i++) {
       const m = ms[i]!;
       const count = vnodes * weightOf(m);
+      if (nginx) {
+        for (const point of nginxPoints(m.id, count)) packed[p++] = point * MAX_RING_MEMBERS + i;
+        continue;
+      }
       const prefix = `${m.id}-`;
       for (let j = 0; j < count; j++) packed[p++] = hash32(prefix + j) * MAX_RING_MEMBERS + i;
     }
     packed.sort();
-    this.points = new Int32Array(total);
-    this.owners = new Int32Array(total);
-    for (let k = 0; k < total; k++) {
+    // nginx keeps one of equal points (the first); homing's own ring keeps them all.
+    let points = new Int32Array(all);
+    let owners = new Int32Array(all);
+    let total = 0;
+    for (let k = 0; k < all; k++) {
       const v = packed[k]!;
       const point = Math.floor(v / MAX_RING_MEMBERS);
-      this.points[k] = (point ^ SIGN) | 0;
-      this.owners[k] = v - point * MAX_RING_MEMBERS;
+      const x = (point ^ SIGN) | 0;
+      if (nginx && total > 0 && points[total - 1] === x) continue;
+      points[total] = x;
+      owners[total++] = v - point * MAX_RING_MEMBERS;
     }
+    if (total < all) {
+      points = points.slice(0, total);
+      owners = owners.slice(0, total);
+    }
+    this.points = points;
+    this.owners = owners;
     // About one point per bucket, at most 2^16 buckets (256 KiB).
     const bits = Math.min(16, Math.max(1, Math.ceil(Math.log2(Math.max(2, total)))));
     this.shift = 32 - bits;
