@@ -90,7 +90,12 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (err: unknown) => {
-    if (err instanceof ConfigError) process.stderr.write(`${err.message}\n`);
+    if (err instanceof ConfigError) {
+      // Every problem on its own line (file:line:column key: message), then how many there are.
+      const n = err.problems.length;
+      const file = err.details[0]?.file;
+      process.stderr.write(`${err.problems.join('\n')}\n${file ? `${file}: ` : ''}${n === 1 ? '1 problem' : `${n} problems`}\n`);
+    }
     // The message is for the user; the stack only when asked for (HOMING_DEBUG=1).
     else process.stderr.write(`homing: ${process.env.HOMING_DEBUG ? ((err as Error)?.stack ?? String(err)) : ((err as Error)?.message ?? String(err))}\n`);
     process.exit(1);
