@@ -1,7 +1,7 @@
 /**
  * The `homing` command as a user meets it (the built CLI, `npm run build` first): `check` and
  * `serve` give the same verdict on every config, problems come as `file:line:column key: message`,
- * and a port in use stops a box of workers with one line.
+ * `--help` works on every command, and a port in use stops a box of workers with one line.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,6 +46,28 @@ function tempDir(t: { after(fn: () => void): void }): string {
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
+
+test('--help on every command prints its usage and exits 0', async () => {
+  for (const cmd of ['serve', 'check', 'demo', 'ring']) {
+    for (const flag of ['--help', '-h']) {
+      const r = await homing([cmd, flag]);
+      assert.equal(r.status, 0, `${cmd} ${flag}: ${r.stderr}`);
+      assert.equal(r.stderr, '', `${cmd} ${flag}`);
+      assert.match(r.stdout, new RegExp(`^usage: homing ${cmd}`), `${cmd} ${flag}`);
+    }
+  }
+  const ring = await homing(['ring', '--help']);
+  assert.match(ring.stdout, /-c <config\.yaml> \[--pool <name>\]/);
+  const all = await homing(['--help']);
+  assert.match(all.stdout, /homing ring \(--members a:1,b:2 \| -c <config\.yaml> \[--pool <name>\]\)/);
+  // Wrong arguments: the reason and the command's usage, exit 2.
+  const bad = await homing(['ring', '--bogus']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^homing ring: Unknown option '--bogus'\nusage: homing ring/);
+  const none = await homing(['check']);
+  assert.equal(none.status, 2);
+  assert.match(none.stderr, /^homing check: missing the config file\nusage: homing check/);
+});
 
 const listen = 'listen: { http: 127.0.0.1:0 }\n';
 const pool = "pools: { p: { members: ['127.0.0.1:9101'] } }\n";
