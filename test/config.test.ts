@@ -196,8 +196,9 @@ test('admin: a token, insecure: true or a loopback address is accepted', () => {
   assert.match(problems(base.replace('pools:', "admin: { address: 0.0.0.0:9090, insecure: 'yes' }\npools:")).join('\n'), /^x\.yaml:3:43 admin\.insecure: expected a boolean, got "yes"$/);
 });
 
-test('homing check refuses admin beyond loopback without a token, and shows insecure when written', () => {
+test('homing check refuses admin beyond loopback without a token, and shows insecure when written', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'homing-cfg-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const bad = join(dir, 'open-admin.yaml');
   writeFileSync(bad, base.replace('pools:', 'admin: 0.0.0.0:9090\npools:'));
   const r = spawnSync(process.execPath, ['dist/cli/main.js', 'check', bad], { encoding: 'utf8' });
