@@ -19,6 +19,7 @@ import { Router } from './proxy/match.js';
 import { DirectoryTable } from './routing/directory/table.js';
 import { DirectoryMetrics } from './routing/directory/metrics.js';
 import { HttpDirectorySource, RedisDirectorySource, SeedFile } from './directory/index.js';
+import { createDirectorySource, directoryTableOptions } from './directory/config.js';
 import type { DirectorySource } from './routing/directory/table.js';
 import { BoxDirectorySource, SharedDirectorySource, type DirectoryBus } from './shared/directory.js';
 import { Metrics } from './admin/metrics.js';
@@ -207,14 +208,7 @@ export class Runtime {
     let source: DirectorySource & { close(): Promise<void> };
     if (bus?.isWorker) source = new BoxDirectorySource(bus, rc.name);
     else {
-      direct = d.lookup.url
-        ? new HttpDirectorySource({ url: d.lookup.url, headers: d.lookup.headers, timeout: d.lookup.timeout, respectCacheControl: d.lookup.respectCacheControl })
-        : new RedisDirectorySource({
-            url: d.lookup.redis!.url,
-            keyPrefix: d.lookup.redis!.keyPrefix,
-            timeout: d.lookup.timeout,
-            onError: (err) => log.warn({ route: rc.name, err: err.message }, 'directory redis error'),
-          });
+      direct = createDirectorySource(d, (err) => log.warn({ route: rc.name, err: err.message }, 'directory redis error'));
       source = direct;
       if (this.sharedRedis) {
         shared = new SharedDirectorySource(this.sharedRedis, rc.name, direct, { ttl: d.ttl, negativeTtl: d.negativeTtl, readTimeout: Math.min(250, d.lookup.timeout) });
@@ -228,12 +222,7 @@ export class Runtime {
     });
     const table = new DirectoryTable({
       source,
-      ttl: d.ttl,
-      negativeTtl: d.negativeTtl,
-      staleIfError: d.staleIfError,
-      refreshAhead: d.refreshAhead,
-      capacity: d.capacity,
-      timeout: d.lookup.timeout,
+      ...directoryTableOptions(d),
       validate: (value) => route().allowsDirectoryAnswer(value),
       observer,
     });

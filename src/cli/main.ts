@@ -3,11 +3,11 @@
  * The `homing` command: argument parsing → load config → wire → start. No logic of its own.
  *
  *   homing serve -c homing.yaml     run (workers: auto forks one process per core)
- *   homing check homing.yaml        validate and print a summary
+ *   homing check homing.yaml        validate (every problem at once) and print a summary
  *   homing demo [--port 8080] [--admin-port 9090]   demo backends + homing (npm start)
  *   homing ring …                   where keys land, and what moves when members change
  */
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { VERSION } from '../version.js';
 import { serve } from './serve.js';
@@ -15,36 +15,69 @@ import { parseDemoArgs, runDemo } from './demo.js';
 import { summarize } from './summary.js';
 import { ringCommand } from './ring.js';
 
+/** Each command's synopsis and what it does: `homing <command> --help` prints its own. */
+const COMMANDS = {
+  serve: ['homing serve -c <config.yaml>', 'run the proxy (admin, RESP and workers as configured); the config is validated first, as by check'],
+  check: ['homing check <config.yaml>', 'validate a config and print a summary; exit 1 with every problem, each as file:line:column key: message'],
+  demo: ['homing demo [--port 8080] [--admin-port 9090]', 'demo backends + homing on 127.0.0.1 (0: any free port)'],
+  ring: [
+    'homing ring (--members a:1,b:2 | -c <config.yaml> [--pool <name>]) [--algorithm ring|maglev|rendezvous]\n' +
+      '            [--vnodes 160] [--key K]… [--remove a:1]… [--add c:3]… [--keys 100000]',
+    'which member each key maps to, and what moves when members are removed or added',
+  ],
+} as const;
+
+type Command = keyof typeof COMMANDS;
+
 const USAGE = `homing ${VERSION} — router and reverse proxy for stateful backends
 
 usage:
-  homing serve -c <config.yaml>      run the proxy (admin, RESP and workers as configured)
-  homing check <config.yaml>         validate a config and print a summary (exit 1 if invalid)
-  homing demo [--port 8080] [--admin-port 9090]
-                                     demo backends + homing on 127.0.0.1 (0: any free port)
-  homing ring --members a:1,b:2 [--algorithm ring|maglev|rendezvous] [--key K…] [--remove a:1] [--add c:3] [--keys 100000]
+${Object.values(COMMANDS)
+  .map(([synopsis, about]) => `  ${synopsis}\n      ${about}\n`)
+  .join('')}  homing <command> --help
   homing --version
 `;
 
+function usage(cmd: Command): string {
+  const [synopsis, about] = COMMANDS[cmd];
+  return `usage: ${synopsis}\n\n${about}\n`;
+}
+
+/** A command's arguments; undefined (after saying why, with its usage) when they do not parse. */
+function args<O extends ParseArgsConfig['options']>(cmd: Command, argv: string[], options: O) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true });
+  } catch (e) {
+    process.stderr.write(`homing ${cmd}: ${(e as Error).message}\n${usage(cmd)}`);
+    return undefined;
+  }
+}
+
+/** The config file of `serve` and `check`: `-c <file>` or the one positional argument. */
+function configFile(cmd: Command, argv: string[]): string | undefined {
+  const parsed = args(cmd, argv, { config: { type: 'string', short: 'c' } });
+  if (!parsed) return undefined;
+  const file = parsed.values.config ?? parsed.positionals[0];
+  if (!file) process.stderr.write(`homing ${cmd}: missing the config file\n${usage(cmd)}`);
+  return file;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
+  if (cmd !== undefined && Object.hasOwn(COMMANDS, cmd) && rest.some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(usage(cmd as Command));
+    return 0;
+  }
   switch (cmd) {
     case 'serve': {
-      const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true });
-      const file = values.config ?? rest.find((a) => !a.startsWith('-'));
-      if (!file) {
-        process.stderr.write('homing serve: missing -c <config.yaml>\n');
-        return 2;
-      }
+      const file = configFile(cmd, rest);
+      if (!file) return 2;
       await serve(loadConfigFile(file));
       return -1; // keep running
     }
     case 'check': {
-      const file = rest.find((a) => !a.startsWith('-'));
-      if (!file) {
-        process.stderr.write('homing check: missing <config.yaml>\n');
-        return 2;
-      }
+      const file = configFile(cmd, rest);
+      if (!file) return 2;
       const cfg = loadConfigFile(file);
       process.stdout.write(summarize(cfg) + '\n' + `${file}: OK\n`);
       return 0;
@@ -67,8 +100,11 @@ async function main(argv: string[]): Promise<number> {
       process.once('SIGTERM', stop);
       return -1;
     }
-    case 'ring':
-      return ringCommand(rest);
+    case 'ring': {
+      const code = ringCommand(rest);
+      if (code === 2) process.stderr.write(usage(cmd));
+      return code;
+    }
     case '--version':
     case '-v':
       process.stdout.write(`${VERSION}\n`);
@@ -90,7 +126,12 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code);
   },
   (err: unknown) => {
-    if (err instanceof ConfigError) process.stderr.write(`${err.message}\n`);
+    if (err instanceof ConfigError) {
+      // Every problem on its own line (file:line:column key: message), then how many there are.
+      const n = err.problems.length;
+      const file = err.details[0]?.file;
+      process.stderr.write(`${err.problems.join('\n')}\n${file ? `${file}: ` : ''}${n === 1 ? '1 problem' : `${n} problems`}\n`);
+    }
     // The message is for the user; the stack only when asked for (HOMING_DEBUG=1).
     else process.stderr.write(`homing: ${process.env.HOMING_DEBUG ? ((err as Error)?.stack ?? String(err)) : ((err as Error)?.message ?? String(err))}\n`);
     process.exit(1);

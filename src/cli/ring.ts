@@ -43,8 +43,8 @@ function loadStats(owner: readonly string[], n: number): number {
   return Math.max(...count.values()) / mean;
 }
 
-export function ringCommand(args: string[]): number {
-  const { values } = parseArgs({
+function parseRingArgs(args: string[]) {
+  return parseArgs({
     args,
     options: {
       members: { type: 'string', short: 'm' },
@@ -59,6 +59,18 @@ export function ringCommand(args: string[]): number {
       keys: { type: 'string', default: '100000' },
     },
   });
+}
+
+/** Runs `homing ring`; 2 when the arguments are wrong (the caller prints the usage). */
+export function ringCommand(args: string[]): number {
+  let parsed;
+  try {
+    parsed = parseRingArgs(args);
+  } catch (e) {
+    process.stderr.write(`homing ring: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const { values } = parsed;
   const algo = values.algorithm as HashConfig['algorithm'];
   if (!['ring', 'maglev', 'rendezvous'].includes(algo)) {
     process.stderr.write(`homing ring: unknown algorithm "${algo}" (ring, maglev, rendezvous)\n`);

@@ -53,8 +53,18 @@ export async function serve(cfg: Config): Promise<void> {
     AggregatorRegistry.setRegistries([metrics.registry]);
     // Affinity learned in this worker reaches the others through the primary; members and their
     // health come from the primary, before this worker serves.
-    const h = await startHoming(cfg, { log, admin: false, metrics, cluster: new ClusterBus({ log }), pools: new PoolStateReplica({ log }), directoryBus: new DirectoryBus(false, log) });
-    process.send?.({ homing: 'ready' });
+    let h: Homing;
+    try {
+      h = await startHoming(cfg, { log, admin: false, metrics, cluster: new ClusterBus({ log }), pools: new PoolStateReplica({ log }), directoryBus: new DirectoryBus(false, log) });
+    } catch (e) {
+      // The primary says why, once for the box (every worker would fail alike: a port in use).
+      const exit = (): never => process.exit(1);
+      if (!process.connected || !process.send) exit();
+      process.send!({ homing: 'failed', message: (e as Error).message } satisfies WorkerMessage, undefined, undefined, exit);
+      return;
+    }
+    // A send to a primary that is gone (it is stopping) fails; the worker ends with the channel.
+    process.send?.({ homing: 'ready' } satisfies WorkerMessage, undefined, undefined, () => {});
     onSignals(() => h.drain());
     return;
   }
@@ -70,8 +80,10 @@ export async function serve(cfg: Config): Promise<void> {
   const rt = await Runtime.create(cfg, { log, metrics, cluster: bus, pools, directoryBus: new DirectoryBus(true, log) });
   let stopping = false;
   const readyPids = new Set<number>();
+  let served = false;
   /** Workers stopped on purpose by a rolling restart: not replaced when they exit. */
   const retiring = new Set<Worker>();
+  let failure: string | undefined;
   /** Fork a worker; settles true once it serves, false if it dies or is not ready within `readyWithin` ms. */
   const fork = (readyWithin = 60_000): Promise<boolean> => {
     const w = cluster.fork();
@@ -79,12 +91,14 @@ export async function serve(cfg: Config): Promise<void> {
     return new Promise<boolean>((resolve) => {
       const t = setTimeout(() => resolve(false), readyWithin);
       t.unref();
-      w.on('message', (m: unknown) => {
-        if ((m as { homing?: unknown } | null)?.homing === 'ready' && w.process.pid) {
+      w.on('message', (m: { homing?: unknown; message?: unknown } | null) => {
+        if (m?.homing === 'ready' && w.process.pid) {
           readyPids.add(w.process.pid);
+          served = true;
           clearTimeout(t);
           resolve(true);
         }
+        if (m?.homing === 'failed' && !served) cannotStart((failure = String(m.message)));
       });
       w.on('exit', () => {
         readyPids.delete(w.process.pid ?? -1);
@@ -93,12 +107,6 @@ export async function serve(cfg: Config): Promise<void> {
       });
     });
   };
-  cluster.on('exit', (w, code, signal) => {
-    if (stopping || retiring.delete(w)) return;
-    log.warn({ worker: w.process.pid, code, signal }, 'worker died; starting a new one');
-    setTimeout(() => void fork(), 100).unref();
-  });
-  for (let i = 0; i < n; i++) void fork();
   /**
    * Rolling restart (SIGUSR2, `POST /api/v1/restart-workers`): one worker at a time, a new one
    * forked first and the old one drained only once the new one serves, so the box never has
@@ -128,9 +136,6 @@ export async function serve(cfg: Config): Promise<void> {
         rolling = undefined;
       }
     })());
-  process.on('SIGUSR2', () => void restartWorkers());
-  // The workers write the access log: logrotate's SIGUSR1 to the primary goes on to them.
-  if (cfg.accessLog) relayReopenSignal(() => Object.values(cluster.workers ?? {}));
   let admin: AdminServer | undefined;
   if (cfg.admin) {
     const aggregator = new AggregatorRegistry();
@@ -138,10 +143,14 @@ export async function serve(cfg: Config): Promise<void> {
     const workers = (): { pid: number; ready: boolean }[] =>
       Object.values(cluster.workers ?? {}).flatMap((w) => (w?.process.pid ? [{ pid: w.process.pid, ready: readyPids.has(w.process.pid) }] : []));
     admin = new AdminServer(rt, { token: cfg.admin.token, ready: () => readyPids.size > 0, startedAt: Date.now(), version: VERSION, workers, restartWorkers });
-    await listen(admin.server, cfg.admin.address);
+    try {
+      await listen(admin.server, cfg.admin.address);
+    } catch (e) {
+      await rt.close();
+      throw e;
+    }
   }
-  log.info({ workers: n, http: cfg.listen.http, admin: cfg.admin?.address }, 'homing primary started');
-  onSignals(async () => {
+  const stop = async (): Promise<void> => {
     stopping = true;
     // Workers drain (each within shutdown.timeout); the primary answers /readyz 503 meanwhile.
     readyPids.clear();
@@ -151,8 +160,32 @@ export async function serve(cfg: Config): Promise<void> {
     bus.close();
     admin?.server.close();
     await rt.close();
+  };
+  // Workers that cannot start before any has served (a port in use, a certificate the listener
+  // refuses) fail alike: one line, exit 1, rather than replacing them forever.
+  const cannotStart = (message: string): void => {
+    if (stopping) return;
+    process.stderr.write(`homing: ${message}\n`);
+    void stop().finally(() => process.exit(1));
+  };
+  cluster.on('exit', (w, code, signal) => {
+    if (stopping || retiring.delete(w)) return;
+    // Its message may still be on its way: a moment for it.
+    if (!served) return void setTimeout(() => cannotStart(failure ?? `a worker exited (${signal ?? `code ${code}`}) before serving`), 50);
+    log.warn({ worker: w.process.pid, code, signal }, 'worker died; starting a new one');
+    // Not unref'd: with every worker dead, this timer is what keeps the primary alive to fork.
+    setTimeout(() => void fork(), 100);
   });
+  for (let i = 0; i < n; i++) void fork();
+  process.on('SIGUSR2', () => void restartWorkers());
+  // The workers write the access log: logrotate's SIGUSR1 to the primary goes on to them.
+  if (cfg.accessLog) relayReopenSignal(() => Object.values(cluster.workers ?? {}));
+  log.info({ workers: n, http: cfg.listen.http, admin: cfg.admin?.address }, 'homing primary started');
+  onSignals(stop);
 }
+
+/** What a worker tells the primary. */
+type WorkerMessage = { homing: 'ready' } | { homing: 'failed'; message: string };
 
 function announce(log: ReturnType<typeof createLogger>, h: Homing): void {
   log.info({ http: h.http, https: h.https, admin: h.adminAddress }, 'homing started');

@@ -1,63 +1,88 @@
-/** Load and validate a YAML config; every error names its YAML path and, where known, its line. */
+/**
+ * Load and validate a YAML config: the one validation of `homing check` and `homing serve` (and of
+ * a reload: validateConfig takes text and returns every problem without throwing). Every problem
+ * is reported at once, each as `file:line:column path: message`, pointing at the offending key or
+ * value itself: YAML syntax (with the line and a caret), the schema of each key (schema.ts), and
+ * the rules that span keys, build the running parts and read the files the config names (rules.ts).
+ */
 import { readFileSync } from 'node:fs';
-import { createSecureContext } from 'node:tls';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { isCollection, isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
+import { isAlias, isCollection, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode, type YAMLError } from 'yaml';
+import type { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
+import { ruleProblems, supportedProblems, type ConfigPath, type Problem } from './rules.js';
+
+/** One problem of a config, located. `path` is empty for YAML syntax errors, whose `context` shows the line. */
+export interface ConfigProblem {
+  file: string;
+  line: number;
+  column: number;
+  path: string;
+  message: string;
+  context?: string;
+}
+
+/** `file:line:column path: message`, and the source line with a caret under a syntax error. */
+export function formatProblem(p: ConfigProblem): string {
+  return `${p.file}:${p.line}:${p.column}${p.path ? ` ${p.path}` : ''}: ${p.message}${p.context ? `\n${p.context}` : ''}`;
+}
 
 export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid config:\n  ${problems.join('\n  ')}`);
+  /** Each problem, formatted. */
+  readonly problems: string[];
+
+  constructor(
+    problems: string[],
+    readonly details: readonly ConfigProblem[] = [],
+  ) {
+    super(`invalid config (${problems.length === 1 ? '1 problem' : `${problems.length} problems`}):\n  ${problems.join('\n  ')}`);
     this.name = 'ConfigError';
+    this.problems = problems;
   }
 }
 
-function formatPath(path: readonly PropertyKey[]): string {
+export function formatPath(path: ConfigPath): string {
   let s = '';
-  for (const p of path) s += typeof p === 'number' ? `[${p}]` : s ? `.${String(p)}` : String(p);
+  for (const p of path) s += typeof p === 'number' ? `[${p}]` : s ? `.${p}` : p;
   return s || '(root)';
 }
 
-/** Line (1-based) of the deepest YAML node along `path`, if the document has it. */
-function lineOf(doc: ReturnType<typeof parseDocument>, lc: LineCounter, path: readonly PropertyKey[]): number | undefined {
-  let node: unknown = doc.contents;
-  let found: YamlNode | undefined;
-  for (const key of path) {
-    if (isMap(node)) {
-      const pair = node.items.find((p) => (p.key as { value?: unknown } | null)?.value === key);
-      if (!pair) break;
-      found = (pair.key as YamlNode) ?? found;
-      node = pair.value;
-      // A scalar value's line is the value's; a map or list is named by its key's line (a block
-      // collection starts on the line below its key).
-      if (node && (node as YamlNode).range && !isCollection(node)) found = node as YamlNode;
-    } else if (isSeq(node) && typeof key === 'number') {
-      node = node.items[key];
-      if (node && (node as YamlNode).range) found = node as YamlNode;
-      else break;
-    } else break;
-  }
-  const off = found?.range?.[0];
-  return off === undefined ? undefined : lc.linePos(off).line;
+export interface ValidateOptions {
+  /** Resolves the relative file paths of the config (its own directory). Default: the working directory. */
+  baseDir?: string;
+  /** Names the config in every problem. */
+  source?: string;
+  /** Read the files the config names (TLS, member files, directory seeds), as starting would. */
+  files?: boolean;
 }
 
-/** Parse and validate config text; `baseDir` resolves relative file paths in it. */
-export function parseConfig(text: string, baseDir = process.cwd(), source = 'config'): Config {
+/** Validate config text: the config when there are no problems, and every problem (sorted by position). */
+export function validateConfig(text: string, opts: ValidateOptions = {}): { config: Config | undefined; problems: ConfigProblem[] } {
+  const source = opts.source ?? 'config';
+  const baseDir = opts.baseDir ?? process.cwd();
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(doc.errors.map((e) => `${source}: ${e.message.split('\n')[0]}`));
+    // The tree of a document with syntax errors is a guess: its schema problems would mislead.
+    return { config: undefined, problems: doc.errors.map((e) => syntaxProblem(e, text, source)) };
   }
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
-  const result = configSchema.safeParse(raw ?? {});
-  if (!result.success) {
-    throw new ConfigError(
-      result.error.issues.map((i) => {
-        const line = lineOf(doc, lc, i.path);
-        return `${formatPath(i.path)}: ${i.message}${line ? ` (${source}:${line})` : ''}`;
-      }),
-    );
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (e) {
+    return { config: undefined, problems: [{ file: source, line: 1, column: 1, path: '', message: (e as Error).message }] };
   }
+  const result = configSchema.safeParse(raw);
+  const found: Problem[] = result.success ? [] : result.error.issues.flatMap((i) => fromIssue(i, raw, []));
+  found.push(...ruleProblems(raw, baseDir, opts.files ?? false));
+  const located = new Map<string, ConfigProblem>();
+  for (const p of found) {
+    const { line, column } = position(doc, lc, p);
+    const problem = { file: source, line, column, path: formatPath(p.path), message: p.message };
+    located.set(formatProblem(problem), problem);
+  }
+  const problems = [...located.values()].sort((a, b) => a.line - b.line || a.column - b.column);
+  if (!result.success || problems.length > 0) return { config: undefined, problems };
   const cfg = result.data;
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
   for (const pool of Object.values(cfg.pools)) if (pool.discovery?.file) pool.discovery.file = abs(pool.discovery.file);
@@ -70,59 +95,145 @@ export function parseConfig(text: string, baseDir = process.cwd(), source = 'con
   }
   for (const r of cfg.routes) if (r.directory?.seed) r.directory.seed = abs(r.directory.seed);
   if (cfg.accessLog && cfg.accessLog.to !== 'stdout' && cfg.accessLog.to !== 'stderr') cfg.accessLog.to = abs(cfg.accessLog.to);
-  return cfg;
+  return { config: cfg, problems: [] };
 }
 
-/** Read, parse, validate; also checks that files it names (TLS cert/key) exist and load. */
+function orThrow(r: { config: Config | undefined; problems: ConfigProblem[] }): Config {
+  if (r.config) return r.config;
+  throw new ConfigError(r.problems.map(formatProblem), r.problems);
+}
+
+/**
+ * Parse and validate config text; `baseDir` resolves relative file paths in it. Throws a
+ * ConfigError with every problem. The files it names are not read (loadConfigFile reads them).
+ */
+export function parseConfig(text: string, baseDir = process.cwd(), source = 'config'): Config {
+  return orThrow(validateConfig(text, { baseDir, source }));
+}
+
+/** Read, parse and validate a config file, and the files it names: what `check` and `serve` run. */
 export function loadConfigFile(file: string): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigError([`${file}: cannot read: ${(e as Error).message}`]);
+    throw new ConfigError([`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`]);
   }
-  const cfg = parseConfig(text, dirname(resolve(file)), file);
-  checkSupported(cfg);
-  checkFiles(cfg);
-  return cfg;
+  return orThrow(validateConfig(text, { baseDir: dirname(resolve(file)), source: file, files: true }));
+}
+
+/** A config built in code (not read from YAML) refused for keys this version does not act on. */
+export function checkSupported(cfg: Config): void {
+  const problems = supportedProblems(cfg);
+  if (problems.length) throw new ConfigError(problems.map((p) => `${formatPath(p.path)}: ${p.message}`));
+}
+
+/** A YAML syntax error, at its line and column, with the line and a caret under the column. */
+function syntaxProblem(e: YAMLError, text: string, file: string): ConfigProblem {
+  const { line, col: column } = e.linePos?.[0] ?? { line: 1, col: 1 };
+  const message = e.message.replace(/ at line \d+, column \d+[\s\S]*$/, '');
+  const src = (text.split(/\r?\n/)[line - 1] ?? '').replace(/\s+$/, '');
+  const gutter = ' '.repeat(String(line).length);
+  // Tabs before the column stay tabs, so the caret lands under the character in any terminal.
+  const pad = src.slice(0, column - 1).replace(/[^\t]/g, ' ');
+  return { file, line, column, path: '', message, context: `  ${line} | ${src}\n  ${gutter} | ${pad}^` };
+}
+
+type Issue = z.core.$ZodIssue;
+
+/** The schema's issue as problems, in the user's words, at the key or value they concern. */
+function fromIssue(issue: Issue, raw: unknown, base: ConfigPath): Problem[] {
+  const path = [...base, ...issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))];
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return issue.keys.map((k) => ({ path: [...path, k], message: `unknown key "${k}"`, at: 'key' as const }));
+    case 'invalid_key':
+      return [{ path, message: `invalid name: ${issue.issues.map((i) => i.message).join('; ')}`, at: 'key' }];
+    case 'invalid_union': {
+      // One alternative that got past the type (a string, a map) says what is wrong with the value.
+      const tried = issue.errors.filter((b) => !(b.length === 1 && b[0]!.path.length === 0 && (b[0]!.code === 'invalid_type' || b[0]!.code === 'invalid_value')));
+      if (tried.length > 0) return tried.reduce((a, b) => (b.length < a.length ? b : a)).flatMap((i) => fromIssue(i, raw, path));
+      const expected = issue.errors.map((b) => expectedOf(b[0]));
+      return [{ path, message: `expected ${[...new Set(expected)].join(' or ')}, got ${describe(valueAt(raw, path))}` }];
+    }
+    case 'invalid_type': {
+      const v = valueAt(raw, path);
+      return [{ path, message: v === undefined ? 'missing (required)' : `expected ${expectedOf(issue)}, got ${describe(v)}` }];
+    }
+    case 'invalid_value':
+      return [{ path, message: `must be ${expectedOf(issue)} (got ${describe(valueAt(raw, path))})` }];
+    case 'too_small':
+    case 'too_big': {
+      const small = issue.code === 'too_small';
+      const n = Number(small ? issue.minimum : issue.maximum);
+      const word = small ? (issue.inclusive ? 'at least' : 'more than') : issue.inclusive ? 'at most' : 'less than';
+      const what = issue.origin === 'array' ? ` ${n === 1 ? 'entry' : 'entries'}` : issue.origin === 'string' ? ` ${n === 1 ? 'character' : 'characters'}` : '';
+      return [{ path, message: `${issue.origin === 'array' ? 'needs' : 'must be'} ${word} ${n}${what} (got ${describe(valueAt(raw, path))})` }];
+    }
+    default:
+      return [{ path, message: issue.message }];
+  }
+}
+
+function expectedOf(issue: Issue | undefined): string {
+  if (issue?.code === 'invalid_type') return issue.expected === 'object' ? 'a map' : issue.expected === 'array' ? 'a list' : `a ${issue.expected}`;
+  if (issue?.code === 'invalid_value') return issue.values.map((v) => (typeof v === 'string' ? v : String(v))).join(', ').replace(/, ([^,]*)$/, issue.values.length > 2 ? ', or $1' : ' or $1');
+  return 'something else';
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'an empty value';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a map';
+  if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}…` : v);
+  return `${typeof v === 'number' ? 'the number' : typeof v} ${String(v)}`;
+}
+
+/** The raw value at `path`, or undefined when a step is missing. */
+function valueAt(raw: unknown, path: ConfigPath): unknown {
+  let v = raw;
+  for (const p of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string | number, unknown>)[p];
+  }
+  return v;
 }
 
 /**
- * Keys the documented config reserves that this version does not act on yet: refused with a
- * clear message rather than silently ignored.
+ * Line and column (1-based) a problem points at: the key itself for an unknown key; the value for
+ * a bad scalar; the key of a map or list that is wrong as a whole (a block one starts on the line
+ * below its key); the deepest node present when the path goes on past the document (a missing key:
+ * its map's key).
  */
-export function checkSupported(cfg: Config): void {
-  const problems: string[] = [];
-  cfg.routes.forEach((r, i) => {
-    if (r.cache) problems.push(`routes[${i}].cache: the response cache is not implemented in this version of homing (cache.principal.headers are already stripped from client requests)`);
-  });
-  if (problems.length) throw new ConfigError(problems);
-}
-
-/** Checks the files a config names, so a bad certificate fails `homing check`, not the first request. */
-export function checkFiles(cfg: Config): void {
-  const problems: string[] = [];
-  if (cfg.listen.https) {
-    const { cert, key } = cfg.listen.https;
-    let certPem: Buffer | undefined;
-    let keyPem: Buffer | undefined;
-    try {
-      certPem = readFileSync(cert);
-    } catch (e) {
-      problems.push(`listen.https.cert: cannot read ${cert}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    try {
-      keyPem = readFileSync(key);
-    } catch (e) {
-      problems.push(`listen.https.key: cannot read ${key}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    if (certPem && keyPem) {
-      try {
-        createSecureContext({ cert: certPem, key: keyPem });
-      } catch (e) {
-        problems.push(`listen.https: certificate ${cert} or key ${key} is not valid PEM or they do not match: ${(e as Error).message}`);
+function position(doc: Document, lc: LineCounter, p: Problem): { line: number; column: number } {
+  let node: unknown = doc.contents;
+  let key: YamlNode | undefined;
+  let value: YamlNode | undefined = (node as YamlNode | null) ?? undefined;
+  let complete = true;
+  for (const step of p.path) {
+    if (isAlias(node)) node = node.resolve(doc);
+    if (isMap(node)) {
+      const pair = node.items.find((i) => isScalar(i.key) && String(i.key.value) === String(step));
+      if (!pair) {
+        complete = false;
+        break;
       }
+      key = pair.key as YamlNode;
+      value = (pair.value as YamlNode | null) ?? undefined;
+      node = pair.value;
+    } else if (isSeq(node) && typeof step === 'number' && node.items[step]) {
+      key = undefined;
+      value = node.items[step] as YamlNode;
+      node = value;
+    } else {
+      complete = false;
+      break;
     }
   }
-  if (problems.length) throw new ConfigError(problems);
+  const pointAtValue = complete && p.at !== 'key' && value?.range && !(key && isCollection(value));
+  const at = (pointAtValue ? value : (key ?? value))?.range?.[0];
+  if (at === undefined) return { line: 1, column: 1 };
+  const { line, col } = lc.linePos(at);
+  return { line, column: col };
 }

@@ -1,10 +1,14 @@
 /**
  * The config schema. Every key is validated here, with its default; an error names the
  * YAML path (see load.ts, which adds the line). Unknown keys are errors: a typo must not be ignored.
+ * Rules that span keys (pools a route names, route names, `path:<n>` against `pathRegex`) and what
+ * the running parts check when they are built live in rules.ts, which runs even when this schema
+ * finds problems, so every problem is reported at once.
  */
 import { z } from 'zod';
 import { BlockList, isIP } from 'node:net';
 import { formatHostPort, parseDuration, parseHostPort, parseSize } from './units.js';
+import { compileKey } from '../routing/keys.js';
 
 function isIpOrCidr(v: string): boolean {
   const [ip, bits, extra] = v.split('/');
@@ -47,10 +51,14 @@ const address = hostPort(false);
 /** A local listening address: port 0 lets the OS pick (tests). */
 const bindAddress = hostPort(true);
 
-/** A key expression (`host`, `path`, `header:<name>`, …); compiled and checked further in routing/keys.ts. */
-const keyExpr = z
-  .string()
-  .regex(/^(host|path|uri|method|(header|cookie|query):[!#$%&'*+\-.^_`|~0-9A-Za-z]+|path:\d+)$/, 'invalid key expression (host, path, uri, method, header:<name>, cookie:<name>, query:<name>, path:<n>)');
+/** A key expression (`host`, `path`, `header:<name>`, …), compiled as the routes compile it (routing/keys.ts). */
+const keyExpr = z.string().superRefine((v, ctx) => {
+  try {
+    compileKey(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+  }
+});
 
 /** An HTTP header name (RFC 9110 token): no CR, LF, NUL, space or colon can reach a header homing writes. */
 const headerName = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a header name (token characters only)');
@@ -264,18 +272,6 @@ const route = z
     requestBuffering: z
       .union([z.literal(false), z.strictObject({ memory: size.default(64 * 1024) })])
       .default({ memory: 64 * 1024 }),
-  })
-  .superRefine((r, ctx) => {
-    if (!r.pool && !r.pools) ctx.addIssue({ code: 'custom', message: 'a route needs pool (or pools: a list, tried in order)', path: ['pool'] });
-    if (r.pool && r.pools) ctx.addIssue({ code: 'custom', message: 'give pool or pools, not both', path: ['pools'] });
-    if (r.pools && r.pools.length === 0) ctx.addIssue({ code: 'custom', message: 'pools needs at least one pool', path: ['pools'] });
-    if (r.match.pathRegex !== undefined) {
-      try {
-        new RegExp(r.match.pathRegex);
-      } catch (e) {
-        ctx.addIssue({ code: 'custom', message: `invalid regex: ${(e as Error).message}`, path: ['match', 'pathRegex'] });
-      }
-    }
   });
 
 const listen = z
@@ -439,22 +435,6 @@ export const configSchema = z
     announce: announce.optional(),
     accessLog: accessLog.optional(),
     tracing: tracing.optional(),
-  })
-  .superRefine((c, ctx) => {
-    const names = new Set<string>();
-    c.routes.forEach((r, i) => {
-      if (names.has(r.name)) ctx.addIssue({ code: 'custom', message: `duplicate route name "${r.name}"`, path: ['routes', i, 'name'] });
-      names.add(r.name);
-      if (r.pool && !c.pools[r.pool]) ctx.addIssue({ code: 'custom', message: `unknown pool "${r.pool}"`, path: ['routes', i, 'pool'] });
-      r.pools?.forEach((p, j) => {
-        if (!c.pools[p]) ctx.addIssue({ code: 'custom', message: `unknown pool "${p}"`, path: ['routes', i, 'pools', j] });
-      });
-    });
-    if (c.resp) {
-      const list = c.resp.routes ?? (c.resp.route ? [c.resp.route] : []);
-      if (list.length === 0) ctx.addIssue({ code: 'custom', message: 'resp needs route or routes', path: ['resp'] });
-      for (const r of list) if (!names.has(r)) ctx.addIssue({ code: 'custom', message: `unknown route "${r}"`, path: ['resp', c.resp.routes ? 'routes' : 'route'] });
-    }
   })
   .superRefine((c, ctx) => {
     if (!c.announce || c.announce.address) return;

@@ -3,12 +3,12 @@
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
 const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Milliseconds for a duration string; throws with a readable message. A bare number is milliseconds. */
+/**
+ * Milliseconds for a duration string; throws with a readable message. A bare number is refused:
+ * `connect: 5` would be 5 ms to one reader and 5 s to another, so the unit is written.
+ */
 export function parseDuration(v: string | number): number {
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v) || v < 0) throw new Error(`invalid duration ${v}`);
-    return v;
-  }
+  if (typeof v === 'number') throw new Error(`a duration needs a unit: write "${v}ms" or "${v}s"`);
   const m = DURATION.exec(v.trim());
   if (!m) throw new Error(`invalid duration "${v}" (use e.g. 500ms, 2s, 5m, 1h)`);
   return Math.round(Number(m[1]) * DURATION_MS[m[2]!]!);
@@ -20,12 +20,9 @@ const SIZE_BYTES: Record<string, number> = {
   k: 1024, K: 1024, M: 1024 ** 2, G: 1024 ** 3,
 };
 
-/** Bytes for a size string; a bare number is bytes. */
+/** Bytes for a size string (a string of digits alone is bytes); a bare YAML number is refused, like a bare duration. */
 export function parseSize(v: string | number): number {
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v) || v < 0) throw new Error(`invalid size ${v}`);
-    return Math.floor(v);
-  }
+  if (typeof v === 'number') throw new Error(`a size needs a unit: write "${v}B" or "${v}KiB"`);
   const m = SIZE.exec(v.trim());
   if (!m) throw new Error(`invalid size "${v}" (use e.g. 64KiB, 256MiB)`);
   return Math.floor(Number(m[1]) * SIZE_BYTES[m[2] ?? 'B']!);
@@ -48,7 +45,8 @@ export function parseHostPort(v: string, allowZeroPort = false): HostPort {
     portStr = s.slice(end + 2);
   } else {
     const i = s.lastIndexOf(':');
-    if (i <= 0) throw new Error(`invalid address "${v}" (use host:port)`);
+    if (i < 0) throw new Error(`invalid address "${v}": no port (use host:port)`);
+    if (i === 0) throw new Error(`invalid address "${v}" (use host:port)`);
     host = s.slice(0, i);
     portStr = s.slice(i + 1);
     if (host.includes(':')) throw new Error(`invalid address "${v}" (write IPv6 as [addr]:port)`);

@@ -25,7 +25,7 @@ export interface CreateSourceOptions {
  * The source for one pool. `discovery.file` is expected absolute (parseConfig resolves it against
  * the config's directory).
  */
-export function createMemberSource(pool: PoolConfig, opts: CreateSourceOptions = {}): MemberSource {
+export function createMemberSource(pool: Pick<PoolConfig, 'members' | 'discovery'>, opts: CreateSourceOptions = {}): MemberSource {
   if (pool.members) return new StaticSource(pool.members);
   const d = pool.discovery;
   if (d?.file !== undefined) return new FileSource(d.file, opts.file);

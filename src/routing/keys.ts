@@ -89,7 +89,14 @@ export function rawHeaderValue(raw: readonly string[], lowerName: string): strin
   return out;
 }
 
-/** Compile a key expression; throws on an unknown form (the config schema checks it first). */
+/** Names after `header:`, `cookie:` and `query:`: RFC 9110 token characters. */
+const NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * Compile a key expression; throws on an unknown form. The config validation compiles every key
+ * with this function, so a key `homing check` accepts is one a route can use. (Whether `path:<n>`
+ * has a group n depends on the route's `pathRegex`: the validation checks that too.)
+ */
 export function compileKey(expr: string): KeyFn {
   switch (expr) {
     case 'host':
@@ -104,7 +111,7 @@ export function compileKey(expr: string): KeyFn {
   const colon = expr.indexOf(':');
   const kind = expr.slice(0, colon);
   const arg = expr.slice(colon + 1);
-  if (colon > 0 && arg) {
+  if (colon > 0 && NAME.test(arg)) {
     if (kind === 'header') {
       const name = arg.toLowerCase();
       return (r) => (r.header ? r.header(name) || undefined : headerValue(r.headers[name]));
@@ -119,5 +126,5 @@ export function compileKey(expr: string): KeyFn {
       };
     }
   }
-  throw new Error(`invalid key expression "${expr}"`);
+  throw new Error(`invalid key expression "${expr}" (host, path, uri, method, header:<name>, cookie:<name>, query:<name>, path:<n>)`);
 }

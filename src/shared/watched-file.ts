@@ -10,7 +10,7 @@
  * that was itself replaced, platforms without recursive inotify). Re-reading an unchanged file is
  * cheap and delivers nothing (the Reloader compares fingerprints).
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -27,8 +27,27 @@ export async function readDataFile(file: string, where: string, emptyHint: strin
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    throw new Error(`${where}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    throw cannotRead(e, where);
   }
+  return parseData(text, file, where, emptyHint);
+}
+
+/** readDataFile, synchronously (config validation reads each file once, before anything starts). */
+function readDataFileSync(file: string, where: string, emptyHint: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw cannotRead(e, where);
+  }
+  return parseData(text, file, where, emptyHint);
+}
+
+function cannotRead(e: unknown, where: string): Error {
+  return new Error(`${where}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+}
+
+function parseData(text: string, file: string, where: string, emptyHint: string): unknown {
   if (text.trim() === '') throw new Error(`${where}: file is empty (${emptyHint})`);
   const json = extname(file).toLowerCase() === '.json';
   try {
@@ -152,6 +171,14 @@ export abstract class WatchedFile<T> extends Reloader<T> {
   protected async load(): Promise<T> {
     this.dirWatch.ensure();
     return this.parse(await readDataFile(this.file, this.where, this.labels.emptyHint), this.where);
+  }
+
+  /**
+   * The value the first load would give, read now and synchronously, watching nothing: how config
+   * validation tells that `start` would fail (the file missing, empty or invalid).
+   */
+  check(): T {
+    return this.parse(readDataFileSync(this.file, this.where, this.labels.emptyHint), this.where);
   }
 
   protected override afterStart(): void {
