@@ -2,6 +2,7 @@
  * One homing process: runtime + faces (HTTP/HTTPS listeners, admin, RESP). Used by the CLI and by
  * tests, which start real instances on port 0.
  */
+import cluster from 'node:cluster';
 import { pino, type Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { HostPort } from './config/units.js';
@@ -160,6 +161,10 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
       }, Math.min(websocketGrace, timeout));
       let deadline: NodeJS.Timeout | undefined;
       await Promise.race([done, new Promise<void>((r) => (deadline = setTimeout(r, timeout)))]);
+      // A worker lingers a moment after its listener closed: a connection the cluster primary was
+      // handing over meanwhile is answered "not accepted" (and given to another worker), not lost
+      // with this process.
+      if (cluster.isWorker) await new Promise((r) => setTimeout(r, 250));
       clearInterval(idle);
       clearTimeout(ws);
       clearTimeout(deadline);

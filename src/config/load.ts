@@ -164,6 +164,8 @@ function fromIssue(issue: Issue, raw: unknown, base: ConfigPath): Problem[] {
       return [{ path, message: `must be ${expectedOf(issue)} (got ${describe(valueAt(raw, path))})` }];
     case 'too_small':
     case 'too_big': {
+      // A message the schema wrote itself says more than the bound does.
+      if (!/^Too (small|big)/.test(issue.message)) return [{ path, message: issue.message }];
       const small = issue.code === 'too_small';
       const n = Number(small ? issue.minimum : issue.maximum);
       const word = small ? (issue.inclusive ? 'at least' : 'more than') : issue.inclusive ? 'at most' : 'less than';
