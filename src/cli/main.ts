@@ -4,7 +4,7 @@
  *
  *   homing serve -c homing.yaml     run (workers: auto forks one process per core)
  *   homing check homing.yaml        validate (every problem at once) and print a summary
- *   homing demo [--port 8080] [--admin-port 9090]   demo backends + homing (npm start)
+ *   homing demo [--port 8080] [--admin-port 9090] [--resp-port 6380]   demo backends + homing (npm start)
  *   homing ring …                   where keys land, and what moves when members change
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -19,7 +19,7 @@ import { ringCommand } from './ring.js';
 const COMMANDS = {
   serve: ['homing serve -c <config.yaml>', 'run the proxy (admin, RESP and workers as configured); the config is validated first, as by check'],
   check: ['homing check <config.yaml>', 'validate a config and print a summary; exit 1 with every problem, each as file:line:column key: message'],
-  demo: ['homing demo [--port 8080] [--admin-port 9090]', 'demo backends + homing on 127.0.0.1 (0: any free port)'],
+  demo: ['homing demo [--port 8080] [--admin-port 9090] [--resp-port 6380]', 'demo backends + homing on 127.0.0.1 (0: any free port)'],
   ring: [
     'homing ring (--members a:1,b:2 | -c <config.yaml> [--pool <name>]) [--algorithm ring|maglev|rendezvous]\n' +
       '            [--vnodes 160] [--key K]… [--remove a:1]… [--add c:3]… [--keys 100000]',
@@ -86,12 +86,12 @@ async function main(argv: string[]): Promise<number> {
       const demo = await runDemo(parseDemoArgs(rest));
       const h = demo.homing;
       const base = `http://127.0.0.1:${h.http!.port}`;
+      // The guide that follows (printed by the demo) shows each pattern working.
       process.stdout.write(
         `\nhoming demo is running.\n` +
-          `  proxy   ${base}   (hash route /documents/<id>, round-robin on everything else)\n` +
-          `  admin   http://127.0.0.1:${h.adminAddress!.port}/status   /metrics   /api/v1/pools\n` +
-          `  backends ${demo.backends.map((b) => `127.0.0.1:${(b.address() as { port: number }).port}`).join(', ')}\n\n` +
-          `try:\n  curl -i ${base}/documents/42\n  curl -s 'http://127.0.0.1:${h.adminAddress!.port}/api/v1/routes/documents/lookup?key=42'\n\n`,
+          `  proxy   ${base}   (every pattern: see the guide below)\n` +
+          `  admin   http://127.0.0.1:${h.adminAddress!.port}/status   /metrics   /api/v1/pools   (dashboard at /)\n` +
+          `  backends ${demo.backends.map((b) => `127.0.0.1:${(b.address() as { port: number }).port}`).join(', ')}\n`,
       );
       const stop = (): void => {
         void demo.close().then(() => process.exit(0));
