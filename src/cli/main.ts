@@ -91,7 +91,8 @@ async function main(argv: string[]): Promise<number> {
         `\nhoming demo is running.\n` +
           `  proxy   ${base}   (every pattern: see the guide below)\n` +
           `  admin   http://127.0.0.1:${h.adminAddress!.port}/status   /metrics   /api/v1/pools   (dashboard at /)\n` +
-          `  backends ${demo.backends.map((b) => `127.0.0.1:${(b.address() as { port: number }).port}`).join(', ')}\n`,
+          `  backends ${demo.backends.map((b) => `127.0.0.1:${(b.address() as { port: number }).port}`).join(', ')}\n` +
+          `  try     curl -i ${base}/documents/42\n`,
       );
       const stop = (): void => {
         void demo.close().then(() => process.exit(0));
