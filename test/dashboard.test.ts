@@ -16,7 +16,7 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { request } from 'undici';
-import { startBackend, startTestHoming, type Backend } from './support/backends.js';
+import { startBackend, startTestHoming, until, type Backend } from './support/backends.js';
 import { statefulCluster } from './support/stateful.js';
 import { metricSum } from './support/events.js';
 
@@ -177,7 +177,9 @@ routes:
   await health.and(page.locator('.down')).waitFor({ timeout: 10_000 });
   const took = Date.now() - closed;
   assert.ok(took < HEALTH_INTERVAL + 500, `red after ${took} ms`);
-  assert.equal(await health.evaluate((el) => getComputedStyle(el).backgroundColor), 'rgb(204, 0, 0)');
+  // The live stream re-renders rows: read the colour of the row as it is now, until it is red.
+  const red = async (): Promise<boolean> => (await health.evaluate((el) => getComputedStyle(el).backgroundColor).catch(() => '')) === 'rgb(204, 0, 0)';
+  await until(red, 5000, 20);
   assert.equal(await health.textContent(), 'down');
 
   mkdirSync('test-output', { recursive: true });
