@@ -9,6 +9,7 @@ import path from 'node:path';
 import { CLK_TCK, boxTicks, groupTicks, onCleanup } from './proc.mjs';
 import { startBackend } from './peers.mjs';
 import { wrk } from './wrk.mjs';
+import { median } from './format.mjs';
 
 export async function createHarness(opts) {
   const t0 = Date.now();
@@ -173,4 +174,29 @@ export function stripRaw(run) {
   if (!run || run.error) return run;
   const { wrkOutput, ...rest } = run;
   return rest.errors?.total ? { ...rest, wrkOutput } : rest;
+}
+
+/**
+ * A peer's passes over the rounds (`rounds`: [{ peer name → pass }]) and their medians: req/s,
+ * latency, errors, CPU of the proxy and the backend, upstream connections opened mid-pass.
+ */
+export function peerSummary(p, rounds) {
+  const ok = (r) => r && !r.error;
+  const mine = rounds.map((runs) => runs[p.name]).filter(ok);
+  return {
+    mine,
+    summary: {
+      label: p.label,
+        rps: median(mine.map((r) => r.rps)),
+        rpsByRound: rounds.map((runs) => (ok(runs[p.name]) ? runs[p.name].rps : null)),
+        p50Ms: median(mine.map((r) => r.latencyMs.p50)),
+        p99Ms: median(mine.map((r) => r.latencyMs.p99)),
+        errors: mine.reduce((a, r) => a + r.errors.total, 0),
+        proxyCpuUsPerReq: median(mine.map((r) => r.proxyCpuUsPerReq)),
+        proxyCpuPct: median(mine.map((r) => r.proxyCpuPct)),
+        backendCpuUsPerReq: median(mine.map((r) => r.backendCpuUsPerReq)),
+        otherCpuPct: median(mine.map((r) => r.otherCpuPct)),
+        steadyOpenedPer1k: median(mine.map((r) => (r.steady?.requests ? (1000 * r.steady.opened) / r.steady.requests : undefined))),
+      },
+  };
 }

@@ -22,7 +22,7 @@ import path from 'node:path';
 import { startNode, stop } from './proc.mjs';
 import { PEERS_DIR, readyPort, startHoming } from './peers.mjs';
 import { fmtInt, fmtK, fmtNum, median, table } from './format.mjs';
-import { measureSafe, startPeers, stripRaw } from './harness.mjs';
+import { measureSafe, peerSummary, startPeers, stripRaw } from './harness.mjs';
 
 const SECTION = 'directory';
 const HOSTS = 100;
@@ -234,21 +234,11 @@ function summarize(peers, rounds) {
   const ratio = (runs, a, b, f) => (ok(runs[a]) && ok(runs[b]) ? f(runs[a], runs[b]) : undefined);
   const out = {};
   for (const p of peers) {
-    const mine = rounds.map((runs) => runs[p.name]).filter(ok);
+    const { mine, summary } = peerSummary(p, rounds);
     const requests = mine.reduce((a, r) => a + r.requests, 0);
     const calls = mine.reduce((a, r) => a + (r.directoryCalls ?? 0), 0);
     out[p.name] = {
-      label: p.label,
-      rps: median(mine.map((r) => r.rps)),
-      rpsByRound: rounds.map((runs) => (ok(runs[p.name]) ? runs[p.name].rps : null)),
-      p50Ms: median(mine.map((r) => r.latencyMs.p50)),
-      p99Ms: median(mine.map((r) => r.latencyMs.p99)),
-      errors: mine.reduce((a, r) => a + r.errors.total, 0),
-      proxyCpuUsPerReq: median(mine.map((r) => r.proxyCpuUsPerReq)),
-      proxyCpuPct: median(mine.map((r) => r.proxyCpuPct)),
-      backendCpuUsPerReq: median(mine.map((r) => r.backendCpuUsPerReq)),
-      otherCpuPct: median(mine.map((r) => r.otherCpuPct)),
-      steadyOpenedPer1k: median(mine.map((r) => (r.steady?.requests ? (1000 * r.steady.opened) / r.steady.requests : undefined))),
+      ...summary,
       requests,
       directoryCalls: calls,
       directoryCallsPer10k: requests ? (1e4 * calls) / requests : undefined,

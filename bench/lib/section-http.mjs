@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { directPeer, httpGet, startHoming, startHttpProxy, startNginx } from './peers.mjs';
 import { fmtInt, fmtK, fmtNum, median, table } from './format.mjs';
-import { measureSafe, startPeers, stripRaw } from './harness.mjs';
+import { measureSafe, peerSummary, startPeers, stripRaw } from './harness.mjs';
 
 const TARGETS = {
   vsHttpProxy: 1.5, // homing 1 worker ≥ 1.5 × http-proxy req/s
@@ -109,18 +109,9 @@ function summarize(peers, rounds) {
   const ratio = (runs, a, b) => (ok(runs[a]) && ok(runs[b]) && runs[b].rps ? runs[a].rps / runs[b].rps : undefined);
   const out = {};
   for (const p of peers) {
-    const mine = rounds.map((runs) => runs[p.name]).filter(ok);
+    const { mine, summary } = peerSummary(p, rounds);
     out[p.name] = {
-      label: p.label,
-      rps: median(mine.map((r) => r.rps)),
-      rpsByRound: rounds.map((runs) => (ok(runs[p.name]) ? runs[p.name].rps : null)),
-      p50Ms: median(mine.map((r) => r.latencyMs.p50)),
-      p99Ms: median(mine.map((r) => r.latencyMs.p99)),
-      errors: mine.reduce((a, r) => a + r.errors.total, 0),
-      proxyCpuUsPerReq: median(mine.map((r) => r.proxyCpuUsPerReq)),
-      proxyCpuPct: median(mine.map((r) => r.proxyCpuPct)),
-      backendCpuUsPerReq: median(mine.map((r) => r.backendCpuUsPerReq)),
-      otherCpuPct: median(mine.map((r) => r.otherCpuPct)),
+      ...summary,
       otherCpuPctMax: Math.max(...mine.map((r) => r.otherCpuPct ?? 0)),
       upstreamOpened: median(mine.map((r) => r.upstreamOpened)),
       steadyOpenedPer1k: median(mine.map((r) => (r.steady?.requests ? (1000 * r.steady.opened) / r.steady.requests : undefined))),

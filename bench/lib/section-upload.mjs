@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { directPeer, httpPost, startHoming, startNginx } from './peers.mjs';
 import { fmtInt, fmtK, fmtNum, median, table } from './format.mjs';
-import { measureSafe, startPeers, stripRaw } from './harness.mjs';
+import { measureSafe, peerSummary, startPeers, stripRaw } from './harness.mjs';
 
 const SIZES = [
   { name: '4k', label: '4 KiB', bytes: 4 * 1024 },
@@ -123,21 +123,10 @@ function summarize(peers, rounds, bytes) {
   const ratio = (runs, a, b) => (ok(runs[a]) && ok(runs[b]) && runs[b].rps ? runs[a].rps / runs[b].rps : undefined);
   const out = {};
   for (const p of peers) {
-    const mine = rounds.map((runs) => runs[p.name]).filter(ok);
-    const rps = median(mine.map((r) => r.rps));
+    const { summary } = peerSummary(p, rounds);
     out[p.name] = {
-      label: p.label,
-      rps,
-      mibPerS: rps === undefined ? undefined : (rps * bytes) / 2 ** 20,
-      rpsByRound: rounds.map((runs) => (ok(runs[p.name]) ? runs[p.name].rps : null)),
-      p50Ms: median(mine.map((r) => r.latencyMs.p50)),
-      p99Ms: median(mine.map((r) => r.latencyMs.p99)),
-      errors: mine.reduce((a, r) => a + r.errors.total, 0),
-      proxyCpuUsPerReq: median(mine.map((r) => r.proxyCpuUsPerReq)),
-      proxyCpuPct: median(mine.map((r) => r.proxyCpuPct)),
-      backendCpuUsPerReq: median(mine.map((r) => r.backendCpuUsPerReq)),
-      otherCpuPct: median(mine.map((r) => r.otherCpuPct)),
-      steadyOpenedPer1k: median(mine.map((r) => (r.steady?.requests ? (1000 * r.steady.opened) / r.steady.requests : undefined))),
+      ...summary,
+      mibPerS: summary.rps === undefined ? undefined : (summary.rps * bytes) / 2 ** 20,
       vsStreamed: p.homing ? median(rounds.map((runs) => ratio(runs, p.name, 'homing-streamed'))) : undefined,
       vsDirect: median(rounds.map((runs) => ratio(runs, p.name, 'direct'))),
       vsNginx: median(rounds.map((runs) => ratio(runs, p.name, 'nginx'))),
