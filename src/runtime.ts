@@ -21,14 +21,14 @@ import { DirectoryMetrics } from './routing/directory/metrics.js';
 import { HttpDirectorySource, RedisDirectorySource, SeedFile } from './directory/index.js';
 import { createDirectorySource, directoryTableOptions } from './directory/config.js';
 import type { DirectorySource } from './routing/directory/table.js';
-import { BoxDirectorySource, SharedDirectorySource, type DirectoryBus } from './shared/directory.js';
+import { BoxDirectorySource, SharedDirectorySource, type DirectoryBus } from './state/directory.js';
 import { Metrics } from './admin/metrics.js';
 import { PoolHealth } from './health/index.js';
 import type { Member } from './members/member.js';
 import { AffinityMetrics, createAffinityStore, type AffinityTableStore } from './routing/affinity/index.js';
-import { createSharedRedis, type SharedRedis } from './shared/redis.js';
-import type { ClusterBus } from './shared/cluster.js';
-import type { PoolStatePublisher, PoolStateReplica } from './shared/pools.js';
+import { createSharedRedis, type SharedRedis } from './state/redis.js';
+import type { ClusterBus } from './state/cluster.js';
+import type { PoolStatePublisher, PoolStateReplica } from './state/pools.js';
 import type { AccessLog } from './proxy/access-log.js';
 import type { SpanExporter } from './proxy/spans.js';
 

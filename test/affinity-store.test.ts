@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { ManualClock } from '../src/clock.js';
-import { ClusterBus, type AffinityReplica, type ClusterChannel } from '../src/shared/cluster.js';
+import { ClusterBus, type AffinityReplica, type ClusterChannel } from '../src/state/cluster.js';
 import { AffinityMetrics, AffinityTableStore, createAffinityStore, LocalAffinityTable, type ReplicaChannel, type ReplicaOp } from '../src/routing/affinity/index.js';
 
 const log = pino({ level: 'silent' });

@@ -14,7 +14,7 @@ import { Registry } from 'prom-client';
 import { Redis } from 'ioredis';
 import { freePort, freePorts, respCommandLine } from './support/services.js';
 import { AffinityMetrics, createAffinityStore, type AffinityTableStore, type SharedAffinityStore } from '../src/routing/affinity/index.js';
-import { createSharedRedis, SharedRedis, type SharedConfig } from '../src/shared/redis.js';
+import { createSharedRedis, SharedRedis, type SharedConfig } from '../src/state/redis.js';
 import { parseConfig } from '../src/config/load.js';
 
 const A = '127.0.0.1:9101';

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SingleFlight, type Flight } from '../src/shared/singleflight.js';
+import { SingleFlight, type Flight } from '../src/state/singleflight.js';
 
 /** A promise the test settles by hand. */
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {

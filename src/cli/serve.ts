@@ -2,7 +2,7 @@
  * `homing serve`: one process, or with `workers: auto|n` a node:cluster primary that forks the
  * workers (they share the listeners) and replaces any that dies. The admin API is served by the
  * primary, with metrics aggregated from every worker. Discovery and active health checks run once,
- * in the primary; the workers follow its pools (src/shared/pools.ts).
+ * in the primary; the workers follow its pools (src/state/pools.ts).
  */
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
@@ -14,9 +14,9 @@ import { Runtime } from '../runtime.js';
 import { AdminServer } from '../admin/server.js';
 import { listen } from '../proxy/server.js';
 import { VERSION } from '../version.js';
-import { ClusterBus } from '../shared/cluster.js';
-import { DirectoryBus } from '../shared/directory.js';
-import { PoolStatePublisher, PoolStateReplica } from '../shared/pools.js';
+import { ClusterBus } from '../state/cluster.js';
+import { DirectoryBus } from '../state/directory.js';
+import { PoolStatePublisher, PoolStateReplica } from '../state/pools.js';
 
 export function workerCount(cfg: Config): number {
   return cfg.workers === 'auto' ? Math.max(1, availableParallelism()) : cfg.workers;

@@ -6,7 +6,7 @@
  *   tenant-b.example.com: 10.0.0.7:8080
  *
  * Watched like a member file (the directory holding it, debounced, plus a slow poll: see
- * src/shared/watched-file.ts). Values are checked for their form here; whether the pool or member
+ * src/state/watched-file.ts). Values are checked for their form here; whether the pool or member
  * exists is the table's `validate`, applied by table.seed(). Wiring:
  *
  *   await seed.start((entries) => table.seed(entries), (err) => log.warn(err.message));
@@ -15,7 +15,7 @@
  * table.seed() throwing because a value names no known pool) keeps the last good seed and goes
  * to the error callback once; a failure at start rejects `start`.
  */
-import { WatchedFile, type WatchedFileOptions } from '../shared/watched-file.js';
+import { WatchedFile, type WatchedFileOptions } from '../state/watched-file.js';
 import { DirectoryKeyError } from '../routing/directory/table.js';
 import { parseBareAnswer } from './answer.js';
 

@@ -1,11 +1,11 @@
 /**
  * `discovery: { file }`: a JSON or YAML file holding the member list, watched so edits apply
- * without a restart. The directory holding the file is watched (see src/shared/watched-file.ts for
+ * without a restart. The directory holding the file is watched (see src/state/watched-file.ts for
  * why), events are debounced, and a slow poll catches what a watcher misses. Re-reading an
  * unchanged file is cheap and emits nothing (the parsed list is compared with the last one).
  */
 import type { MemberSpec } from '../members/pool.js';
-import { WatchedFile, type WatchedFileOptions } from '../shared/watched-file.js';
+import { WatchedFile, type WatchedFileOptions } from '../state/watched-file.js';
 import { parseMemberList, specsKey, type MemberSource } from './source.js';
 
 export type FileSourceOptions = WatchedFileOptions;

@@ -10,7 +10,7 @@
  */
 import type { MemberSpec } from '../members/pool.js';
 import { parseHostPort } from '../config/units.js';
-import { Reloader } from '../shared/reloader.js';
+import { Reloader } from '../state/reloader.js';
 
 export interface MemberSource {
   /**

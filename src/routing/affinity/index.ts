@@ -5,8 +5,8 @@
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock.js';
-import type { ClusterBus } from '../../shared/cluster.js';
-import type { SharedRedis } from '../../shared/redis.js';
+import type { ClusterBus } from '../../state/cluster.js';
+import type { SharedRedis } from '../../state/redis.js';
 import { LocalAffinityTable } from './local.js';
 import type { AffinityMetrics } from './metrics.js';
 import { SharedAffinityStore } from './shared.js';

@@ -13,7 +13,7 @@
  * the min (1 only when every worker reaches Redis).
  */
 import { Counter, Gauge, type MetricObjectWithValues, type MetricValueWithName, type Registry } from 'prom-client';
-import type { SharedRedisObserver } from '../../shared/redis.js';
+import type { SharedRedisObserver } from '../../state/redis.js';
 
 /** Anything with a route name (a Route). */
 export interface RouteLike {

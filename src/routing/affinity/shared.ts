@@ -20,10 +20,10 @@
  * Entries nobody reads expire with their TTL.
  */
 import { systemClock, type Clock } from '../../clock.js';
-import { SingleFlight, type Flight } from '../../shared/singleflight.js';
+import { SingleFlight, type Flight } from '../../state/singleflight.js';
 import { AffinityTableStore, type AffinityTableStoreOptions, type OwnerAnswer } from './store.js';
 
-/** What the shared tier needs from Redis; SharedRedis (src/shared/redis.ts) provides it. */
+/** What the shared tier needs from Redis; SharedRedis (src/state/redis.ts) provides it. */
 export interface SharedKV {
   readonly prefix: string;
   /** Unique per process: pub/sub messages carry it, so a process skips its own. */

@@ -5,7 +5,7 @@
  * for the first two tiers; shared.ts adds the third.
  */
 import type { Logger } from 'pino';
-import { SingleFlight } from '../../shared/singleflight.js';
+import { SingleFlight } from '../../state/singleflight.js';
 import type { LocalAffinityTable } from './local.js';
 import type { RouteAffinityMetrics } from './metrics.js';
 
