@@ -9,7 +9,7 @@ import path from 'node:path';
 import { CLK_TCK, boxTicks, groupTicks, onCleanup } from './proc.mjs';
 import { startBackend } from './peers.mjs';
 import { wrk } from './wrk.mjs';
-import { median } from './format.mjs';
+import { fmtInt, fmtK, fmtNum, median } from './format.mjs';
 
 export async function createHarness(opts) {
   const t0 = Date.now();
@@ -199,4 +199,18 @@ export function peerSummary(p, rounds) {
         steadyOpenedPer1k: median(mine.map((r) => (r.steady?.requests ? (1000 * r.steady.opened) / r.steady.requests : undefined))),
       },
   };
+}
+
+/** The leading cells of a peer's row in a section's table: name, req/s (median and by round), p50, p99, errors, proxy CPU. */
+export function summaryCells(name, x) {
+  return [
+    name,
+    fmtInt(x.rps),
+    x.rpsByRound.map((v) => fmtK(v ?? NaN)).join(' / '),
+    fmtNum(x.p50Ms),
+    fmtNum(x.p99Ms),
+    fmtInt(x.errors),
+    fmtNum(x.proxyCpuUsPerReq, 1),
+    fmtNum(x.proxyCpuPct, 0),
+  ];
 }

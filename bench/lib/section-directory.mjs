@@ -21,8 +21,8 @@ import http from 'node:http';
 import path from 'node:path';
 import { startNode, stop } from './proc.mjs';
 import { PEERS_DIR, readyPort, startHoming } from './peers.mjs';
-import { fmtInt, fmtK, fmtNum, median, table } from './format.mjs';
-import { measureSafe, peerSummary, startPeers, stripRaw } from './harness.mjs';
+import { fmtInt, fmtNum, median, table } from './format.mjs';
+import { measureSafe, peerSummary, startPeers, stripRaw, summaryCells } from './harness.mjs';
 
 const SECTION = 'directory';
 const HOSTS = 100;
@@ -281,14 +281,7 @@ function print(h, r) {
     `\n== Directory: 1 KiB GET, Host rotating over ${HOSTS} tenant hosts, wrk -t1 -c${o.conns} (Lua request()), ${o.rounds} round(s) × ${o.seconds}s (+${o.warmupS}s warm-up each), peers interleaved; medians; ratios = median of per-round ratios`,
   );
   const rows = Object.entries(r.summary).map(([name, x]) => [
-    name,
-    fmtInt(x.rps),
-    x.rpsByRound.map((v) => fmtK(v ?? NaN)).join(' / '),
-    fmtNum(x.p50Ms),
-    fmtNum(x.p99Ms),
-    fmtInt(x.errors),
-    fmtNum(x.proxyCpuUsPerReq, 1),
-    fmtNum(x.proxyCpuPct, 0),
+    ...summaryCells(name, x),
     fmtNum(x.vsBalance),
     fmtNum(x.cpuVsBalance),
     fmtNum(x.directoryCallsPer10k),

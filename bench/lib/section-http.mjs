@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { directPeer, httpGet, startHoming, startHttpProxy, startNginx } from './peers.mjs';
-import { fmtInt, fmtK, fmtNum, median, table } from './format.mjs';
-import { measureSafe, peerSummary, startPeers, stripRaw } from './harness.mjs';
+import { fmtInt, fmtNum, median, table } from './format.mjs';
+import { measureSafe, peerSummary, startPeers, stripRaw, summaryCells } from './harness.mjs';
 
 const TARGETS = {
   vsHttpProxy: 1.5, // homing 1 worker ≥ 1.5 × http-proxy req/s
@@ -158,14 +158,7 @@ function print(h, r) {
   const s = r.summary;
   console.log(`\n== HTTP: 1 KiB GET, wrk -t1 -c${o.conns}, ${o.rounds} round(s) × ${o.seconds}s (+${o.warmupS}s warm-up each), peers interleaved; medians; ratios = median of per-round ratios`);
   const rows = Object.entries(s).map(([name, x]) => [
-    name,
-    fmtInt(x.rps),
-    x.rpsByRound.map((v) => fmtK(v ?? NaN)).join(' / '),
-    fmtNum(x.p50Ms),
-    fmtNum(x.p99Ms),
-    fmtInt(x.errors),
-    fmtNum(x.proxyCpuUsPerReq, 1),
-    fmtNum(x.proxyCpuPct, 0),
+    ...summaryCells(name, x),
     fmtNum(x.vsDirect),
     fmtNum(x.vsNginx),
     name.startsWith('homing') ? fmtNum(x.vsHttpProxy) : '–',
