@@ -7,7 +7,6 @@ import { pino, type Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { HostPort } from './config/units.js';
 import { Runtime } from './runtime.js';
-import { checkSupported } from './config/load.js';
 import { AdminServer } from './admin/server.js';
 import { Metrics } from './admin/metrics.js';
 import { addressOf, createListeners, listen, type Listener } from './proxy/server.js';
@@ -31,6 +30,8 @@ export interface StartOptions {
   pools?: PoolStateReplica;
   /** In a cluster worker: directory answers come from the primary (see RuntimeOptions.directoryBus). */
   directoryBus?: DirectoryBus;
+  /** The response cache's wall clock (tests move one instead of sleeping). */
+  cacheClock?: () => number;
 }
 
 export interface Homing {
@@ -80,14 +81,13 @@ function closeServer(s: { close(cb: () => void): unknown; closeAllConnections?: 
 }
 
 export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise<Homing> {
-  checkSupported(cfg);
   const log = opts.log ?? createLogger(cfg);
   const access = cfg.accessLog ? AccessLog.open(cfg.accessLog, (err) => log.error({ err: err.message }, 'access log write failed')) : undefined;
   // The OpenTelemetry packages load only when spans are exported.
   const spans = cfg.tracing?.otlp ? (await import('./tracing/otlp.js')).createOtlpExporter(cfg.tracing) : undefined;
   let runtime: Runtime;
   try {
-    runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics(), cluster: opts.cluster, pools: opts.pools, directoryBus: opts.directoryBus, access, spans });
+    runtime = await Runtime.create(cfg, { log, metrics: opts.metrics ?? new Metrics(), cluster: opts.cluster, pools: opts.pools, directoryBus: opts.directoryBus, access, spans, cacheClock: opts.cacheClock });
   } catch (e) {
     await access?.close();
     await spans?.close();

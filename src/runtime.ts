@@ -5,7 +5,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import type { Logger } from 'pino';
-import type { Config, RouteConfig } from './config/schema.js';
+import { CACHE_DEFAULTS, type Config, type RouteConfig } from './config/schema.js';
 import { Pool } from './members/pool.js';
 import { createMemberSource, EtcdAnnouncer, type MemberSource } from './discovery/index.js';
 import type { HostPort } from './config/units.js';
@@ -31,6 +31,7 @@ import type { ClusterBus } from './state/cluster.js';
 import type { PoolStatePublisher, PoolStateReplica } from './state/pools.js';
 import type { AccessLog } from './proxy/access-log.js';
 import type { SpanExporter } from './proxy/spans.js';
+import { ResponseCache } from './cache/index.js';
 
 export interface RuntimeOptions {
   log: Logger;
@@ -54,6 +55,8 @@ export interface RuntimeOptions {
   access?: AccessLog;
   /** The span exporter (`tracing.otlp`), loaded by the caller, which closes it. */
   spans?: SpanExporter;
+  /** The response cache's wall clock (tests move one instead of sleeping). Default Date.now. */
+  cacheClock?: () => number;
 }
 
 /** A route's directory tier and what feeds it. */
@@ -89,6 +92,8 @@ export class Runtime {
   /** Directory tiers of the routes that have one. */
   readonly directories = new Map<Route, RouteDirectory>();
   private readonly directoryBus: DirectoryBus | undefined;
+  /** The response cache, when `cache` is configured or a route caches. */
+  readonly cache: ResponseCache | undefined;
   private announcer: EtcdAnnouncer | undefined;
 
   private constructor(
@@ -98,7 +103,7 @@ export class Runtime {
     cluster?: ClusterBus,
     private readonly box?: PoolStatePublisher | PoolStateReplica,
     directoryBus?: DirectoryBus,
-    observe: { access?: AccessLog; spans?: SpanExporter } = {},
+    observe: { access?: AccessLog; spans?: SpanExporter; cacheClock?: () => number } = {},
   ) {
     this.metrics = metrics;
     this.affinityMetrics = AffinityMetrics.of(metrics.registry);
@@ -106,6 +111,10 @@ export class Runtime {
     metrics.trackInflight(() => [...this.pools.values()].flatMap((p) => p.members.members.map((m) => ({ pool: p.name, member: m.id, inflight: m.inflight }))));
     this.sharedRedis = config.routes.some((r) => r.affinity || r.directory) ? createSharedRedis(config.shared, { log, observer: this.affinityMetrics.redis }) : undefined;
     for (const name of Object.keys(config.pools)) this.pools.set(name, new Pool(name, [], log));
+    this.cache =
+      config.cache !== undefined || config.routes.some((r) => r.cache)
+        ? new ResponseCache({ config: config.cache ?? CACHE_DEFAULTS, registry: metrics.registry, cluster, clock: observe.cacheClock })
+        : undefined;
     const replica = box?.role === 'worker' ? box : undefined;
     for (const pool of this.pools.values()) {
       // A worker follows the primary's health: it checks nothing and judges nothing itself.
@@ -143,6 +152,7 @@ export class Runtime {
         balance: createBalancerFactory(rc.balance),
         affinity,
         directory: directory?.table,
+        cache: this.cache?.route(rc),
       });
       if (directory) this.directories.set(route, directory);
       route.onRebuildError = (e) => log.error({ route: rc.name, err: e.message }, 'strategy rebuild failed; keeping the previous member snapshot');
@@ -190,6 +200,7 @@ export class Runtime {
       drain: this.drain,
       access: observe.access,
       spans: observe.spans,
+      cache: this.cache,
     });
   }
 
@@ -249,7 +260,7 @@ export class Runtime {
   }
 
   static async create(config: Config, opts: RuntimeOptions): Promise<Runtime> {
-    const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics(), opts.cluster, opts.pools, opts.directoryBus, { access: opts.access, spans: opts.spans });
+    const rt = new Runtime(config, opts.log, opts.metrics ?? new Metrics(), opts.cluster, opts.pools, opts.directoryBus, { access: opts.access, spans: opts.spans, cacheClock: opts.cacheClock });
     try {
       if (opts.pools?.role === 'worker') {
         const follow = [...rt.pools.values()].map((pool) => ({ pool, passive: Boolean(config.pools[pool.name]!.health?.passive) }));
@@ -372,6 +383,7 @@ export class Runtime {
     this.box?.close();
     await Promise.all([...this.health.values()].map((h) => h.stop()));
     for (const r of this.routes) r.close();
+    this.cache?.close();
     await Promise.all([...this.affinityStores.values()].map((s) => s.close().catch(() => {})));
     await this.sharedRedis?.close().catch(() => {});
     await Promise.all(this.sources.map((s) => s.stop().catch(() => {})));

@@ -129,7 +129,7 @@ test('TLS: missing or invalid certificate files fail the check with the path', (
   assert.throws(() => loadConfigFile(f), (e: unknown) => e instanceof ConfigError && /not valid PEM/.test(e.message));
 });
 
-test('reserved keys this version does not act on are refused by name, not ignored', (t) => {
+test('a route cache loads; its options are checked by name', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'homing-cfg-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const f = join(dir, 'c.yaml');
@@ -145,7 +145,9 @@ test('reserved keys this version does not act on are refused by name, not ignore
     cache: true`,
     ).replace('pool: p\n    directory', 'directory'),
   );
-  assert.throws(() => loadConfigFile(f), (e: unknown) => e instanceof ConfigError && !/directory/.test(e.message) && /routes\[0\]\.cache: the response cache is not implemented/.test(e.message));
+  assert.equal(loadConfigFile(f).routes[0]!.cache, true);
+  writeFileSync(f, readFileSync(f, 'utf8').replace('cache: true', 'cache: { ttl: 10s, lock: 2s, bogus: 1 }'));
+  assert.throws(() => loadConfigFile(f), (e: unknown) => e instanceof ConfigError && /routes\[0\]\.cache\.bogus: unknown key "bogus"/.test(e.message));
 });
 
 test('a directory route: exactly one of lookup.url or lookup.redis, a url with {key}', () => {

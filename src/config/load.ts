@@ -10,7 +10,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { isAlias, isCollection, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode, type YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
-import { ruleProblems, supportedProblems, type ConfigPath, type Problem } from './rules.js';
+import { ruleProblems, type ConfigPath, type Problem } from './rules.js';
 
 /** One problem of a config, located. `path` is empty for YAML syntax errors, whose `context` shows the line. */
 export interface ConfigProblem {
@@ -120,12 +120,6 @@ export function loadConfigFile(file: string): Config {
     throw new ConfigError([`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`]);
   }
   return orThrow(validateConfig(text, { baseDir: dirname(resolve(file)), source: file, files: true }));
-}
-
-/** A config built in code (not read from YAML) refused for keys this version does not act on. */
-export function checkSupported(cfg: Config): void {
-  const problems = supportedProblems(cfg);
-  if (problems.length) throw new ConfigError(problems.map((p) => `${formatPath(p.path)}: ${p.message}`));
 }
 
 /** A YAML syntax error, at its line and column, with the line and a caret under the column. */

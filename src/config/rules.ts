@@ -63,25 +63,7 @@ export function ruleProblems(raw: unknown, baseDir: string, files: boolean): Pro
   });
   if (isMap(raw.resp)) respRoutes(raw.resp, names, out);
   for (const [name, p] of Object.entries(pools ?? {})) if (isMap(p)) poolParts(name, p, baseDir, files, out);
-  out.push(...supportedProblems(raw));
   if (files) tlsFiles(raw, baseDir, out);
-  return out;
-}
-
-/**
- * Keys the documented config reserves that this version does not act on yet: refused with a
- * clear message rather than silently ignored. Reads raw data or a parsed config alike.
- */
-export function supportedProblems(cfg: unknown): Problem[] {
-  const out: Problem[] = [];
-  if (!isMap(cfg)) return out;
-  if (Array.isArray(cfg.routes)) {
-    cfg.routes.forEach((r: unknown, i) => {
-      if (isMap(r) && r.cache !== undefined && r.cache !== false) {
-        out.push({ path: ['routes', i, 'cache'], message: 'the response cache is not implemented in this version of homing (cache.principal.headers are already stripped from client requests)' });
-      }
-    });
-  }
   return out;
 }
 

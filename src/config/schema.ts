@@ -216,9 +216,16 @@ const directory = z
     seed: z.string().optional(),
   });
 
+/**
+ * A route's response cache (`cache: true`, or options): `ttl` is the lifetime given to answers
+ * that may have a heuristic one (status cacheable by default, or `public`) and name neither an
+ * explicit lifetime nor a Last-Modified (none by default: such answers are not stored);
+ * `maxObject` caps what one answer may take (at most the cache's own); `lock` is how long a miss
+ * waits for a concurrent miss of the same variant before it goes to the backend on its own.
+ */
 const routeCache = z.union([
   z.boolean(),
-  z.strictObject({ ttl: duration.optional(), maxObject: size.optional() }),
+  z.strictObject({ ttl: duration.optional(), maxObject: size.optional(), lock: duration.optional() }),
 ]);
 
 const route = z
@@ -346,14 +353,29 @@ const resp = z
   })
   .refine((r) => r.maxTotalBuffer >= 2 * r.maxQueryBuffer, { message: 'maxTotalBuffer must be at least twice maxQueryBuffer (one client may hold that much)', path: ['maxTotalBuffer'] });
 
+/**
+ * `cache:` the response store shared by the routes that cache: `memory` bounds its bytes (least
+ * recently used evicted first; per process, so each worker holds its own), `maxObject` one
+ * answer, `maxVariants` the variants one URL may have. `principal`: the trusted vary headers —
+ * their values come only from what backends answered for the same principal (`key`), learned for
+ * `ttl`, at most `capacity` principals.
+ */
 const cache = z.strictObject({
   memory: size.default(256 * 1024 * 1024),
   maxObject: size.default(8 * 1024 * 1024),
   maxVariants: z.number().int().min(1).default(64),
   principal: z
-    .strictObject({ key: keyExpr, headers: z.array(headerName).min(1), ttl: duration.default(600_000) })
+    .strictObject({
+      key: keyExpr,
+      headers: z.array(headerName).min(1),
+      ttl: duration.default(600_000),
+      capacity: z.number().int().min(1).default(1_000_000),
+    })
     .optional(),
 });
+
+/** The cache's settings when routes cache and no top-level `cache` is given. */
+export const CACHE_DEFAULTS = cache.parse({});
 
 const shared = z.strictObject({
   redis: z.union([

@@ -1,11 +1,70 @@
 /**
- * Cache look-up phase: a fresh stored answer is given without resolving a member or touching a
- * backend. No route has a cache yet, so every request misses; the phase keeps its place in the
- * pipeline (after match, before resolve) for the response cache.
+ * Cache look-up phase (after match, before resolve): what the route's response cache does with
+ * the request — answer it from the store, fetch it (conditionally when a stale stored answer has
+ * validators), or let it by — and the background refresh a `stale-while-revalidate` hit starts.
+ * The store, keys and RFC 9111 rules live in `src/cache/`.
  */
+import type { Dispatcher } from 'undici';
+import { RouteCache, type CacheRequest, type Fill, type StoredResponse } from '../cache/index.js';
+import { isResolution } from '../routing/route.js';
+import type { Resolution } from '../routing/strategy.js';
 import type { Exchange } from './exchange.js';
+import { memberHead } from './response-head.js';
 
-/** A stored answer for the request, or undefined (a miss). */
-export function cacheLookup(_x: Exchange): undefined {
-  return undefined;
+/** What the cache reads of the exchange's request. */
+export function cacheRequest(x: Exchange): CacheRequest {
+  const h = x.head;
+  return { method: h.method, proto: h.proto, host: h.host, uri: h.uri, headers: h.headers, principal: x.principal };
+}
+
+/** undici's header object → [name, value…]. */
+function flat(h: Record<string, string | string[] | undefined>): string[] {
+  const out: string[] = [];
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) out.push(k, x);
+    else out.push(k, v);
+  }
+  return out;
+}
+
+/**
+ * Refresh `entry` after a stale-while-revalidate hit, away from the client already answered: one
+ * conditional request to a member the route resolves; a 304 refreshes the stored head, a storable
+ * answer replaces it, anything else leaves it to go stale.
+ */
+export function refreshInBackground(x: Exchange, rc: RouteCache, entry: StoredResponse, fill: Fill): void {
+  const go = (r: Resolution): void => {
+    const deps = x.deps;
+    const cfg = x.route.config;
+    const pool = deps.upstreams.get(r.member, deps.upstreamOptions(x.route, r.pool));
+    pool
+      .request({ path: x.head.uri, method: 'GET', headers: RouteCache.conditional(entry, x.head.headers), headersTimeout: cfg.timeouts.header, bodyTimeout: cfg.timeouts.body } as Dispatcher.RequestOptions)
+      .then(async (res) => {
+        const head = memberHead(flat(res.headers), x.route.redirectHeader, x.route.ownerHeader, deps.dropResponseHeaders);
+        if (x.principal !== undefined) deps.cache?.learn(x.principal, head.headers);
+        if (res.statusCode === 304) {
+          rc.refresh(entry, fill.ctx, head.headers);
+          fill.giveUp();
+          await res.body.dump();
+          return;
+        }
+        if (head.redirect !== undefined || head.foreignCoding || !fill.head(res.statusCode, head.headers)) {
+          await res.body.dump();
+          return;
+        }
+        for await (const chunk of res.body) fill.data(chunk as Buffer);
+        fill.complete();
+      })
+      .catch((err: Error) => {
+        fill.giveUp();
+        deps.log.debug({ err: err.message, route: x.route.name }, 'background cache refresh failed');
+      });
+  };
+  const r = x.route.resolve(x.view, 'request', 0, undefined, x.affKey);
+  if (r instanceof Promise) {
+    r.then((v) => (isResolution(v) ? go(v) : fill.giveUp()), () => fill.giveUp());
+  } else if (isResolution(r)) go(r);
+  else fill.giveUp();
 }

@@ -32,6 +32,8 @@ export interface RequestHead {
   readonly path: string;
   /** Routing host: lower-case, no port. */
   readonly host: string;
+  /** The listener's scheme. */
+  readonly proto: 'http' | 'https';
   /** Headers for the member: hop-by-hop and internal ones removed, forwarding ones added. */
   readonly headers: string[];
   /** Declared body length; undefined when none was declared. */

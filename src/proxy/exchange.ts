@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import type { ErrorCode } from '../errors.js';
 import type { Metrics } from '../admin/metrics.js';
+import type { CacheOutcome, ResponseCache } from '../cache/index.js';
 import type { Member } from '../members/member.js';
 import type { Pool } from '../members/pool.js';
 import type { RequestView } from '../routing/keys.js';
@@ -51,6 +52,8 @@ export interface PipelineDeps {
   readonly spans?: SpanExporter;
   /** What a graceful shutdown changes (see `DrainState`). */
   readonly drain: DrainState;
+  /** The response cache, when `cache` is configured (principal learning runs on every route). */
+  readonly cache?: ResponseCache;
 }
 
 /**
@@ -89,6 +92,10 @@ export class Exchange {
   errorCode: ErrorCode | undefined;
   /** This request's span, when it is sampled and spans are exported. */
   span: RequestSpan | undefined;
+  /** What the route's cache did with the request (undefined: the route does not cache). */
+  cacheOutcome: CacheOutcome | undefined;
+  /** The caller's principal id (`cache.principal.key`, hashed), when configured and present. */
+  readonly principal: string | undefined;
 
   constructor(
     readonly deps: PipelineDeps,
@@ -100,6 +107,7 @@ export class Exchange {
   ) {
     this.uri = head.uri;
     this.affKey = route.affinityKey?.(view);
+    this.principal = deps.cache?.principalKey === undefined ? undefined : deps.cache.principalOf(view);
     if (deps.spans !== undefined && head.sampled) this.span = deps.spans.request(this);
   }
 

@@ -8,19 +8,20 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher, Pool as UndiciPool } from 'undici';
-import type { ErrorCode } from '../errors.js';
+import { ERRORS, type ErrorCode } from '../errors.js';
 import type { RequestView } from '../routing/keys.js';
 import { isResolution, type Route } from '../routing/route.js';
 import type { Resolution, ResolveResult } from '../routing/strategy.js';
 import type { BodyLimit } from './body.js';
-import { cacheLookup } from './cache.js';
+import { RouteCache, type Context as CacheContext, type Fill, type Lookup, type StoredResponse } from '../cache/index.js';
+import { cacheRequest, refreshInBackground } from './cache.js';
 import type { Refusal, RequestHead } from './context.js';
 import { Exchange, type PipelineDeps } from './exchange.js';
 import { logAnswer, logEnd, logError, type Aborted } from './log.js';
 import type { RedirectTarget } from './redirect.js';
 import { countAffinity, resolveTarget } from './resolve.js';
 import { sendError } from './respond.js';
-import { judgeResponseHead, memberHead } from './response-head.js';
+import { debugValue, judgeResponseHead, memberHead } from './response-head.js';
 
 /** Errors where undici had not written anything: safe to try another member. */
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
@@ -59,6 +60,16 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
   private bytesOut = 0;
   /** Who cut the answer short, when homing destroyed the response. */
   private cut: Aborted;
+  /** The cache's reading of the request (cached routes, GET and HEAD). */
+  private cacheCtx: CacheContext | undefined;
+  /** A stale stored answer being revalidated (served on a 304, or when the backend fails and stale-if-error allows). */
+  private stored: StoredResponse | undefined;
+  /** Where the answer goes into the store as it streams, when it may be stored. */
+  private fill: Fill | undefined;
+  /** A successful answer invalidates the stored answers for this URL (an unsafe method). */
+  private invalidates = false;
+  /** A stored answer to give once the member's answer (a 304, or an error answer) is read and discarded. */
+  private serveAfter: { entry: StoredResponse; outcome: 'revalidated' | 'stale' } | undefined;
 
   constructor(
     deps: PipelineDeps,
@@ -79,8 +90,73 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
   }
 
   start(): void {
-    if (cacheLookup(this) !== undefined) return;
-    this.next();
+    const rc = this.route.cache;
+    if (rc === undefined) return this.next();
+    const l = rc.lookup(cacheRequest(this));
+    if (!(l instanceof Promise)) return this.cached(rc, l);
+    l.then(
+      (v) => this.cached(rc, v),
+      (err: unknown) => {
+        this.deps.log.error({ err, route: this.route.name }, 'cache look-up failed');
+        this.cacheOutcome = 'bypass';
+        this.next();
+      },
+    );
+  }
+
+  /** Cache look-up phase: answer from the store, or go on to the backend (conditionally for a stale answer). */
+  private cached(rc: RouteCache, l: Lookup): void {
+    if (this.finished) return; // the client left while the look-up waited
+    switch (l.kind) {
+      case 'bypass':
+        this.cacheOutcome = 'bypass';
+        this.invalidates = l.invalidates;
+        return this.next();
+      case 'unsatisfiable':
+        this.cacheOutcome = 'miss';
+        return this.error('HOMING_ERR_NOT_CACHED', 'the request is only-if-cached and nothing stored answers it');
+      case 'hit':
+        this.serveStored(rc, l.entry, l.ctx, l.outcome);
+        if (l.refresh !== undefined) refreshInBackground(this, rc, l.entry, l.refresh);
+        return;
+      case 'fetch':
+        this.cacheOutcome = 'miss';
+        this.cacheCtx = l.ctx;
+        this.fill = l.fill;
+        if (l.entry !== undefined) {
+          this.stored = l.entry;
+          // Ask with the stored answer's validators (the client's own conditions are answered here).
+          const h = this.head.headers;
+          const c = RouteCache.conditional(l.entry, h);
+          h.length = 0;
+          for (const v of c) h.push(v);
+        }
+        return this.next();
+    }
+  }
+
+  /** Answer from the store: the client's conditions decide between the stored answer and a 304. */
+  private serveStored(rc: RouteCache, e: StoredResponse, ctx: CacheContext, outcome: 'hit' | 'stale' | 'revalidated'): void {
+    this.finished = true;
+    this.cacheOutcome = outcome;
+    const res = this.res;
+    if (res.destroyed) return;
+    if (this.deps.drain.draining) res.shouldKeepAlive = false;
+    const head = rc.answerHead(e, ctx);
+    if (this.route.config.debugHeader) head.push('x-homing', debugValue(this, this.resolution?.member.id ?? '-', this.resolution?.by ?? '-'));
+    if (rc.notModified(e, ctx)) {
+      res.writeHead(304, RouteCache.notModifiedHead(head));
+      res.end();
+      return;
+    }
+    const noBody = e.status === 204 || e.status === 304;
+    if (!noBody) head.push('content-length', String(e.body.length));
+    res.writeHead(e.status, head);
+    if (this.head.method === 'HEAD' || noBody) res.end();
+    else {
+      this.bytesOut = e.body.length;
+      res.end(e.body);
+    }
   }
 
   /** Resolve, then send (or answer why not). */
@@ -161,6 +237,20 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
       this.pending = 'code' in v ? v : v.follow;
       return true;
     }
+    const rc = route.cache;
+    if (rc !== undefined) {
+      const stored = this.stored;
+      if (stored !== undefined && (statusCode === 304 || (statusCode >= 500 && rc.staleIfError(stored, this.cacheCtx!)))) {
+        // Not for the client: a 304 refreshes the stored answer, an error gives way to it (stale-if-error).
+        this.fill?.giveUp();
+        this.fill = undefined;
+        this.serveAfter = statusCode === 304 ? { entry: rc.refresh(stored, this.cacheCtx!, v.deliver), outcome: 'revalidated' } : { entry: stored, outcome: 'stale' };
+        return true;
+      }
+      if (this.fill !== undefined && !this.fill.head(statusCode, v.deliver)) this.fill = undefined;
+      if (this.invalidates) rc.invalidate(cacheRequest(this), statusCode, v.deliver);
+      dropHomingCacheControl(v.deliver);
+    }
     const res = this.res;
     if (res.destroyed) return false;
     // Shutting down: this answer is the connection's last.
@@ -197,7 +287,8 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
   }
 
   onData(chunk: Buffer): boolean {
-    if (this.pending) return true; // the redirect's body is discarded
+    if (this.pending || this.serveAfter) return true; // the redirect's (or the 304's) body is discarded
+    this.fill?.data(chunk);
     this.bytesOut += chunk.length;
     if (this.res.write(chunk)) return true;
     // The client reads slower than the upstream sends: pause undici until the socket drains.
@@ -221,13 +312,24 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
       if ('code' in p) return this.error(p.code, p.message);
       return this.send(this.redirected(p));
     }
+    const after = this.serveAfter;
+    if (after !== undefined) {
+      this.serveAfter = undefined;
+      if (this.finished) return;
+      return this.serveStored(this.route.cache!, after.entry, this.cacheCtx!, after.outcome);
+    }
     // Trailers are dropped: a member's trailer never becomes a header of the client's answer.
     this.finished = true;
+    this.fill?.complete();
+    this.fill = undefined;
     this.res.end();
   }
 
   onError(err: Error & { code?: string }): void {
     this.release(err.code ?? err.message);
+    this.fill?.giveUp();
+    this.fill = undefined;
+    this.serveAfter = undefined;
     const r = this.resolution;
     const route = this.route;
     if (this.finished) return; // the client went away and we aborted
@@ -308,6 +410,8 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
   closed(): void {
     const res = this.res;
     let aborted = this.cut;
+    this.fill?.giveUp();
+    this.fill = undefined;
     if (!this.finished && !res.writableEnded) {
       this.finished = true;
       aborted = 'client';
@@ -315,6 +419,7 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
       const b = this.body;
       if (b && !Buffer.isBuffer(b) && b !== this.req) (b as Readable).destroy();
     } else if (aborted === undefined && !res.writableFinished) aborted = 'client';
+    this.route.cache?.count(this.cacheOutcome ?? 'bypass');
     // 499 (nginx's "client closed request") when the client left before any answer.
     logEnd(this, res.headersSent ? res.statusCode : 499, this.bytesIn(), this.bytesOut, aborted);
   }
@@ -328,6 +433,14 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
   }
 
   private error(code: ErrorCode, message: string, close = false): void {
+    this.fill?.giveUp();
+    this.fill = undefined;
+    const stored = this.stored;
+    if (stored !== undefined && ERRORS[code].status >= 500 && code !== 'HOMING_ERR_NOT_CACHED' && !this.res.headersSent && this.route.cache!.staleIfError(stored, this.cacheCtx!)) {
+      // The backend failed and the stored answer may stand in for it (stale-if-error).
+      logError(this.deps, this.route, code, `${message}; answered from the cache (stale-if-error)`, this);
+      return this.serveStored(this.route.cache!, stored, this.cacheCtx!, 'stale');
+    }
     this.finished = true;
     this.errorCode = code;
     logError(this.deps, this.route, code, message, this);
@@ -336,4 +449,9 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     if (sent < 0) this.cut = 'upstream';
     else this.bytesOut = sent;
   }
+}
+
+/** `Homing-Cache-Control` is for homing alone: never passed on. */
+function dropHomingCacheControl(h: string[]): void {
+  for (let i = h.length - 2; i >= 0; i -= 2) if (h[i]!.length === 20 && h[i]!.toLowerCase() === 'homing-cache-control') h.splice(i, 2);
 }

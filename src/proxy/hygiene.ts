@@ -100,7 +100,7 @@ export function requestHygiene(c: ClientHead, o: HygieneOptions): RequestHead | 
     if (valid && head.tracestate !== undefined) headers.push('tracestate', head.tracestate);
   }
   return {
-    method: c.method, uri: target.uri, path: target.path, host, headers, contentLength: cl, chunked: te !== undefined,
+    method: c.method, uri: target.uri, path: target.path, host, proto: c.proto, headers, contentLength: cl, chunked: te !== undefined,
     arrived: c.arrived, requestId, client: fwd.client, httpMinor: c.httpMinor, rawHeaders: raw,
     traceId, spanId, parentId: valid && tracing !== undefined ? tp.slice(36, 52) : undefined, sampled,
   };

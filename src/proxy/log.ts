@@ -61,7 +61,7 @@ export function logEnd(x: Exchange, status: number, bytesIn: number, bytesOut: n
     e.member = r.member.id;
     e.by = r.by;
   }
-  e.cache = 'bypass';
+  e.cache = x.cacheOutcome ?? 'bypass';
   e.hops = x.hops;
   e.error = x.errorCode;
   e.aborted = aborted;

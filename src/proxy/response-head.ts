@@ -85,8 +85,15 @@ export function judgeResponseHead(x: Exchange, status: number, head: MemberHead)
   }
   if (x.affKey !== undefined && status < 500) learn(x, r, head.owner);
   const headers = head.headers;
-  if (route.config.debugHeader) headers.push('x-homing', `route=${route.name}; target=${r.member.id}; by=${r.by}; cache=bypass; hops=${x.hops}`);
+  // What the backend says about the caller (principal metadata), whatever the route.
+  if (x.principal !== undefined) x.deps.cache?.learn(x.principal, headers);
+  if (route.config.debugHeader) headers.push('x-homing', debugValue(x, r.member.id, r.by));
   return { deliver: headers };
+}
+
+/** The opt-in `X-Homing` header's value. */
+export function debugValue(x: Exchange, target: string, by: string): string {
+  return `route=${x.route.name}; target=${target}; by=${by}; cache=${x.cacheOutcome ?? 'bypass'}; hops=${x.hops}`;
 }
 
 /** key → owner: the owner header when it names a member of one of the route's pools, else the member that served. */

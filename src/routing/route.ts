@@ -18,6 +18,7 @@
  * The answer is synchronous whenever every tier it needs is local; a promise only when a shared
  * tier (Redis, the primary process) must be asked.
  */
+import type { RouteCache } from '../cache/index.js';
 import type { RouteConfig } from '../config/schema.js';
 import type { Member } from '../members/member.js';
 import type { Pool } from '../members/pool.js';
@@ -63,6 +64,8 @@ export interface RouteDeps {
   balance: BalancerFactory;
   affinity?: AffinityLookup;
   directory?: DirectoryLookup;
+  /** The route's view of the response cache, when it caches. */
+  cache?: RouteCache;
 }
 
 /** Name of the header a backend redirects with when the route does not configure one. */
@@ -102,6 +105,8 @@ export class Route {
   readonly affinity: AffinityLookup | undefined;
   readonly directory: DirectoryLookup | undefined;
   readonly directoryKey: KeyFn | undefined;
+  /** The response cache's view for this route (looked up before resolution), when it caches. */
+  readonly cache: RouteCache | undefined;
   private readonly poolByName: ReadonlyMap<string, Pool>;
   /** Lower-case name of the header a backend redirects with (consumed on every route). */
   readonly redirectHeader: string;
@@ -120,6 +125,7 @@ export class Route {
     this.config = config;
     this.pools = deps.pools;
     this.pool = deps.pools[0]!;
+    this.cache = deps.cache;
     this.hostMatch = compileHostMatcher(config.match.host);
     this.pathPrefix = config.match.path && config.match.path !== '/' ? config.match.path : undefined;
     this.pathRegex = config.match.pathRegex !== undefined ? new RegExp(config.match.pathRegex) : undefined;
