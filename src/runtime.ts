@@ -109,11 +109,11 @@ export class Runtime {
     this.affinityMetrics = AffinityMetrics.of(metrics.registry);
     this.directoryBus = directoryBus;
     metrics.trackInflight(() => [...this.pools.values()].flatMap((p) => p.members.members.map((m) => ({ pool: p.name, member: m.id, inflight: m.inflight }))));
-    this.sharedRedis = config.routes.some((r) => r.affinity || r.directory) ? createSharedRedis(config.shared, { log, observer: this.affinityMetrics.redis }) : undefined;
+    this.sharedRedis = config.routes.some((r) => r.affinity || r.directory || r.cache) || config.cache?.principal ? createSharedRedis(config.shared, { log, observer: this.affinityMetrics.redis }) : undefined;
     for (const name of Object.keys(config.pools)) this.pools.set(name, new Pool(name, [], log));
     this.cache =
       config.cache !== undefined || config.routes.some((r) => r.cache)
-        ? new ResponseCache({ config: config.cache ?? CACHE_DEFAULTS, registry: metrics.registry, cluster, clock: observe.cacheClock })
+        ? new ResponseCache({ config: config.cache ?? CACHE_DEFAULTS, registry: metrics.registry, cluster, redis: this.sharedRedis, redisTimeout: config.shared?.commandTimeout, clock: observe.cacheClock })
         : undefined;
     const replica = box?.role === 'worker' ? box : undefined;
     for (const pool of this.pools.values()) {

@@ -7,73 +7,17 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { parseConfig } from '../src/config/load.js';
-import { startHoming, type Homing } from '../src/app.js';
-import { httpRequest, silentLog, startBackend, type Backend } from './support/backends.js';
+import { Redis } from 'ioredis';
+import { errorCode, httpRequest, until } from './support/backends.js';
+import { cacheOf, startCachedHoming as startCached, startOrigin as startOriginOf, type CachedHoming, type Origin } from './support/cache.js';
+import { startRedis } from './support/services.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
-
-/** An origin whose answers the test scripts per path; counts renders per path. */
-export interface Origin {
-  b: Backend;
-  renders: Map<string, number>;
-  /** What the origin saw of each request (headers), newest last. */
-  seen: IncomingMessage['headers'][];
-  script(path: string, fn: (req: IncomingMessage, res: ServerResponse, n: number) => void): void;
-}
-
-export async function startOrigin(): Promise<Origin> {
-  const scripts = new Map<string, (req: IncomingMessage, res: ServerResponse, n: number) => void>();
-  const renders = new Map<string, number>();
-  const seen: IncomingMessage['headers'][] = [];
-  const b = await startBackend('origin', (req, res) => {
-    const path = (req.url ?? '/').split('?')[0]!;
-    const n = (renders.get(path) ?? 0) + 1;
-    renders.set(path, n);
-    seen.push(req.headers);
-    const fn = scripts.get(path);
-    if (fn) return fn(req, res, n);
-    res.writeHead(404, { 'content-type': 'text/plain' });
-    res.end('no script');
-  });
-  cleanups.push(() => b.close());
-  return { b, renders, seen, script: (p, fn) => scripts.set(p, fn) };
-}
-
-export interface CachedHoming {
-  h: Homing;
-  url: string;
-  adminUrl: string;
-  /** Move the cache's clock forward. */
-  advance(seconds: number): void;
-}
-
-export async function startCachedHoming(origin: Origin, routeExtra = '', top = ''): Promise<CachedHoming> {
-  let now = Date.now();
-  const yaml = `
-listen: { http: 127.0.0.1:0 }
-admin: 127.0.0.1:0
-pools:
-  p: { members: ['${origin.b.id}'] }
-routes:
-  - name: r
-    pool: p
-    debugHeader: true
-    cache: ${routeExtra || 'true'}
-${top}`;
-  const h = await startHoming(parseConfig(yaml, process.cwd(), 'test'), { log: silentLog, cacheClock: () => now });
-  cleanups.push(() => h.close());
-  return { h, url: `http://127.0.0.1:${h.http!.port}`, adminUrl: `http://127.0.0.1:${h.adminAddress!.port}`, advance: (s) => (now += s * 1000) };
-}
-
-function cacheOf(r: { headers: Record<string, string | string[] | undefined> }): string {
-  const x = String(r.headers['x-homing'] ?? '');
-  return /cache=(\w+)/.exec(x)?.[1] ?? '';
-}
+const startOrigin = (): Promise<Origin> => startOriginOf(cleanups);
+const startCachedHoming = (o: Origin, routeExtra?: string, top?: string): Promise<CachedHoming> => startCached(cleanups, o, routeExtra, top);
 
 describe('trusted vary headers (the principal table)', () => {
   const REGION = 'x-character-region';
@@ -277,3 +221,93 @@ describe('variants, herds and bounds', () => {
     assert.equal(o.renders.get('/big'), renders + 2);
   });
 });
+
+describe('purges and sharing', () => {
+  async function post(url: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+    const r = await httpRequest(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: r.status, json: JSON.parse(r.text) as Record<string, unknown> };
+  }
+
+  test('POST /api/v1/cache/purge by URL (every variant), prefix, tag and all; bad bodies get ADMIN_BAD_REQUEST', async () => {
+    const o = await startOrigin();
+    for (const p of ['/a', '/b/1', '/b/2', '/t']) {
+      o.script(p, (req, res, n) => {
+        res.writeHead(200, { 'cache-control': 'max-age=600', vary: 'Accept-Language', 'cache-tag': p === '/t' ? 'news, front' : 'other', 'surrogate-key': 'sk1 sk2' });
+        res.end(`${p} ${String(req.headers['accept-language'])} #${n}`);
+      });
+    }
+    const c = await startCachedHoming(o);
+    const get = (p: string, lang?: string): Promise<string> => httpRequest(`${c.url}${p}`, { headers: lang ? { 'accept-language': lang } : {} }).then(cacheOf);
+    const fill = async (): Promise<void> => {
+      for (const p of ['/a', '/b/1', '/b/2', '/t']) for (const l of ['en', 'fr']) await get(p, l);
+    };
+    await fill();
+    assert.equal(c.h.runtime.cache!.store.entries, 8);
+    let r = await post(`${c.adminUrl}/api/v1/cache/purge`, { url: 'http://127.0.0.1/a' });
+    assert.equal(r.json.purged, 2);
+    assert.equal(await get('/a', 'en'), 'miss');
+    assert.equal(await get('/b/1', 'en'), 'hit');
+    r = await post(`${c.adminUrl}/api/v1/cache/purge`, { prefix: '127.0.0.1/b/' });
+    assert.equal(r.json.purged, 4);
+    assert.equal(await get('/b/2', 'fr'), 'miss');
+    r = await post(`${c.adminUrl}/api/v1/cache/purge`, { tag: 'news' });
+    assert.equal(r.json.purged, 2);
+    assert.equal(await get('/t', 'fr'), 'miss');
+    const left = c.h.runtime.cache!.store.entries;
+    r = await post(`${c.adminUrl}/api/v1/cache/purge`, { tag: 'sk2' });
+    assert.equal(r.json.purged, left);
+    await fill();
+    r = await post(`${c.adminUrl}/api/v1/cache/purge`, { all: true });
+    assert.equal(r.json.purged, 8);
+    assert.equal(c.h.runtime.cache!.store.entries, 0);
+    for (const bad of [{}, { url: 'ftp://x/y' }, { tag: '' }, { url: '/a', tag: 'x' }, { all: 1 }, 'not json']) {
+      const res = await httpRequest(`${c.adminUrl}/api/v1/cache/purge`, { method: 'POST', body: typeof bad === 'string' ? bad : JSON.stringify(bad) });
+      assert.equal(res.status, 400, JSON.stringify(bad));
+      assert.equal(errorCode(res.text), 'HOMING_ERR_ADMIN_BAD_REQUEST');
+    }
+  });
+
+  test('with shared.redis, principals learned by one instance select entries on another, and purges reach every instance', async (t) => {
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const o = await startOrigin();
+    o.script('/me', (req, res) => {
+      res.writeHead(200, { 'cache-control': 'private', 'x-region': String(req.headers.authorization).slice(0, 2) });
+      res.end('me');
+    });
+    o.script('/m', (req, res, n) => {
+      res.writeHead(200, { 'cache-control': 's-maxage=600', vary: 'X-Region', 'x-region': String(req.headers.authorization).slice(0, 2) });
+      res.end(`m #${n}`);
+    });
+    const top = `cache:
+  principal: { key: 'header:authorization', headers: [X-Region] }
+shared: { redis: { url: '${redis.url}' } }`;
+    const one = await startCachedHoming(o, 'true', top);
+    const two = await startCachedHoming(o, 'true', top);
+    // Redis is a tier, not a dependency: what is learned while it is not (yet) connected stays local.
+    await until(() => one.h.runtime.sharedRedis!.up && two.h.runtime.sharedRedis!.up);
+    // Instance one learns who "r1-bob" is; instance two fills its own entry for region r1.
+    await httpRequest(`${one.url}/me`, { headers: { authorization: 'r1-bob' } });
+    await httpRequest(`${two.url}/m`, { headers: { authorization: 'r1-ann' } });
+    // Instance two never saw bob: his region comes from Redis, and he hits ann's region entry.
+    await until(async () => (await redisGet(redis.port, 'homing:principal:*')) > 0);
+    const hit = await httpRequest(`${two.url}/m`, { headers: { authorization: 'r1-bob' } });
+    assert.equal(cacheOf(hit), 'hit');
+    assert.equal(hit.headers['x-region'], 'r1');
+    // A purge on instance one empties instance two.
+    assert.equal(two.h.runtime.cache!.store.entries, 1);
+    await httpRequest(`${one.adminUrl}/api/v1/cache/purge`, { method: 'POST', body: '{"all":true}' });
+    await until(() => two.h.runtime.cache!.store.entries === 0);
+  });
+});
+
+/** How many keys match `pattern` in the Redis on `port`. */
+async function redisGet(port: number, pattern: string): Promise<number> {
+  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true });
+  await r.connect();
+  try {
+    return (await r.keys(pattern)).length;
+  } finally {
+    r.disconnect();
+  }
+}

@@ -4,6 +4,7 @@
  * but /healthz and the dashboard page itself (static HTML and script without any data, so that a
  * browser can load it and ask for the token; the data comes from the event stream, which needs it).
  */
+import { parseUrl, type PurgeSpec } from '../cache/index.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import { errorBody, ERRORS, type ErrorCode } from '../errors.js';
@@ -94,6 +95,27 @@ const DASHBOARD_HEADERS = {
   'referrer-policy': 'no-referrer',
   'x-content-type-options': 'nosniff',
 };
+
+/** A purge request's body as a PurgeSpec, or why it is not one. */
+function purgeSpec(body: string): PurgeSpec | string {
+  let j: unknown;
+  try {
+    j = JSON.parse(body);
+  } catch {
+    return 'the body is not JSON: give one of { "url" }, { "prefix" }, { "tag" } or { "all": true }';
+  }
+  if (typeof j !== 'object' || j === null || Array.isArray(j) || Object.keys(j).length !== 1) return 'give exactly one of { "url" }, { "prefix" }, { "tag" } or { "all": true }';
+  const o = j as Record<string, unknown>;
+  if (o.all === true) return { all: true };
+  for (const k of ['url', 'prefix', 'tag'] as const) {
+    const v = o[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || v === '') return `"${k}" must be a non-empty string`;
+    if (k === 'url' && parseUrl(v) === undefined) return `"${v}" is not a URL homing caches (http(s)://host/path?query or host/path?query)`;
+    return k === 'url' ? { url: v } : k === 'prefix' ? { prefix: v } : { tag: v };
+  }
+  return 'give exactly one of { "url" }, { "prefix" }, { "tag" } or { "all": true }';
+}
 
 /** Keys sampled to show each member's share of a hash route. */
 const SHARE_SAMPLE = 4096;
@@ -194,6 +216,7 @@ export class AdminServer {
       if (r.failed) return fail(res, 'HOMING_ERR_SERVICE_UNAVAILABLE', `rolling restart stopped after ${r.restarted} worker(s): a new worker did not become ready (the old one keeps serving)`);
       return json(res, 200, r);
     }
+    if (path === '/api/v1/cache/purge' && req.method === 'POST') return this.purge(req, res);
     const dm = /^\/api\/v1\/directory\/([^/]+)\/(.+)$/.exec(path);
     if (dm && (req.method === 'GET' || req.method === 'PUT' || req.method === 'DELETE')) return this.directory(req, res, dm[1]!, dm[2]!);
     for (const h of this.extra) if (await h(req, res, url)) return;
@@ -234,6 +257,22 @@ export class AdminServer {
     if (!route.allowsDirectoryAnswer(value)) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', `"${value}" is not a pool of route "${name}" nor a member of one`);
     this.rt.changeDirectory(route, key, value);
     return json(res, 200, { route: name, key, ...d.table.peek(key) });
+  }
+
+  /**
+   * `POST /api/v1/cache/purge` with one of `{ "url" }` (every variant of one URL: `http(s)://host/path?query`
+   * or `host/path?query`), `{ "prefix" }` (URLs as `host/path…` starting with it), `{ "tag" }` (answers
+   * whose Cache-Tag or Surrogate-Key named it) or `{ "all": true }`. Applied in every worker and, with
+   * `shared.redis`, every instance; answers how many entries went here.
+   */
+  private async purge(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const cache = this.rt.cache;
+    if (!cache) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', 'no route caches (no cache is configured)');
+    const body = await readBody(req, MAX_ANSWER_BYTES);
+    if (body === undefined) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', `the body is larger than ${MAX_ANSWER_BYTES} bytes`);
+    const spec = purgeSpec(body);
+    if (typeof spec === 'string') return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', spec);
+    return json(res, 200, { ...spec, purged: cache.purge(spec) });
   }
 
   /** Each hash route's key shares (member → share of SHARE_SAMPLE keys). */

@@ -20,6 +20,7 @@ import type { Config, RouteConfig } from '../config/schema.js';
 import type { KeyFn, RequestView } from '../routing/keys.js';
 import { compileKey } from '../routing/keys.js';
 import type { ClusterBus, ClusterChannel } from '../state/cluster.js';
+import type { SharedRedis } from '../state/redis.js';
 import { parseTarget, routingHost } from '../proxy/path.js';
 import { Directives } from './directives.js';
 import { normaliseValue, primaryKey, principalId, variantKey, varyNames } from './keys.js';
@@ -123,6 +124,10 @@ export interface ResponseCacheOptions {
   config: NonNullable<Config['cache']>;
   registry: Registry;
   cluster?: ClusterBus;
+  /** With `shared.redis`: principals are shared and purges published to every instance. */
+  redis?: SharedRedis;
+  /** Longest wait for a Redis read, ms. */
+  redisTimeout?: number;
   /** Wall clock (tests move it). */
   clock?: WallClock;
 }
@@ -140,6 +145,8 @@ export class ResponseCache {
   /** Fills in progress, by lock key (the variant, or the resource before any variant is known). */
   readonly fills = new Map<string, Fill>();
   private readonly purges: ClusterChannel | undefined;
+  private readonly redis: SharedRedis | undefined;
+  private readonly unsubscribe: (() => void) | undefined;
 
   constructor(o: ResponseCacheOptions) {
     const c = o.config;
@@ -147,7 +154,7 @@ export class ResponseCache {
     this.maxObject = c.maxObject;
     this.store = new MemoryStore(c.memory, c.maxVariants, { evicted: () => this.metrics.evictions.inc() });
     const p = c.principal;
-    this.principals = p ? new PrincipalTable({ headers: p.headers, ttl: p.ttl, capacity: p.capacity, cluster: o.cluster }) : undefined;
+    this.principals = p ? new PrincipalTable({ headers: p.headers, ttl: p.ttl, capacity: p.capacity, cluster: o.cluster, redis: o.redis, readTimeout: o.redisTimeout }) : undefined;
     this.principalKey = p ? compileKey(p.key) : undefined;
     this.metrics = new CacheMetrics(o.registry, () => ({ bytes: this.store.bytes, entries: this.store.entries, principals: this.principals?.size ?? 0 }));
     // Purges made in one process (the admin API lives in the primary) reach every worker.
@@ -155,6 +162,16 @@ export class ResponseCache {
       set: () => undefined,
       delete: (spec: string) => this.applyPurge(JSON.parse(spec) as PurgeSpec),
       dropOwner: () => undefined,
+    });
+    // …and every instance sharing the Redis (each applies what another instance published).
+    const redis = (this.redis = o.redis);
+    this.unsubscribe = redis?.subscribe(`${redis.prefix}cache:purge`, (m) => {
+      try {
+        const msg = JSON.parse(m) as { from: string; spec: PurgeSpec };
+        if (msg.from !== redis.instanceId) this.applyPurge(msg.spec);
+      } catch {
+        // Not a message of ours.
+      }
     });
   }
 
@@ -179,6 +196,7 @@ export class ResponseCache {
   /** Purge here and in sibling processes. Returns how many entries went here. */
   purge(spec: PurgeSpec): number {
     this.purges?.publish('del', JSON.stringify(spec));
+    this.redis?.publish(`${this.redis.prefix}cache:purge`, JSON.stringify({ from: this.redis.instanceId, spec }));
     return this.applyPurge(spec);
   }
 
@@ -196,6 +214,7 @@ export class ResponseCache {
   }
 
   close(): void {
+    this.unsubscribe?.();
     this.purges?.detach();
     this.principals?.close();
   }

@@ -7,10 +7,13 @@
  * on them: a client's own copy of such a header never reaches homing's cache or a backend.
  *
  * Tiers as for affinity: this process (LRU with TTL) → sibling workers (the cluster bus; a worker
- * missing a principal asks the primary, which mirrors every worker).
+ * missing a principal asks the primary, which mirrors every worker) → every instance (with
+ * `shared.redis`: written through, read on a local miss within the shared command timeout; Redis
+ * down means only what this box learned is known, never a failed request).
  */
 import { LRUCache } from 'lru-cache';
 import type { ClusterBus, ClusterChannel } from '../state/cluster.js';
+import type { SharedRedis } from '../state/redis.js';
 
 /** Header name (lower-case) → the value the backend gave. */
 export type PrincipalValues = ReadonlyMap<string, string>;
@@ -21,6 +24,9 @@ export interface PrincipalTableOptions {
   ttl: number;
   capacity: number;
   cluster?: ClusterBus;
+  redis?: SharedRedis;
+  /** Longest wait for Redis on a local miss, ms. */
+  readTimeout?: number;
 }
 
 /** The cluster-bus name the table is mirrored under (route names cannot contain a space). */
@@ -47,8 +53,14 @@ export class PrincipalTable {
   readonly headers: ReadonlySet<string>;
   private readonly lru: LRUCache<string, Map<string, string>>;
   private readonly channel: ClusterChannel | undefined;
+  private readonly redis: SharedRedis | undefined;
+  private readonly ttl: number;
+  private readonly readTimeout: number;
 
   constructor(o: PrincipalTableOptions) {
+    this.redis = o.redis;
+    this.ttl = o.ttl;
+    this.readTimeout = o.readTimeout ?? 250;
     this.headers = new Set(o.headers.map((h) => h.toLowerCase()));
     this.lru = new LRUCache({ max: o.capacity, ttl: o.ttl, updateAgeOnGet: false });
     this.channel = o.cluster?.attach(CHANNEL, {
@@ -70,15 +82,25 @@ export class PrincipalTable {
     return this.lru.get(id);
   }
 
-  /** As `get`, and in a worker missing it, what the primary knows. */
+  /** As `get`, and on a local miss what the primary (in a worker), then Redis, knows. */
   lookup(id: string): PrincipalValues | undefined | Promise<PrincipalValues | undefined> {
     const m = this.lru.get(id);
-    if (m !== undefined || this.channel?.query === undefined) return m;
-    return this.channel.query(id).then((s) => {
+    if (m !== undefined) return m;
+    const query = this.channel?.query;
+    if (query === undefined && this.redis === undefined) return undefined;
+    const keep = (s: string | undefined): Map<string, string> | undefined => {
       const v = s === undefined ? undefined : decode(s);
       if (v !== undefined && !this.lru.has(id)) this.lru.set(id, v);
       return v;
-    });
+    };
+    const fromRedis = (): Promise<Map<string, string> | undefined> =>
+      this.redis === undefined ? Promise.resolve(undefined) : this.redis.read(this.redisKey(id), this.readTimeout).then((r) => keep(r?.value));
+    if (query === undefined) return fromRedis();
+    return query(id).then((s) => keep(s) ?? fromRedis());
+  }
+
+  private redisKey(id: string): string {
+    return `${this.redis!.prefix}principal:${id}`;
   }
 
   /**
@@ -104,12 +126,15 @@ export class PrincipalTable {
       return;
     }
     this.lru.set(id, next);
-    this.channel?.publish('set', id, encode(next));
+    const text = encode(next);
+    this.channel?.publish('set', id, text);
+    this.redis?.write(this.redisKey(id), text, this.ttl);
   }
 
   delete(id: string): void {
     this.lru.delete(id);
     this.channel?.publish('del', id);
+    this.redis?.remove(this.redisKey(id));
   }
 
   get size(): number {
