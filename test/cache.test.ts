@@ -301,6 +301,46 @@ shared: { redis: { url: '${redis.url}' } }`;
   });
 });
 
+test('store: redis shares answers between instances; purges and invalidations reach the shared store and every instance', async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const o = await startOrigin();
+  o.script('/s', (req, res, n) => {
+    if (req.method === 'POST') {
+      res.writeHead(204);
+      return res.end();
+    }
+    res.writeHead(200, { 'cache-control': 'max-age=600', vary: 'Accept-Language', 'cache-tag': 'shop', etag: `"v${n}"` });
+    res.end(Buffer.from([0, 255, 128, n]));
+  });
+  const top = `cache: { store: redis }
+shared: { redis: { url: '${redis.url}' } }`;
+  const one = await startCachedHoming(o, 'true', top);
+  const two = await startCachedHoming(o, 'true', top);
+  await until(() => one.h.runtime.sharedRedis!.up && two.h.runtime.sharedRedis!.up);
+  const a = await httpRequest(`${one.url}/s`, { headers: { 'accept-language': 'en' } });
+  assert.equal(cacheOf(a), 'miss');
+  await until(async () => (await redisGet(redis.port, 'homing:cache:e:*')) === 1);
+  // Instance two never asked the origin: the answer (binary body, head, validators) comes from Redis.
+  const b = await httpRequest(`${two.url}/s`, { headers: { 'accept-language': 'en' } });
+  assert.equal(cacheOf(b), 'hit');
+  assert.deepEqual([...b.body], [0, 255, 128, 1]);
+  assert.equal(b.headers.etag, '"v1"');
+  assert.equal(o.renders.get('/s'), 1);
+  // Another variant is its own entry.
+  assert.equal(cacheOf(await httpRequest(`${two.url}/s`, { headers: { 'accept-language': 'fr' } })), 'miss');
+  await until(async () => (await redisGet(redis.port, 'homing:cache:e:*')) === 2);
+  // A purge by tag on one: gone from Redis and from two's memory.
+  await httpRequest(`${one.adminUrl}/api/v1/cache/purge`, { method: 'POST', body: '{"tag":"shop"}' });
+  await until(async () => (await redisGet(redis.port, 'homing:cache:e:*')) === 0 && two.h.runtime.cache!.store.entries === 0);
+  // Refilled on two; a successful POST through one invalidates it everywhere.
+  assert.equal(cacheOf(await httpRequest(`${two.url}/s`, { headers: { 'accept-language': 'en' } })), 'miss');
+  await until(async () => (await redisGet(redis.port, 'homing:cache:e:*')) === 1);
+  const post = await httpRequest(`${one.url}/s`, { method: 'POST', body: 'x' });
+  assert.equal(post.status, 204);
+  await until(async () => (await redisGet(redis.port, 'homing:cache:e:*')) === 0 && two.h.runtime.cache!.store.entries === 0);
+});
+
 /** How many keys match `pattern` in the Redis on `port`. */
 async function redisGet(port: number, pattern: string): Promise<number> {
   const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true });

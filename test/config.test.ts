@@ -347,3 +347,8 @@ routes:
   // parseConfig reads no file: the text alone is valid.
   assert.doesNotThrow(() => parseConfig(readFileSync(f, 'utf8'), join(dir, 'elsewhere')));
 });
+
+test('cache.store: redis without shared.redis is refused with its path', () => {
+  const yaml = "listen: { http: 127.0.0.1:0 }\npools: { p: { members: ['127.0.0.1:1'] } }\nroutes: [ { name: r, pool: p, cache: true } ]\ncache: { store: redis }\n";
+  assert.throws(() => parseConfig(yaml, '.', 't'), (e: unknown) => e instanceof ConfigError && /cache\.store: store: redis needs shared\.redis/.test(e.message));
+});

@@ -28,6 +28,7 @@ import { CacheMetrics, type CacheOutcome } from './metrics.js';
 import { HomingPolicy, judge, staleIfError, type Headers, type WallClock } from './policy.js';
 import { PrincipalTable, type PrincipalValues } from './principal.js';
 import { MemoryStore, type StoredResponse } from './store.js';
+import { RedisResponseStore, type RemoteEntry } from './redis-store.js';
 
 export type { CacheOutcome } from './metrics.js';
 export type { StoredResponse } from './store.js';
@@ -137,6 +138,8 @@ export type PurgeSpec = { url: string } | { prefix: string } | { tag: string } |
 
 export class ResponseCache {
   readonly store: MemoryStore;
+  /** The shared tier (`cache.store: redis`). */
+  readonly remote: RedisResponseStore | undefined;
   readonly principals: PrincipalTable | undefined;
   readonly principalKey: KeyFn | undefined;
   readonly clock: WallClock;
@@ -153,6 +156,7 @@ export class ResponseCache {
     this.clock = o.clock ?? Date.now;
     this.maxObject = c.maxObject;
     this.store = new MemoryStore(c.memory, c.maxVariants, { evicted: () => this.metrics.evictions.inc() });
+    this.remote = c.store === 'redis' && o.redis !== undefined ? new RedisResponseStore(o.redis, o.redisTimeout ?? 250) : undefined;
     const p = c.principal;
     this.principals = p ? new PrincipalTable({ headers: p.headers, ttl: p.ttl, capacity: p.capacity, cluster: o.cluster, redis: o.redis, readTimeout: o.redisTimeout }) : undefined;
     this.principalKey = p ? compileKey(p.key) : undefined;
@@ -193,11 +197,37 @@ export class ResponseCache {
     return new RouteCache(this, rc.name, { heuristicTtl: (o.ttl ?? 0) / 1000, maxObject: Math.min(o.maxObject ?? this.maxObject, this.maxObject), lock: o.lock ?? 5000 });
   }
 
-  /** Purge here and in sibling processes. Returns how many entries went here. */
+  /** Purge here, in sibling processes, other instances and the shared store. Returns how many entries went here. */
   purge(spec: PurgeSpec): number {
     this.purges?.publish('del', JSON.stringify(spec));
     this.redis?.publish(`${this.redis.prefix}cache:purge`, JSON.stringify({ from: this.redis.instanceId, spec }));
+    const r = this.remote;
+    if (r !== undefined) {
+      if ('all' in spec) void r.clear();
+      else if ('tag' in spec) void r.purgeTag(spec.tag);
+      else if ('prefix' in spec) void r.purgePrefix(spec.prefix);
+      else {
+        const u = parseUrl(spec.url);
+        if (u !== undefined) for (const proto of ['http', 'https']) void r.purgeResource(primaryKey(proto, u.host, u.uri));
+      }
+    }
     return this.applyPurge(spec);
+  }
+
+  /** Keep an answer in the memory store and, with `store: redis`, the shared one. */
+  keep(e: StoredResponse): void {
+    this.store.put(e);
+    this.remote?.write(e, e.policy.keepFor() * 1000);
+  }
+
+  /** A resource changed (an unsafe request succeeded): gone here, from the shared store, and from the other instances' memory. */
+  forget(primary: string, url: string): number {
+    const n = this.store.purgeResource(primary);
+    if (this.remote !== undefined) {
+      void this.remote.purgeResource(primary);
+      this.redis?.publish(`${this.redis.prefix}cache:purge`, JSON.stringify({ from: this.redis.instanceId, spec: { url } }));
+    }
+    return n;
   }
 
   private applyPurge(spec: PurgeSpec): number {
@@ -287,7 +317,7 @@ export class RouteCache {
     return out;
   }
 
-  private decide(ctx: Context, waited: boolean): Lookup | Promise<Lookup> {
+  private decide(ctx: Context, waited: boolean, remoteRead = false): Lookup | Promise<Lookup> {
     const store = this.cache.store;
     let entry: StoredResponse | undefined;
     // Before anything is known of the resource, concurrent misses wait on the resource itself.
@@ -307,6 +337,19 @@ export class RouteCache {
         }
       }
     }
+    const remote = this.cache.remote;
+    if (entry === undefined && remote !== undefined && !remoteRead) {
+      // Not in this process: what another instance stored, before the backend is asked.
+      return remote
+        .read(ctx.primary, (names) => {
+          const vals = this.values(ctx, names);
+          return vals === undefined ? undefined : variantKey(ctx.primary, names, vals);
+        })
+        .then((e) => {
+          if (e !== undefined) store.put(this.restore(e));
+          return this.decide(ctx, waited, true);
+        });
+    }
     const onlyIfCached = ctx.cc.has('only-if-cached');
     if (entry !== undefined) {
       const use = judge(entry.policy, ctx.cc, ctx.pragmaNoCache);
@@ -322,11 +365,16 @@ export class RouteCache {
     if (ctx.q.method === 'HEAD') return { kind: 'fetch', entry, fill: undefined, ctx };
     if (lock !== undefined) {
       const running = this.cache.fills.get(lock);
-      if (running !== undefined && !waited) return running.wait(this.o.lock).then(() => this.decide(ctx, true));
+      if (running !== undefined && !waited) return running.wait(this.o.lock).then(() => this.decide(ctx, true, remoteRead));
       if (running !== undefined) lock = undefined; // waited long enough: on its own, not a fill others wait for
     }
     const fill = ctx.cc.has('no-store') ? undefined : new Fill(this, ctx, lock);
     return { kind: 'fetch', entry, fill, ctx };
+  }
+
+  /** An answer read from the shared store, its policy bound to this cache's clock. */
+  private restore(e: RemoteEntry): StoredResponse {
+    return { ...e, policy: HomingPolicy.restore(e.policy, { clock: this.cache.clock, heuristicTtl: this.o.heuristicTtl }) };
   }
 
   /** The head a stored answer is given with to this request: trusted headers its principal's own, cookies only to its filler, Age. */
@@ -409,7 +457,7 @@ export class RouteCache {
     if (h.age !== undefined) merged.age = h.age;
     const policy = new HomingPolicy({ url: ctx.q.uri, method: 'GET', headers: { ...record(ctx.headers), host: ctx.q.host } }, { status: e.status, headers: merged }, { clock: this.cache.clock, heuristicTtl: this.o.heuristicTtl });
     const next: StoredResponse = { ...e, headers, policy };
-    this.cache.store.put(next);
+    this.cache.keep(next);
     return next;
   }
 
@@ -424,8 +472,8 @@ export class RouteCache {
    */
   invalidate(q: CacheRequest, status: number, head: readonly string[]): void {
     if (status < 200 || status >= 400) return;
-    const store = this.cache.store;
-    let n = store.purgeResource(primaryKey(q.proto, q.host, q.uri));
+    const cache = this.cache;
+    let n = cache.forget(primaryKey(q.proto, q.host, q.uri), urlOf(q.host, q.uri));
     for (let i = 0; i < head.length; i += 2) {
       const k = head[i]!.toLowerCase();
       if (k !== 'location' && k !== 'content-location') continue;
@@ -437,7 +485,7 @@ export class RouteCache {
       }
       if (u.protocol !== `${q.proto}:` || routingHost(u.host) !== q.host) continue;
       const t = parseTarget(u.pathname + u.search);
-      if (t !== undefined) n += store.purgeResource(primaryKey(q.proto, q.host, t.uri));
+      if (t !== undefined) n += cache.forget(primaryKey(q.proto, q.host, t.uri), urlOf(q.host, t.uri));
     }
     this.cache.metrics.purged.inc(n);
   }
@@ -532,7 +580,7 @@ export class Fill {
       const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
       let hs = 0;
       for (const s of p.headers) hs += s.length;
-      this.rc.cache.store.put({ ...p, body, size: this.size + hs + 256 });
+      this.rc.cache.keep({ ...p, body, size: this.size + hs + 256 });
       this.rc.cache.metrics.stores.labels(this.rc.route).inc();
     }
     this.release();

@@ -62,6 +62,9 @@ export function ruleProblems(raw: unknown, baseDir: string, files: boolean): Pro
     if (files && typeof seed === 'string') check(out, ['routes', i, 'directory', 'seed'], () => new SeedFile(abs(baseDir, seed)).check());
   });
   if (isMap(raw.resp)) respRoutes(raw.resp, names, out);
+  if (isMap(raw.cache) && raw.cache.store === 'redis' && raw.shared === undefined) {
+    out.push({ path: ['cache', 'store'], message: 'store: redis needs shared.redis (where the answers are shared)' });
+  }
   for (const [name, p] of Object.entries(pools ?? {})) if (isMap(p)) poolParts(name, p, baseDir, files, out);
   if (files) tlsFiles(raw, baseDir, out);
   return out;

@@ -356,7 +356,8 @@ const resp = z
 /**
  * `cache:` the response store shared by the routes that cache: `memory` bounds its bytes (least
  * recently used evicted first; per process, so each worker holds its own), `maxObject` one
- * answer, `maxVariants` the variants one URL may have. `principal`: the trusted vary headers —
+ * answer, `maxVariants` the variants one URL may have; `store: redis` shares answers between
+ * instances through `shared.redis` (memory stays in front). `principal`: the trusted vary headers —
  * their values come only from what backends answered for the same principal (`key`), learned for
  * `ttl`, at most `capacity` principals.
  */
@@ -364,6 +365,8 @@ const cache = z.strictObject({
   memory: size.default(256 * 1024 * 1024),
   maxObject: size.default(8 * 1024 * 1024),
   maxVariants: z.number().int().min(1).default(64),
+  /** `redis`: answers are also written to `shared.redis` and read from it on a local miss (shared between instances). */
+  store: z.enum(['memory', 'redis']).default('memory'),
   principal: z
     .strictObject({
       key: keyExpr,

@@ -47,7 +47,7 @@ export interface SharedValue {
   ttl: number;
 }
 
-type Client = Redis | Cluster;
+export type Client = Redis | Cluster;
 type State = 'unknown' | 'up' | 'down';
 
 const DEL_IF_EQUALS = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
@@ -178,6 +178,43 @@ export class SharedRedis {
             resolve(undefined);
           },
         );
+    });
+  }
+
+  /**
+   * Run `fn` on the command connection within `timeoutMs`, counted by the circuit like every
+   * command: undefined when Redis is down, the command failed, or it did not answer in time.
+   * Never rejects. For what read/write/remove do not cover (binary values, hashes, sets, scans).
+   */
+  run<T>(op: string, timeoutMs: number, fn: (c: Client) => Promise<T>): Promise<T | undefined> {
+    const c = this.usable();
+    if (!c) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      let done = false;
+      const timer = setTimeout(() => {
+        setImmediate(() => {
+          if (done) return;
+          done = true;
+          this.failed(op, `no answer within ${timeoutMs}ms`);
+          resolve(undefined);
+        });
+      }, timeoutMs);
+      fn(c).then(
+        (v) => {
+          clearTimeout(timer);
+          if (done) return;
+          done = true;
+          this.succeeded();
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          if (done) return;
+          done = true;
+          this.failed(op, err);
+          resolve(undefined);
+        },
+      );
     });
   }
 
