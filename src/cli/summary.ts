@@ -15,10 +15,16 @@ export function summarize(cfg: Config): string {
     lines.push(`pool ${name}: ${src}; ${health}`);
   }
   for (const r of cfg.routes) {
-    const parts = [r.affinity ? `affinity(${r.affinity.key})` : '', r.directory ? `directory(${r.directory.key})` : '', r.hash ? `hash ${r.hash.algorithm}(${r.hash.key})${r.hash.boundedLoad ? ` bounded ${r.hash.boundedLoad}` : ''}` : r.affinity ? `guess rendezvous(${r.affinity.key})` : '', `balance ${r.balance}`].filter(Boolean);
+    const parts = [r.cache ? 'cache' : '', r.affinity ? `affinity(${r.affinity.key})` : '', r.directory ? `directory(${r.directory.key})` : '', r.hash ? `hash ${r.hash.algorithm}(${r.hash.key})${r.hash.boundedLoad ? ` bounded ${r.hash.boundedLoad}` : ''}` : r.affinity ? `guess rendezvous(${r.affinity.key})` : '', `balance ${r.balance}`].filter(Boolean);
     const m = r.match;
     const match = [m.host ? `host ${m.host}` : '', m.path ? `path ${m.path}` : '', m.pathRegex ? `regex ${m.pathRegex}` : '', m.method ? `method ${[m.method].flat().join('|')}` : ''].filter(Boolean).join(', ');
     lines.push(`route ${r.name}: ${match || 'everything'} → ${r.pool ?? r.pools?.join('|')} via ${parts.join(' → ')}`);
   }
+  const c = cfg.cache;
+  if (c) lines.push(`cache        ${mib(c.memory)} in memory${c.store === 'redis' ? ' + redis' : ''}${c.principal ? `; principal ${c.principal.key} → ${c.principal.headers.join(', ')}` : ''}`);
   return lines.join('\n');
+}
+
+function mib(bytes: number): string {
+  return bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)} MiB` : `${bytes} bytes`;
 }
