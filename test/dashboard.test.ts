@@ -80,6 +80,7 @@ routes:
     match: { path: /t/ }
     pools: [pa, pb]
     directory: { key: host, lookup: { url: 'http://127.0.0.1:${dirPort}/tenants/{key}' } }
+  - { name: cached, match: { path: /c/ }, pool: web, cache: { ttl: 60s } }
 `);
   cleanups.push(() => h.close());
   const admin = h.adminUrl;
@@ -117,6 +118,7 @@ routes:
   for (let i = 0; i < 12; i++) assert.equal((await get(`${h.url}/d/k${i}`)).status, 200);
   for (const user of users) for (let i = 0; i < 3; i++) assert.equal((await get(`${h.url}/s/${i}`, { authorization: `Bearer ${user}` })).status, 200);
   for (const host of ['t1.example.com', 't2.example.com']) for (let i = 0; i < 4; i++) assert.equal((await get(`${h.url}/t/${i}`, { host })).status, 200);
+  for (let i = 0; i < 5; i++) assert.equal((await get(`${h.url}/c/${i % 2}`)).status, 200);
 
   const metrics = (await get(`${admin}/metrics`, auth)).text;
   const rows: Record<string, string[]> = {
@@ -125,6 +127,7 @@ routes:
     '#routes tr[data-route="tenants"]': ['requests'],
     '#affinity tr[data-route="sessions"]': ['hits', 'misses', 'redirects'],
     '#directory tr[data-route="tenants"]': ['hit', 'miss'],
+    '#cache tr[data-route="cached"]': ['hit', 'miss', 'ratio'],
   };
   const want: Record<string, Record<string, string>> = {
     '#routes tr[data-route="docs"]': { requests: String(metricSum(metrics, 'homing_requests_total', { route: 'docs' })) },
@@ -139,6 +142,11 @@ routes:
       hit: String(metricSum(metrics, 'homing_directory_lookups_total', { route: 'tenants', outcome: 'hit' })),
       miss: String(metricSum(metrics, 'homing_directory_lookups_total', { route: 'tenants', outcome: 'miss' })),
     },
+    '#cache tr[data-route="cached"]': {
+      hit: String(metricSum(metrics, 'homing_cache_requests_total', { route: 'cached', outcome: 'hit' })),
+      miss: String(metricSum(metrics, 'homing_cache_requests_total', { route: 'cached', outcome: 'miss' })),
+      ratio: '60.0%',
+    },
   };
   for (const b of [...web, ...sessions.backends]) {
     rows[`#members tr[data-member="${b.id}"]`] = ['requests'];
@@ -150,6 +158,8 @@ routes:
   assert.equal(want['#directory tr[data-route="tenants"]']!.miss, '2');
   assert.equal(want['#affinity tr[data-route="sessions"]']!.hits, '6');
   assert.equal(want['#affinity tr[data-route="sessions"]']!.redirects, '3');
+  assert.equal(want['#cache tr[data-route="cached"]']!.hit, '3');
+  assert.equal(want['#cache tr[data-route="cached"]']!.miss, '2');
   await page.waitForFunction(
     ([rs, w]) => {
       for (const [sel, ks] of Object.entries(rs)) {

@@ -8,7 +8,8 @@
  * Shown: routes (requests, req/s, errors/s, p50/p99 latency, in flight, a 15-minute sparkline of
  * req/s and errors/s), members (health in green or red, weight, in flight, requests, rates,
  * latency, key share on hash routes, sparkline), affinity (hits, misses, hit ratio, redirects,
- * redirects/s, entries) and directory (look-ups by outcome, hit ratio, entries, errors) panels
+ * redirects/s, entries), directory (look-ups by outcome, hit ratio, entries, errors) and cache
+ * (look-ups by outcome, hit ratio) panels
  * when a route has them, and homing's own errors by route and code. Cells carry `data-k` names
  * (rows `data-route`, `data-member` and `data-pool`) for tests and scripts.
  */
@@ -33,6 +34,7 @@ svg.spark{display:block} .spark .r{fill:none;stroke:#36c;stroke-width:1.2} .spar
 <h2>Members</h2><table id="members"></table>
 <section id="affinitySec" hidden><h2>Affinity</h2><table id="affinity"></table></section>
 <section id="directorySec" hidden><h2>Directory</h2><table id="directory"></table></section>
+<section id="cacheSec" hidden><h2>Cache</h2><table id="cache"></table></section>
 <h2>Errors</h2><table id="errors"></table>
 <p class="muted">Rates and latencies are per second, sampled every second; sparklines cover the last 15 minutes (blue: requests/s, red: errors/s).</p>
 <script>
@@ -273,6 +275,19 @@ function render() {
       ncell('entries', d.entries) + ncell('errors', d.errors) + '</tr>';
   }
   $('directory').innerHTML = rows;
+
+  const cached = s.routes.filter((r) => r.cache);
+  $('cacheSec').hidden = cached.length === 0;
+  const kinds = ['hit', 'stale', 'revalidated', 'miss', 'bypass'];
+  rows = '<tr><th>route</th>' + kinds.map((o) => '<th>' + o + '</th>').join('') + '<th>hit ratio</th><th>look-ups/s</th></tr>';
+  for (const r of cached) {
+    const c = totals.cache[r.name] || { hit: 0, miss: 0, stale: 0, revalidated: 0, bypass: 0 };
+    const served = (x) => x.hit + x.stale + x.revalidated;
+    const asked = (x) => served(x) + x.miss;
+    rows += '<tr data-route="' + esc(r.name) + '">' + cell('name', esc(r.name)) + kinds.map((o) => ncell(o, c[o])).join('') +
+      ncell('ratio', pct(served(c), asked(c))) + ncell('lookupRate', rate(perSecond((x) => x.cache[r.name] && asked(x.cache[r.name])))) + '</tr>';
+  }
+  $('cache').innerHTML = rows;
 
   rows = '<tr><th>route</th><th>code</th><th>count</th></tr>';
   for (const e of totals.errors) rows += '<tr data-route="' + esc(e.route) + '" data-code="' + esc(e.code) + '">' + cell('route', esc(e.route)) + cell('code', esc(e.code)) + ncell('count', e.count) + '</tr>';

@@ -48,6 +48,11 @@ export function parsePrometheus(text: string): PromSample[] {
 /** The directory look-up outcomes `homing_directory_lookups_total` counts. */
 export const DIRECTORY_OUTCOMES = ['hit', 'miss', 'coalesced', 'backoff', 'negative', 'stale', 'unavailable'] as const;
 
+/** The cache outcomes `homing_cache_requests_total` counts. */
+export const CACHE_OUTCOMES = ['hit', 'miss', 'stale', 'revalidated', 'bypass'] as const;
+
+export type CacheTotals = Record<(typeof CACHE_OUTCOMES)[number], number>;
+
 export interface AffinityTotals {
   hits: number;
   misses: number;
@@ -67,6 +72,7 @@ export interface Totals {
   errors: { route: string; code: string; count: number }[];
   affinity: Record<string, AffinityTotals>;
   directory: Record<string, DirectoryTotals>;
+  cache: Record<string, CacheTotals>;
   /** `homing_shared_redis_up` when Redis is configured. */
   sharedRedisUp: number | null;
 }
@@ -293,7 +299,7 @@ function countersOf(samples: readonly PromSample[]): Counters {
 }
 
 function totalsOf(samples: readonly PromSample[]): Totals {
-  const t: Totals = { routes: {}, members: {}, errors: [], affinity: {}, directory: {}, sharedRedisUp: null };
+  const t: Totals = { routes: {}, members: {}, errors: [], affinity: {}, directory: {}, cache: {}, sharedRedisUp: null };
   const route = (name: string) => (t.routes[name] ??= { requests: 0, errors: 0 });
   const affinity = (name: string) => (t.affinity[name] ??= { hits: 0, misses: 0, redirects: 0, entries: 0 });
   const directory = (name: string) =>
@@ -334,6 +340,11 @@ function totalsOf(samples: readonly PromSample[]): Totals {
       case 'homing_directory_entries':
         if (r !== undefined) directory(r).entries = s.value;
         break;
+      case 'homing_cache_requests_total': {
+        const o = s.labels.outcome as (typeof CACHE_OUTCOMES)[number] | undefined;
+        if (r !== undefined && o !== undefined && CACHE_OUTCOMES.includes(o)) (t.cache[r] ??= { hit: 0, miss: 0, stale: 0, revalidated: 0, bypass: 0 })[o] += s.value;
+        break;
+      }
       case 'homing_shared_redis_up':
         t.sharedRedisUp = s.value;
         break;

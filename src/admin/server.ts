@@ -307,6 +307,7 @@ export class AdminServer {
         pools: r.pools.map((p) => p.name),
         strategy: (r.config.directory ? 'directory → ' : '') + (r.config.hash ? `hash:${r.config.hash.algorithm}` : `balance:${r.config.balance}`),
         affinity: Boolean(r.config.affinity),
+        cache: Boolean(r.config.cache),
       })),
       pools: this.pools(),
     };
