@@ -52,7 +52,7 @@ test('homing demo --port 0 --admin-port 0 --resp-port 0: prints the ports it got
   await until(() => {
     const proxy = /proxy +http:\/\/127\.0\.0\.1:(\d+) /.exec(out);
     const admin = /admin +http:\/\/127\.0\.0\.1:(\d+)\/status/.exec(out);
-    if (proxy && admin && out.includes('# ⇒ "value":"east"')) ports = { proxy: Number(proxy[1]), admin: Number(admin[1]) };
+    if (proxy && admin && out.includes('# ⇒ "region":"south"')) ports = { proxy: Number(proxy[1]), admin: Number(admin[1]) };
     return ports !== undefined || proc.exitCode !== null;
   }, 30_000, 20).catch(() => {});
   assert.ok(ports, `the demo printed no proxy and admin address, or no guide:\n${out}`);
@@ -66,13 +66,14 @@ test('homing demo --port 0 --admin-port 0 --resp-port 0: prints the ports it got
   assert.ok(resp && resp[1] !== '0', out);
 
   const commands = guideCommands(out);
-  // Three patterns: affinity (4 commands), hashing (3), directory (4).
-  assert.equal(commands.length, 11, out);
+  // Four patterns: affinity (4 commands), hashing (3), directory (4), shared cache (4).
+  assert.equal(commands.length, 15, out);
   assert.equal(commands.filter((c) => c.command.startsWith('redis-cli')).length, 2);
   const affinity = commands.filter((c) => c.command.includes('/sessions/'));
   assert.match(affinity[0]!.shows, /^x-homing: route=sessions; target=\S+; by=hash; cache=bypass; hops=1$/, 'the first call is redirected once');
   assert.match(affinity[1]!.shows, /^x-homing: route=sessions; target=\S+; by=affinity; cache=bypass; hops=0$/, 'then it goes straight to the learned owner');
   assert.ok(commands.some((c) => /by=directory/.test(c.shows)));
+  assert.deepEqual(commands.filter((c) => c.command.includes('/market/')).map((c) => c.shows), ['cache=miss', '"region":"north"', 'cache=hit', '"region":"south"']);
 
   // The members answer health checks before homing counts them live: wait until the proxy serves.
   await until(async () => {

@@ -12,6 +12,9 @@
  *  - `documents` (/documents/<id>, consistent hashing), also answered over RESP (SELECT 0).
  *  - `tenants` (/app/…, directory keyed by Host): a tiny in-process directory service answers a
  *    pool per host (acme.test → east, globex.test → west, any other host: unknown).
+ *  - `market` (/market/…, shared cache): the backends say which region each caller (X-Token) is in
+ *    (X-Region) and answer prices that vary on it; homing caches one answer per region and takes a
+ *    caller's region only from what a backend said about that caller.
  *  - `default` (everything else): round-robin.
  *
  * With `guide` (the CLI), a guide is printed once homing runs: per pattern, commands (curl,
@@ -26,6 +29,8 @@ import { isResolution } from '../routing/route.js';
 const BACKENDS = ['alpha', 'bravo', 'charlie'] as const;
 /** The directory's answers: Host → pool. */
 const TENANTS: Record<string, string> = { 'acme.test': 'east', 'globex.test': 'west' };
+/** The market's callers and the region the backend says each is in. */
+const REGIONS: Record<string, string> = { ann: 'north', bob: 'north', cid: 'south' };
 /** The session created at start away from homing's first guess. */
 const DEMO_SESSION = 'alice';
 
@@ -49,6 +54,8 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
  */
 function demoBackend(name: string, sessions: Map<string, string>): DemoBackend {
   const b: DemoBackend = { name, id: '', server: undefined as unknown as Server };
+  /** Prices pages this backend rendered (a cache hit renders none). */
+  let renders = 0;
   b.server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -70,6 +77,14 @@ function demoBackend(name: string, sessions: Map<string, string>): DemoBackend {
         // Not ours: name the member that holds it; homing re-sends the request there.
         if (owner !== b.id) return json(res, 200, { member: name, redirect: owner }, { 'x-accel-redirect': `/internal_redirect/${owner}${req.url}` });
         return json(res, 200, { member: name, session, created, method: req.method, url: req.url });
+      }
+      if (req.url!.startsWith('/market/')) {
+        const region = REGIONS[String(req.headers['x-token'])];
+        if (region === undefined) return json(res, 401, { member: name, error: 'send X-Token: ann, bob or cid' });
+        // Who the caller is stays private; the prices are shared by everyone in a region.
+        if (req.url === '/market/me') return json(res, 200, { member: name, region }, { 'cache-control': 'private, no-store', 'x-region': region });
+        renders++;
+        return json(res, 200, { member: name, region, prices: { tritanium: region === 'north' ? 5.1 : 4.7 }, render: renders }, { 'cache-control': 'max-age=30', vary: 'X-Region', 'x-region': region });
       }
       json(res, 200, { member: name, method: req.method, url: req.url, bytes: Buffer.concat(chunks).length, forwardedFor: req.headers['x-forwarded-for'] });
     });
@@ -176,11 +191,18 @@ routes:
     pools: [east, west]
     directory: { key: host, lookup: { url: 'http://127.0.0.1:${dirPort}/tenants/{key}', timeout: 500ms }, ttl: 1m }
     debugHeader: true
+  - name: market
+    match: { path: /market/ }
+    pool: demo
+    cache: true
+    debugHeader: true
   - name: default
     match: { path: / }
     pool: demo
     balance: round-robin
     debugHeader: true
+cache:
+  principal: { key: 'header:x-token', headers: [X-Region] }
 `;
     homing = await startHoming(parseConfig(yaml, process.cwd(), 'demo config'));
     const h = homing;
@@ -260,6 +282,18 @@ caches the answer (and keeps routing cached tenants while the directory is down)
     # ⇒ HOMING_ERR_DIRECTORY_UNKNOWN_KEY
   curl -s ${admin}/api/v1/directory/tenants/acme.test
     # ⇒ "value":"east"
+
+Shared cache — route market (/market/…). The backends say which region each caller (X-Token) is in
+(X-Region) and answer prices that vary on it: homing keeps one answer per region, and takes a
+caller's region only from what a backend said about that caller, never from the caller:
+  curl -si -H 'X-Token: ann' ${base}/market/prices
+    # ⇒ cache=miss
+  curl -s -H 'X-Token: bob' ${base}/market/me
+    # ⇒ "region":"north"
+  curl -si -H 'X-Token: bob' ${base}/market/prices
+    # ⇒ cache=hit
+  curl -si -H 'X-Token: cid' -H 'X-Region: north' ${base}/market/prices
+    # ⇒ "region":"south"
 
 `;
 }
