@@ -157,6 +157,22 @@ describe('what is never served to another caller', () => {
   });
 });
 
+test('a GET with a body goes by the cache (its body may change the answer) and the connection stays usable', async () => {
+  const o = await startOrigin();
+  o.script('/q', (req, res, n) => {
+    res.writeHead(200, { 'cache-control': 'max-age=60' });
+    res.end(`q #${n}`);
+  });
+  const c = await startCachedHoming(o);
+  await httpRequest(`${c.url}/q`);
+  assert.equal(cacheOf(await httpRequest(`${c.url}/q`)), 'hit');
+  for (const body of ['small', 'x'.repeat(200_000)]) {
+    const r = await httpRequest(`${c.url}/q`, { body, headers: { 'content-type': 'text/plain' } });
+    assert.equal(cacheOf(r), 'bypass');
+    assert.match(r.text, /^q #\d+$/);
+  }
+});
+
 describe('variants, herds and bounds', () => {
   test('Accept-Language variants are kept apart and neither evicts the other', async () => {
     const o = await startOrigin();

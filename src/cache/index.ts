@@ -287,7 +287,9 @@ export class RouteCache {
     const headers = headerMap(q.headers);
     // Partial content is not combined from the store: ranges go to the backend.
     if (headers.has('range')) return BYPASS;
-    const known = q.principal === undefined ? undefined : this.cache.principals?.lookup(q.principal);
+    // What the backend said of the caller is looked up only when it can matter: a stored answer
+    // of this resource varies on a trusted header, or the shared store may hold one that does.
+    const known = q.principal !== undefined && this.needsPrincipal(q) ? this.cache.principals?.lookup(q.principal) : undefined;
     const build = (k: PrincipalValues | undefined): Context => {
       const ccv = headers.get('cache-control');
       return {
@@ -301,6 +303,15 @@ export class RouteCache {
     };
     if (known instanceof Promise) return known.then((k) => this.decide(build(k), false));
     return this.decide(build(known), false);
+  }
+
+  private needsPrincipal(q: CacheRequest): boolean {
+    const trusted = this.cache.principals?.headers;
+    if (trusted === undefined) return false;
+    if (this.cache.remote !== undefined) return true;
+    const varies = this.cache.store.varies(primaryKey(q.proto, q.host, q.uri));
+    if (varies !== undefined) for (const names of varies) for (const n of names) if (trusted.has(n)) return true;
+    return false;
   }
 
   /** A variant's values for `names` as this request selects them; undefined when a trusted one is not known. */
@@ -381,11 +392,21 @@ export class RouteCache {
   answerHead(e: StoredResponse, ctx: Context): string[] {
     const trusted = this.cache.principals?.headers;
     const out: string[] = [];
+    let given: Set<string> | undefined;
     for (let i = 0; i < e.headers.length; i += 2) {
-      if (trusted?.has(e.headers[i]!.toLowerCase())) continue;
-      out.push(e.headers[i]!, e.headers[i + 1]!);
+      const name = e.headers[i]!;
+      const lower = name.toLowerCase();
+      if (trusted?.has(lower)) {
+        // The filler's value never goes to another caller: this caller's own, or nothing.
+        const own = ctx.known?.get(lower);
+        if (own !== undefined && !(given ??= new Set()).has(lower)) {
+          given.add(lower);
+          out.push(name, own);
+        }
+        continue;
+      }
+      out.push(name, e.headers[i + 1]!);
     }
-    if (trusted !== undefined && ctx.known !== undefined) for (const [k, v] of ctx.known) out.push(k, v);
     if (e.cookies.length > 0 && (e.policy.cc.has('public') || (e.principal !== undefined && e.principal === ctx.q.principal))) {
       for (const c of e.cookies) out.push('set-cookie', c);
     }

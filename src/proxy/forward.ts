@@ -92,6 +92,9 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
   start(): void {
     const rc = this.route.cache;
     if (rc === undefined) return this.next();
+    // A GET or HEAD with a body has no defined meaning for a cache: it goes by (and unsafe methods still invalidate).
+    const safe = this.head.method === 'GET' || this.head.method === 'HEAD';
+    if (safe && this.body !== null) return this.cached(rc, { kind: 'bypass', invalidates: false });
     const l = rc.lookup(cacheRequest(this));
     if (!(l instanceof Promise)) return this.cached(rc, l);
     l.then(
