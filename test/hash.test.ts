@@ -641,6 +641,29 @@ describe('bounded loads', () => {
     assert.equal(p.pick(key, 3), order[0]);
   });
 
+  test('a hot key leaves a member above its even share first, for the least loaded member; cold keys stay home up to the cap', () => {
+    const ms = fresh();
+    const inner = new RingPicker(new MemberSet(ms));
+    const p = new BoundedLoadPicker(inner, C);
+    // 'hot' is half of what the picker places.
+    for (let i = 0; i < 400; i++) {
+      p.pick('hot', 0);
+      p.pick(`warm-up-${i}`, 0);
+    }
+    const home = inner.pick('hot', 0)!;
+    const others = ms.filter((m) => m !== home);
+    // 22 in flight: even share ceil(23 / 5) = 5, cap ceil(1.25 × 23 / 5) = 6; home at 4 may take one more.
+    home.inflight = 4;
+    for (const [i, m] of others.entries()) m.inflight = i === 2 ? 3 : 5;
+    assert.equal(p.pick('hot', 0), home);
+    // 23 in flight: even share 5, cap 6. Home at 5 is above its even share: the hot key goes to the least loaded…
+    home.inflight = 5;
+    assert.equal(p.pick('hot', 0), others[2]);
+    // …while a cold key homed there still goes home (5 + 1 ≤ the cap of 6).
+    const cold = Array.from({ length: 5000 }, (_, i) => `cold-${i}`).find((k) => inner.pick(k, 0) === home)!;
+    assert.equal(p.pick(cold, 0), home);
+  });
+
   test('with nobody over the cap, every key stays on its owner', () => {
     const ms = fresh();
     const inner = new RendezvousPicker(new MemberSet(ms));
