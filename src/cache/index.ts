@@ -66,7 +66,11 @@ export interface Context {
 const BYPASS: Lookup = { kind: 'bypass', invalidates: false };
 const BYPASS_INVALIDATE: Lookup = { kind: 'bypass', invalidates: true };
 const UNSATISFIABLE: Lookup = { kind: 'unsatisfiable' };
-const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
+/**
+ * Methods defined as safe (RFC 9110 §9.2.1, and WebDAV's read-only ones). Every other method's
+ * success invalidates, those whose safety homing does not know included (RFC 9111 §4.4).
+ */
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PROPFIND', 'REPORT', 'SEARCH', 'QUERY']);
 
 /** Headers a stored answer never keeps (framing, recomputed, or homing's own). */
 const NOT_STORED = new Set(['content-length', 'transfer-encoding', 'age', 'set-cookie', 'homing-cache-control', 'x-homing']);
@@ -234,7 +238,7 @@ export class RouteCache {
   /** What to do with `q`: synchronous but when a worker asks the primary for a principal, or waits for a fill. */
   lookup(q: CacheRequest): Lookup | Promise<Lookup> {
     const m = q.method;
-    if (m !== 'GET' && m !== 'HEAD') return UNSAFE.has(m) ? BYPASS_INVALIDATE : BYPASS;
+    if (m !== 'GET' && m !== 'HEAD') return SAFE.has(m) ? BYPASS : BYPASS_INVALIDATE;
     const headers = headerMap(q.headers);
     // Partial content is not combined from the store: ranges go to the backend.
     if (headers.has('range')) return BYPASS;
