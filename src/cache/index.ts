@@ -359,7 +359,11 @@ export class RouteCache {
     return out;
   }
 
-  /** Validators to ask the backend with for a stale stored answer (they replace the client's own). */
+  /**
+   * Validators to ask the backend with for a stale stored answer (they replace the client's own):
+   * its entity tag, and its Last-Modified as well (RFC 9111 §4.3.1; a backend that knows no entity
+   * tags still answers If-Modified-Since, one that does ignores it).
+   */
   static conditional(e: StoredResponse, forwarded: string[]): string[] {
     const out: string[] = [];
     for (let i = 0; i < forwarded.length; i += 2) {
@@ -369,7 +373,7 @@ export class RouteCache {
     }
     const h = e.policy.headers;
     if (h.etag !== undefined) out.push('if-none-match', h.etag);
-    else if (h['last-modified'] !== undefined) out.push('if-modified-since', h['last-modified']);
+    if (h['last-modified'] !== undefined) out.push('if-modified-since', h['last-modified']);
     return out;
   }
 
