@@ -10,8 +10,8 @@
  * - `Fill` stores an answer while it streams to the client that asked for it; concurrent misses of
  *   the same variant wait for it (herd control) rather than each going to the backend.
  *
- * Keys (keys.ts): a resource is scheme + routing host + target; a variant adds the names its
- * response varies on and this request's values for them. A value of a trusted header
+ * Keys (keys.ts): a resource is scheme + authority (those the member is told) + target; a variant
+ * adds the names its response varies on and this request's values for them. A value of a trusted header
  * (`cache.principal.headers`) comes only from the principal table or, when storing, from the
  * response itself: never from the client, whose copies are removed before anything reads them.
  */
@@ -22,7 +22,7 @@ import { compileKey } from '../routing/keys.js';
 import type { ClusterBus, ClusterChannel } from '../state/cluster.js';
 import { parseTarget, routingHost } from '../proxy/path.js';
 import { Directives } from './directives.js';
-import { normaliseValue, primaryKey, principalId, variantKey, varyNames } from './keys.js';
+import { keyAuthority, normaliseValue, primaryKey, principalId, variantKey, varyNames } from './keys.js';
 import { CacheMetrics, type CacheOutcome } from './metrics.js';
 import { HomingPolicy, judge, staleIfError, type Headers, type WallClock } from './policy.js';
 import { PrincipalTable, type PrincipalValues } from './principal.js';
@@ -34,9 +34,16 @@ export type { StoredResponse } from './store.js';
 /** What the cache reads of a request. */
 export interface CacheRequest {
   readonly method: string;
+  /** The scheme the member is told the request came by (X-Forwarded-Proto). */
   readonly proto: string;
-  /** Routing host (lower-case, no port). */
+  /** Routing host (lower-case, no port): what purges by URL prefix match. */
   readonly host: string;
+  /**
+   * The authority the member is told it serves (X-Forwarded-Host: the Host header's, port and all,
+   * or a trusted proxy's), as `keyAuthority` holds it. An answer may name it, so it is part of the
+   * key: a client naming another port, or another host through a trusted proxy, has its own entry.
+   */
+  readonly authority: string;
   /** Normalised path + query. */
   readonly uri: string;
   /** The head as forwarded ([name, value…]): trusted headers already removed. */
@@ -193,7 +200,8 @@ export class ResponseCache {
     else if ('prefix' in spec) n = this.store.purgePrefix(spec.prefix);
     else {
       const u = parseUrl(spec.url);
-      n = u === undefined ? 0 : this.store.purgeResource(primaryKey('http', u.host, u.uri)) + this.store.purgeResource(primaryKey('https', u.host, u.uri));
+      n = 0;
+      if (u !== undefined) for (const proto of ['http', 'https']) n += this.store.purgeResource(primaryKey(proto, keyAuthority(proto, u.authority), u.uri));
     }
     this.metrics.purged.inc(n);
     return n;
@@ -205,17 +213,16 @@ export class ResponseCache {
   }
 }
 
-/** `http://host[:port]/path?q` or `host/path?q` → routing host and normalised target. */
-export function parseUrl(url: string): { host: string; uri: string } | undefined {
+/** `http://host[:port]/path?q` or `host[:port]/path?q` → authority and normalised target. */
+export function parseUrl(url: string): { authority: string; uri: string } | undefined {
   const m = /^(?:https?:\/\/)?([^/?#]+)(\/[^#]*)?$/i.exec(url.trim());
   if (!m) return undefined;
-  const host = routingHost(m[1]!);
   const t = parseTarget(m[2] ?? '/');
-  if (host === undefined || t === undefined) return undefined;
-  return { host, uri: t.uri };
+  if (routingHost(m[1]!) === undefined || t === undefined) return undefined;
+  return { authority: m[1]!, uri: t.uri };
 }
 
-/** The routing host + target purges by URL and prefix match. */
+/** The routing host + target purges by prefix match. */
 function urlOf(host: string, uri: string): string {
   return host + uri;
 }
@@ -250,7 +257,7 @@ export class RouteCache {
         headers,
         cc: Directives.parse(ccv),
         pragmaNoCache: ccv === undefined && /no-cache/i.test(headers.get('pragma') ?? ''),
-        primary: primaryKey(q.proto, q.host, q.uri),
+        primary: primaryKey(q.proto, q.authority, q.uri),
         known: k,
       };
     };
@@ -414,19 +421,19 @@ export class RouteCache {
   invalidate(q: CacheRequest, status: number, head: readonly string[]): void {
     if (status < 200 || status >= 400) return;
     const store = this.cache.store;
-    let n = store.purgeResource(primaryKey(q.proto, q.host, q.uri));
+    let n = store.purgeResource(primaryKey(q.proto, q.authority, q.uri));
     for (let i = 0; i < head.length; i += 2) {
       const k = head[i]!.toLowerCase();
       if (k !== 'location' && k !== 'content-location') continue;
       let u: URL;
       try {
-        u = new URL(head[i + 1]!, `${q.proto}://${q.host}${q.uri}`);
+        u = new URL(head[i + 1]!, `${q.proto}://${q.authority}${q.uri}`);
       } catch {
         continue;
       }
-      if (u.protocol !== `${q.proto}:` || routingHost(u.host) !== q.host) continue;
+      if (u.protocol !== `${q.proto}:` || keyAuthority(q.proto, u.host) !== q.authority) continue;
       const t = parseTarget(u.pathname + u.search);
-      if (t !== undefined) n += store.purgeResource(primaryKey(q.proto, q.host, t.uri));
+      if (t !== undefined) n += store.purgeResource(primaryKey(q.proto, q.authority, t.uri));
     }
     this.cache.metrics.purged.inc(n);
   }

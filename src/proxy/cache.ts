@@ -6,15 +6,27 @@
  */
 import type { Dispatcher } from 'undici';
 import { RouteCache, type CacheRequest, type Fill, type StoredResponse } from '../cache/index.js';
+import { keyAuthority } from '../cache/keys.js';
 import { isResolution } from '../routing/route.js';
 import type { Resolution } from '../routing/strategy.js';
 import type { Exchange } from './exchange.js';
 import { memberHead } from './response-head.js';
 
-/** What the cache reads of the exchange's request. */
+/**
+ * What the cache reads of the exchange's request. Scheme and authority are those the member is told
+ * (X-Forwarded-Proto and -Host: homing's own values, a client's copies having been dropped), since
+ * an answer may be built from them.
+ */
 export function cacheRequest(x: Exchange): CacheRequest {
   const h = x.head;
-  return { method: h.method, proto: h.proto, host: h.host, uri: h.uri, headers: h.headers, principal: x.principal };
+  let proto: string = h.proto;
+  let authority: string = h.host;
+  const fh = h.headers;
+  for (let i = 0; i < fh.length; i += 2) {
+    if (fh[i] === 'x-forwarded-host') authority = fh[i + 1]!;
+    else if (fh[i] === 'x-forwarded-proto') proto = fh[i + 1]!;
+  }
+  return { method: h.method, proto, host: h.host, authority: keyAuthority(proto, authority), uri: h.uri, headers: fh, principal: x.principal };
 }
 
 /** undici's header object → [name, value…]. */

@@ -52,11 +52,14 @@ export interface CachedHoming {
   advance(seconds: number): void;
 }
 
-/** Homing with one route `r` (debug header on, `cache: routeCache`) to `origin`, and `top` appended to the config. */
-export async function startCachedHoming(origin: Origin, routeCache = '', top = ''): Promise<CachedHoming> {
+/**
+ * Homing with one route `r` (debug header on, `cache: routeCache`) to `origin`, `top` appended to the
+ * config and `listen` more of the listener's settings (`trustedProxies: [...]`).
+ */
+export async function startCachedHoming(origin: Origin, routeCache = '', top = '', listen = ''): Promise<CachedHoming> {
   let now = Date.now();
   const yaml = `
-listen: { http: 127.0.0.1:0 }
+listen: { http: 127.0.0.1:0${listen && `, ${listen}`} }
 admin: 127.0.0.1:0
 pools:
   p: { members: ['${origin.b.id}'] }
