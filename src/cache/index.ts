@@ -405,7 +405,9 @@ export class RouteCache {
     if (h.age !== undefined) merged.age = h.age;
     const policy = new HomingPolicy({ url: ctx.q.uri, method: 'GET', headers: { ...record(ctx.headers), host: ctx.q.host } }, { status: e.status, headers: merged }, { clock: this.cache.clock, heuristicTtl: this.o.heuristicTtl });
     const next: StoredResponse = { ...e, headers, policy };
-    this.cache.store.put(next);
+    // Validated for this request; kept only if the refreshed head still allows storing (no-store, private…).
+    if (policy.storable()) this.cache.store.put(next);
+    else this.cache.store.delete(e.key);
     return next;
   }
 
