@@ -62,7 +62,13 @@ export function refreshInBackground(x: Exchange, rc: RouteCache, entry: StoredRe
           await res.body.dump();
           return;
         }
-        if (head.redirect !== undefined || head.foreignCoding || !fill.head(res.statusCode, head.headers)) {
+        if (head.redirect !== undefined || head.foreignCoding) {
+          // Not an answer homing relays: the fill ends here (it would hold the entry's lock for good).
+          fill.giveUp();
+          await res.body.dump();
+          return;
+        }
+        if (!fill.head(res.statusCode, head.headers)) {
           await res.body.dump();
           return;
         }
