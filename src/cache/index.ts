@@ -407,8 +407,17 @@ export class RouteCache {
     const next: StoredResponse = { ...e, headers, policy };
     // Validated for this request; kept only if the refreshed head still allows storing (no-store, private…).
     if (policy.storable()) this.cache.store.put(next);
-    else this.cache.store.delete(e.key);
+    else this.cache.store.drop(e);
     return next;
+  }
+
+  /**
+   * The backend gave a full answer (`status`, not a 304) to the validation of `e`: `e` is not to be
+   * used again (RFC 9111 §4.3.3), whether or not the answer is stored in its place (it may vary
+   * differently, or not be storable). A server error is a failure to answer: `e` stays.
+   */
+  superseded(e: StoredResponse, status: number): void {
+    if (status < 500) this.cache.store.drop(e);
   }
 
   /** Whether a stored answer may stand in for a failed backend (stale-if-error). */

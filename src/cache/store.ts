@@ -108,6 +108,11 @@ export class MemoryStore {
     return this.lru.delete(key);
   }
 
+  /** Remove `e` if it is still what its key holds (not an answer stored or refreshed since). */
+  drop(e: StoredResponse): void {
+    if (this.lru.peek(e.key) === e) this.lru.delete(e.key);
+  }
+
   private unindex(e: StoredResponse): void {
     this.bytesHeld -= e.size;
     const r = this.resources.get(e.primary);

@@ -43,8 +43,9 @@ function flat(h: Record<string, string | string[] | undefined>): string[] {
 
 /**
  * Refresh `entry` after a stale-while-revalidate hit, away from the client already answered: one
- * conditional request to a member the route resolves; a 304 refreshes the stored head, a storable
- * answer replaces it, anything else leaves it to go stale.
+ * conditional request to a member the route resolves; a 304 refreshes the stored head, any other
+ * answer but a server error supersedes it (and takes its place when storable), a server error or a
+ * failure leaves it to go stale.
  */
 export function refreshInBackground(x: Exchange, rc: RouteCache, entry: StoredResponse, fill: Fill): void {
   const go = (r: Resolution): void => {
@@ -68,6 +69,7 @@ export function refreshInBackground(x: Exchange, rc: RouteCache, entry: StoredRe
           await res.body.dump();
           return;
         }
+        rc.superseded(entry, res.statusCode);
         if (!fill.head(res.statusCode, head.headers)) {
           await res.body.dump();
           return;

@@ -247,6 +247,7 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
         this.serveAfter = statusCode === 304 ? { entry: rc.refresh(stored, this.cacheCtx!, v.deliver), outcome: 'revalidated' } : { entry: stored, outcome: 'stale' };
         return true;
       }
+      if (stored !== undefined && this.head.method === 'GET') rc.superseded(stored, statusCode);
       if (this.fill !== undefined && !this.fill.head(statusCode, v.deliver)) this.fill = undefined;
       if (this.invalidates) rc.invalidate(cacheRequest(this), statusCode, v.deliver);
     }
