@@ -816,6 +816,18 @@ describe('RFC 5861: serving stale', () => {
     assert.equal(r.renders('/swr'), 2);
   });
 
+  test('RFC 5861 §3: a background refresh answered with a backend redirect leaves the entry for a later hit to refresh', async () => {
+    const r = await rig({
+      '/swr': (req, res, n) => answer(n === 2 ? { 'x-accel-redirect': '/elsewhere' } : { 'cache-control': 'max-age=10, stale-while-revalidate=600' })(req, res, n),
+    });
+    await r.get('/swr');
+    r.c.advance(20);
+    assert.equal((await r.get('/swr')).cache, 'stale');
+    // Stale hits go on until one starts a refresh that lands.
+    await until(async () => (await r.get('/swr')).cache === 'hit');
+    assert.equal((await r.get('/swr')).text, '#3');
+  });
+
   test('RFC 5861 §4: stale-if-error serves the stale entry for an origin 500, 502, 503 or 504 within its window, the error after it', async () => {
     let status = 200;
     const r = await rig({ '/sie': (req, res, n) => answer(status === 200 ? { 'cache-control': 'max-age=10, stale-if-error=60' } : {}, status)(req, res, n) });
