@@ -22,6 +22,17 @@ function answer(headers: Record<string, string | string[]> = {}, status = 200): 
   };
 }
 
+/**
+ * A validating origin: `headers` with the entity tag `etag`, and to a request whose If-None-Match is
+ * that tag a 304 with the tag and `on304` (a function of the render count when it says which).
+ */
+function validating(etag: string, headers: Record<string, string>, on304: Record<string, string> | ((n: number) => Record<string, string>) = {}): Script {
+  return (req, res, n) => {
+    if (req.headers['if-none-match'] !== etag) return answer({ ...headers, etag })(req, res, n);
+    answer({ ...(typeof on304 === 'function' ? on304(n) : on304), etag }, 304)(req, res, n);
+  };
+}
+
 /** An HTTP date `seconds` from the real now (the origin's clock). */
 function httpDate(seconds: number): string {
   return new Date(Date.now() + seconds * 1000).toUTCString();
@@ -56,10 +67,18 @@ async function storedAfterOne(r: Rig, path: string, headers: Record<string, stri
   return second.cache === 'hit' && r.renders(path) === before + 1;
 }
 
+/** The stored answers at `paths` (stored now) stay fresh for `lifetime` seconds: hits 10 s before, fetched again 10 s after. */
+async function assertLifetime(r: Rig, paths: readonly string[], lifetime: number): Promise<void> {
+  r.c.advance(lifetime - 10);
+  for (const p of paths) assert.equal((await r.get(p)).cache, 'hit', `${p} stale before ${lifetime} s`);
+  r.c.advance(20);
+  for (const p of paths) assert.equal((await r.get(p)).cache, 'miss', `${p} still fresh after ${lifetime} s`);
+}
+
 describe('RFC 9111 §3: storing responses', () => {
   test('RFC 9111 §3: GET is stored, and HEAD is answered from the stored GET with Content-Length and no body', async () => {
     const r = await rig({
-      '/h': (req, res, n) => (req.headers['if-none-match'] === '"h"' ? answer({ etag: '"h"' }, 304) : answer({ 'cache-control': 'max-age=60', 'content-type': 'text/plain', etag: '"h"' }))(req, res, n),
+      '/h': validating('"h"', { 'cache-control': 'max-age=60', 'content-type': 'text/plain' }),
     });
     const g = await r.get('/h');
     assert.equal(g.text, '#1');
@@ -233,21 +252,16 @@ describe('RFC 9111 §4.2: freshness', () => {
       '/m': (req, res, n) => answer({ 'cache-control': 'max-age=100', expires: httpDate(5) })(req, res, n),
       '/m-past': (req, res, n) => answer({ 'cache-control': 'max-age=100', expires: httpDate(-3600) })(req, res, n),
     });
-    for (const p of ['/s', '/m', '/m-past']) await r.get(p);
-    r.c.advance(50);
-    for (const p of ['/s', '/m', '/m-past']) assert.equal((await r.get(p)).cache, 'hit', p);
-    r.c.advance(60);
-    for (const p of ['/s', '/m', '/m-past']) assert.equal((await r.get(p)).cache, 'miss', p);
+    const paths = ['/s', '/m', '/m-past'];
+    for (const p of paths) await r.get(p);
+    await assertLifetime(r, paths, 100);
   });
 
   test('RFC 9111 §4.2.1: Expires counts from Date, not from the cache’s clock', async () => {
     // The origin's clock runs 1000 s ahead: Expires is 100 s after its Date, 1100 s after homing's now.
     const r = await rig({ '/e': (req, res, n) => answer({ date: httpDate(1000), expires: httpDate(1100) })(req, res, n) });
     await r.get('/e');
-    r.c.advance(90);
-    assert.equal((await r.get('/e')).cache, 'hit');
-    r.c.advance(20);
-    assert.equal((await r.get('/e')).cache, 'miss');
+    await assertLifetime(r, ['/e'], 100);
   });
 
   test('RFC 9111 §5.3, §4.2.1: Expires: 0, an invalid date and two different Expires make the answer stale at once', async () => {
@@ -379,7 +393,7 @@ describe('RFC 9111 §4.2: freshness', () => {
 
   test('RFC 9111 §5.2.2.4: a response’s no-cache is stored and revalidated before every use', async () => {
     const r = await rig({
-      '/n': (req, res, n) => (req.headers['if-none-match'] === '"n"' ? answer({ etag: '"n"' }, 304) : answer({ 'cache-control': 'no-cache, max-age=60', etag: '"n"' }))(req, res, n),
+      '/n': validating('"n"', { 'cache-control': 'no-cache, max-age=60' }),
     });
     await r.get('/n');
     for (let i = 2; i <= 3; i++) {
@@ -396,9 +410,7 @@ describe('RFC 9111 §4.2: freshness', () => {
     let failing = false;
     const r = await rig({
       '/x': (req, res, n) => {
-        if (failing) return answer({}, 503)(req, res, n);
-        if (req.headers['if-none-match'] === '"x"') return answer({ etag: '"x"' }, 304)(req, res, n);
-        answer({ 'cache-control': cc, etag: '"x"' })(req, res, n);
+        (failing ? answer({}, 503) : validating('"x"', { 'cache-control': cc }))(req, res, n);
       },
     });
     return { r, fail: () => (failing = true) };
@@ -481,7 +493,7 @@ describe('RFC 9111 §4.2: freshness', () => {
     const r = await rig({
       // Split at the quoted commas, this would read as private and as a second, conflicting max-age.
       '/ext': answer({ 'cache-control': 'community="a, private, max-age=0", max-age=60' }),
-      '/no-cache': (req, res, n) => (req.headers['if-none-match'] === '"q"' ? answer({ etag: '"q"' }, 304) : answer({ 'cache-control': 'no-cache="a,b", max-age=60', etag: '"q"' }))(req, res, n),
+      '/no-cache': validating('"q"', { 'cache-control': 'no-cache="a,b", max-age=60' }),
     });
     assert.ok(await storedAfterOne(r, '/ext'));
     // A qualified no-cache is stored, and (taken as unqualified) revalidated before use.
@@ -516,10 +528,7 @@ describe('RFC 9111 §4.3: validation', () => {
 
   test('RFC 9111 §4.3.4: a 304 refreshes the stored head and the stored body is served', async () => {
     const r = await rig({
-      '/v': (req, res, n) => {
-        if (req.headers['if-none-match'] === '"v1"') return answer({ 'cache-control': 'max-age=100', etag: '"v1"', 'x-version': 'b' }, 304)(req, res, n);
-        answer({ 'cache-control': 'max-age=10', etag: '"v1"', 'x-version': 'a', 'content-type': 'text/plain' })(req, res, n);
-      },
+      '/v': validating('"v1"', { 'cache-control': 'max-age=10', 'x-version': 'a', 'content-type': 'text/plain' }, { 'cache-control': 'max-age=100', 'x-version': 'b' }),
     });
     await r.get('/v');
     r.c.advance(20);
@@ -543,7 +552,7 @@ describe('RFC 9111 §4.3: validation', () => {
 
   test('RFC 9111 §4.3.2: a client’s conditional request for a stale entry is validated with the entry’s validators, and answered 304 when it matches', async () => {
     const r = await rig({
-      '/c': (req, res, n) => (req.headers['if-none-match'] === '"c"' ? answer({ etag: '"c"', 'cache-control': 'max-age=10' }, 304) : answer({ 'cache-control': 'max-age=10', etag: '"c"' }))(req, res, n),
+      '/c': validating('"c"', { 'cache-control': 'max-age=10' }, { 'cache-control': 'max-age=10' }),
     });
     await r.get('/c');
     r.c.advance(20);
@@ -561,7 +570,7 @@ describe('RFC 9111 §4.3: validation', () => {
   test('RFC 9111 §4.3.4, §3: a 304 whose head makes the stored answer unstorable (no-store, private) removes it from the store', async () => {
     const scripts: Record<string, Script> = {};
     for (const cc of ['no-store', 'private']) {
-      scripts[`/${cc}`] = (req, res, n) => (req.headers['if-none-match'] === '"e"' ? answer({ etag: '"e"', 'cache-control': cc }, 304) : answer({ etag: '"e"', 'cache-control': 'max-age=10' }))(req, res, n);
+      scripts[`/${cc}`] = validating('"e"', { 'cache-control': 'max-age=10' }, { 'cache-control': cc });
     }
     const r = await rig(scripts);
     for (const p of ['/no-store', '/private']) {
@@ -804,7 +813,7 @@ describe('RFC 5861: serving stale', () => {
 
   test('RFC 5861 §3: a background revalidation answered 304 refreshes the entry', async () => {
     const r = await rig({
-      '/swr': (req, res, n) => (req.headers['if-none-match'] === '"s"' ? answer({ etag: '"s"', 'x-seen': String(n) }, 304) : answer({ 'cache-control': 'max-age=10, stale-while-revalidate=60', etag: '"s"' }))(req, res, n),
+      '/swr': validating('"s"', { 'cache-control': 'max-age=10, stale-while-revalidate=60' }, (n) => ({ 'x-seen': String(n) })),
     });
     await r.get('/swr');
     r.c.advance(20);
@@ -889,10 +898,7 @@ describe('RFC 9213: targeted cache control', () => {
     // An empty targeted field is no field: Cache-Control applies.
     assert.ok(await storedAfterOne(r, '/empty'));
     assert.ok(await storedAfterOne(r, '/public'));
-    r.c.advance(50);
-    assert.equal((await r.get('/longer')).cache, 'hit');
-    r.c.advance(60);
-    assert.equal((await r.get('/longer')).cache, 'miss');
+    await assertLifetime(r, ['/longer'], 100);
   });
 
   test('Homing-Cache-Control wins over CDN-Cache-Control and Cache-Control, and never reaches the client', async () => {
