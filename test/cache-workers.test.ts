@@ -7,11 +7,12 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { httpRequest, until } from './support/backends.js';
 import { serveCli } from './support/serve.js';
-import { startOrigin } from './support/cache.js';
+import { startOrigin, stopAll } from './support/cache.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
+  await stopAll();
 });
 
 /** A metric's value summed over the workers (the primary's /metrics aggregates them). */
@@ -22,7 +23,7 @@ async function metric(adminUrl: string, name: string): Promise<number> {
 }
 
 test('workers: principals cross workers, purges reach every worker', async () => {
-  const o = await startOrigin(cleanups as (() => Promise<void>)[]);
+  const o = await startOrigin();
   o.script('/me', (req, res) => {
     res.writeHead(200, { 'cache-control': 'private, no-store', 'x-region': 'r9' });
     res.end('me');

@@ -9,15 +9,10 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { errorCode, httpRequest, until } from './support/backends.js';
-import { cacheOf, startCachedHoming as startCached, startOrigin as startOriginOf, type CachedHoming, type Origin } from './support/cache.js';
+import { cacheOf, startCachedHoming, startOrigin, stopAll, type CachedHoming, type Origin } from './support/cache.js';
 import { startRedis } from './support/services.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-});
-const startOrigin = (): Promise<Origin> => startOriginOf(cleanups);
-const startCachedHoming = (o: Origin, routeExtra?: string, top?: string): Promise<CachedHoming> => startCached(cleanups, o, routeExtra, top);
+after(stopAll);
 
 describe('trusted vary headers (the principal table)', () => {
   const REGION = 'x-character-region';
@@ -259,11 +254,11 @@ describe('purges and sharing', () => {
     };
     await fill();
     assert.equal(c.h.runtime.cache!.store.entries, 8);
-    let r = await post(`${c.adminUrl}/api/v1/cache/purge`, { url: 'http://127.0.0.1/a' });
+    let r = await post(`${c.adminUrl}/api/v1/cache/purge`, { url: `${c.url}/a` });
     assert.equal(r.json.purged, 2);
     assert.equal(await get('/a', 'en'), 'miss');
     assert.equal(await get('/b/1', 'en'), 'hit');
-    r = await post(`${c.adminUrl}/api/v1/cache/purge`, { prefix: '127.0.0.1/b/' });
+    r = await post(`${c.adminUrl}/api/v1/cache/purge`, { prefix: `${c.url.slice('http://'.length)}/b/` });
     assert.equal(r.json.purged, 4);
     assert.equal(await get('/b/2', 'fr'), 'miss');
     r = await post(`${c.adminUrl}/api/v1/cache/purge`, { tag: 'news' });
@@ -329,30 +324,31 @@ test('store: redis shares answers between instances; purges and invalidations re
     res.writeHead(200, { 'cache-control': 'max-age=600', vary: 'Accept-Language', 'cache-tag': 'shop', etag: `"v${n}"` });
     res.end(Buffer.from([0, 255, 128, n]));
   });
+  // Instances behind one name: the same Host reaches each (an answer's key includes its authority).
   const top = `cache: { store: redis }
 shared: { redis: { url: '${redis.url}' } }`;
   const one = await startCachedHoming(o, 'true', top);
   const two = await startCachedHoming(o, 'true', top);
   await until(() => one.h.runtime.sharedRedis!.up && two.h.runtime.sharedRedis!.up);
-  const a = await httpRequest(`${one.url}/s`, { headers: { 'accept-language': 'en' } });
+  const a = await httpRequest(`${one.url}/s`, { headers: { host: 'shop.test', 'accept-language': 'en' } });
   assert.equal(cacheOf(a), 'miss');
   await until(async () => (await redisGet(redis.port, 'homing:cache:e:*')) === 1);
   // Instance two never asked the origin: the answer (binary body, head, validators) comes from Redis.
-  const b = await httpRequest(`${two.url}/s`, { headers: { 'accept-language': 'en' } });
+  const b = await httpRequest(`${two.url}/s`, { headers: { host: 'shop.test', 'accept-language': 'en' } });
   assert.equal(cacheOf(b), 'hit');
   assert.deepEqual([...b.body], [0, 255, 128, 1]);
   assert.equal(b.headers.etag, '"v1"');
   assert.equal(o.renders.get('/s'), 1);
   // Another variant is its own entry.
-  assert.equal(cacheOf(await httpRequest(`${two.url}/s`, { headers: { 'accept-language': 'fr' } })), 'miss');
+  assert.equal(cacheOf(await httpRequest(`${two.url}/s`, { headers: { host: 'shop.test', 'accept-language': 'fr' } })), 'miss');
   await until(async () => (await redisGet(redis.port, 'homing:cache:e:*')) === 2);
   // A purge by tag on one: gone from Redis and from two's memory.
   await httpRequest(`${one.adminUrl}/api/v1/cache/purge`, { method: 'POST', body: '{"tag":"shop"}' });
   await until(async () => (await redisGet(redis.port, 'homing:cache:e:*')) === 0 && two.h.runtime.cache!.store.entries === 0);
   // Refilled on two; a successful POST through one invalidates it everywhere.
-  assert.equal(cacheOf(await httpRequest(`${two.url}/s`, { headers: { 'accept-language': 'en' } })), 'miss');
+  assert.equal(cacheOf(await httpRequest(`${two.url}/s`, { headers: { host: 'shop.test', 'accept-language': 'en' } })), 'miss');
   await until(async () => (await redisGet(redis.port, 'homing:cache:e:*')) === 1);
-  const post = await httpRequest(`${one.url}/s`, { method: 'POST', body: 'x' });
+  const post = await httpRequest(`${one.url}/s`, { method: 'POST', body: 'x', headers: { host: 'shop.test', 'content-length': '1' } });
   assert.equal(post.status, 204);
   await until(async () => (await redisGet(redis.port, 'homing:cache:e:*')) === 0 && two.h.runtime.cache!.store.entries === 0);
 });

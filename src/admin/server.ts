@@ -260,8 +260,8 @@ export class AdminServer {
   }
 
   /**
-   * `POST /api/v1/cache/purge` with one of `{ "url" }` (every variant of one URL: `http(s)://host/path?query`
-   * or `host/path?query`), `{ "prefix" }` (URLs as `host/path…` starting with it), `{ "tag" }` (answers
+   * `POST /api/v1/cache/purge` with one of `{ "url" }` (every variant of one URL: `http(s)://host[:port]/path?query`
+   * or `host[:port]/path?query`), `{ "prefix" }` (URLs as `host[:port]/path…` starting with it), `{ "tag" }` (answers
    * whose Cache-Tag or Surrogate-Key named it) or `{ "all": true }`. Applied in every worker and, with
    * `shared.redis`, every instance; answers how many entries went here.
    */

@@ -10,8 +10,8 @@
  * - `Fill` stores an answer while it streams to the client that asked for it; concurrent misses of
  *   the same variant wait for it (herd control) rather than each going to the backend.
  *
- * Keys (keys.ts): a resource is scheme + routing host + target; a variant adds the names its
- * response varies on and this request's values for them. A value of a trusted header
+ * Keys (keys.ts): a resource is scheme + authority (those the member is told) + target; a variant
+ * adds the names its response varies on and this request's values for them. A value of a trusted header
  * (`cache.principal.headers`) comes only from the principal table or, when storing, from the
  * response itself: never from the client, whose copies are removed before anything reads them.
  */
@@ -23,7 +23,7 @@ import type { ClusterBus, ClusterChannel } from '../state/cluster.js';
 import type { SharedRedis } from '../state/redis.js';
 import { parseTarget, routingHost } from '../proxy/path.js';
 import { Directives } from './directives.js';
-import { normaliseValue, primaryKey, principalId, variantKey, varyNames } from './keys.js';
+import { keyAuthority, normaliseValue, primaryKey, principalId, variantKey, varyNames } from './keys.js';
 import { CacheMetrics, type CacheOutcome } from './metrics.js';
 import { HomingPolicy, judge, staleIfError, type Headers, type WallClock } from './policy.js';
 import { PrincipalTable, type PrincipalValues } from './principal.js';
@@ -36,9 +36,16 @@ export type { StoredResponse } from './store.js';
 /** What the cache reads of a request. */
 export interface CacheRequest {
   readonly method: string;
+  /** The scheme the member is told the request came by (X-Forwarded-Proto). */
   readonly proto: string;
-  /** Routing host (lower-case, no port). */
+  /** Routing host (lower-case, no port): what purges by URL prefix match. */
   readonly host: string;
+  /**
+   * The authority the member is told it serves (X-Forwarded-Host: the Host header's, port and all,
+   * or a trusted proxy's), as `keyAuthority` holds it. An answer may name it, so it is part of the
+   * key: a client naming another port, or another host through a trusted proxy, has its own entry.
+   */
+  readonly authority: string;
   /** Normalised path + query. */
   readonly uri: string;
   /** The head as forwarded ([name, value…]): trusted headers already removed. */
@@ -68,7 +75,11 @@ export interface Context {
 const BYPASS: Lookup = { kind: 'bypass', invalidates: false };
 const BYPASS_INVALIDATE: Lookup = { kind: 'bypass', invalidates: true };
 const UNSATISFIABLE: Lookup = { kind: 'unsatisfiable' };
-const UNSAFE = new Set(['POST', 'PUT', 'DELETE', 'PATCH']);
+/**
+ * Methods defined as safe (RFC 9110 §9.2.1, and WebDAV's read-only ones). Every other method's
+ * success invalidates, those whose safety homing does not know included (RFC 9111 §4.4).
+ */
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PROPFIND', 'REPORT', 'SEARCH', 'QUERY']);
 
 /** Headers a stored answer never keeps (framing, recomputed, or homing's own). */
 const NOT_STORED = new Set(['content-length', 'transfer-encoding', 'age', 'set-cookie', 'homing-cache-control', 'x-homing']);
@@ -135,6 +146,8 @@ export interface ResponseCacheOptions {
 
 /** A purge: one resource (all its variants), a URL prefix, a tag, or everything. */
 export type PurgeSpec = { url: string } | { prefix: string } | { tag: string } | { all: true };
+/** What instances tell each other: a purge, or one resource an unsafe request changed (its key). */
+type SharedPurge = PurgeSpec | { resource: string };
 
 export class ResponseCache {
   readonly store: MemoryStore;
@@ -164,14 +177,14 @@ export class ResponseCache {
     // Purges made in one process (the admin API lives in the primary) reach every worker.
     this.purges = o.cluster?.attach(' cache', {
       set: () => undefined,
-      delete: (spec: string) => this.applyPurge(JSON.parse(spec) as PurgeSpec),
+      delete: (spec: string) => this.applyPurge(JSON.parse(spec) as SharedPurge),
       dropOwner: () => undefined,
     });
     // …and every instance sharing the Redis (each applies what another instance published).
     const redis = (this.redis = o.redis);
     this.unsubscribe = redis?.subscribe(`${redis.prefix}cache:purge`, (m) => {
       try {
-        const msg = JSON.parse(m) as { from: string; spec: PurgeSpec };
+        const msg = JSON.parse(m) as { from: string; spec: SharedPurge };
         if (msg.from !== redis.instanceId) this.applyPurge(msg.spec);
       } catch {
         // Not a message of ours.
@@ -208,7 +221,7 @@ export class ResponseCache {
       else if ('prefix' in spec) void r.purgePrefix(spec.prefix);
       else {
         const u = parseUrl(spec.url);
-        if (u !== undefined) for (const proto of ['http', 'https']) void r.purgeResource(primaryKey(proto, u.host, u.uri));
+        if (u !== undefined) for (const proto of ['http', 'https']) void r.purgeResource(primaryKey(proto, keyAuthority(proto, u.authority), u.uri));
       }
     }
     return this.applyPurge(spec);
@@ -221,23 +234,32 @@ export class ResponseCache {
   }
 
   /** A resource changed (an unsafe request succeeded): gone here, from the shared store, and from the other instances' memory. */
-  forget(primary: string, url: string): number {
+  forget(primary: string): number {
     const n = this.store.purgeResource(primary);
     if (this.remote !== undefined) {
       void this.remote.purgeResource(primary);
-      this.redis?.publish(`${this.redis.prefix}cache:purge`, JSON.stringify({ from: this.redis.instanceId, spec: { url } }));
+      const spec: SharedPurge = { resource: primary };
+      this.redis?.publish(`${this.redis.prefix}cache:purge`, JSON.stringify({ from: this.redis.instanceId, spec }));
     }
     return n;
   }
 
-  private applyPurge(spec: PurgeSpec): number {
+  /** One stored answer is superseded (a newer answer replaced it, or a 304 forbade keeping it): gone here and from the shared store. */
+  drop(e: StoredResponse): void {
+    this.store.drop(e);
+    this.remote?.remove(e);
+  }
+
+  private applyPurge(spec: SharedPurge): number {
     let n: number;
-    if ('all' in spec) n = this.store.clear();
+    if ('resource' in spec) n = this.store.purgeResource(spec.resource);
+    else if ('all' in spec) n = this.store.clear();
     else if ('tag' in spec) n = this.store.purgeTag(spec.tag);
     else if ('prefix' in spec) n = this.store.purgePrefix(spec.prefix);
     else {
       const u = parseUrl(spec.url);
-      n = u === undefined ? 0 : this.store.purgeResource(primaryKey('http', u.host, u.uri)) + this.store.purgeResource(primaryKey('https', u.host, u.uri));
+      n = 0;
+      if (u !== undefined) for (const proto of ['http', 'https']) n += this.store.purgeResource(primaryKey(proto, keyAuthority(proto, u.authority), u.uri));
     }
     this.metrics.purged.inc(n);
     return n;
@@ -250,19 +272,18 @@ export class ResponseCache {
   }
 }
 
-/** `http://host[:port]/path?q` or `host/path?q` → routing host and normalised target. */
-export function parseUrl(url: string): { host: string; uri: string } | undefined {
+/** `http://host[:port]/path?q` or `host[:port]/path?q` → authority and normalised target. */
+export function parseUrl(url: string): { authority: string; uri: string } | undefined {
   const m = /^(?:https?:\/\/)?([^/?#]+)(\/[^#]*)?$/i.exec(url.trim());
   if (!m) return undefined;
-  const host = routingHost(m[1]!);
   const t = parseTarget(m[2] ?? '/');
-  if (host === undefined || t === undefined) return undefined;
-  return { host, uri: t.uri };
+  if (routingHost(m[1]!) === undefined || t === undefined) return undefined;
+  return { authority: m[1]!, uri: t.uri };
 }
 
-/** The routing host + target purges by URL and prefix match. */
-function urlOf(host: string, uri: string): string {
-  return host + uri;
+/** What purges by prefix match: the authority as keys hold it (no default port) + target. */
+function urlOf(authority: string, uri: string): string {
+  return authority + uri;
 }
 
 export interface RouteCacheOptions {
@@ -283,7 +304,7 @@ export class RouteCache {
   /** What to do with `q`: synchronous but when a worker asks the primary for a principal, or waits for a fill. */
   lookup(q: CacheRequest): Lookup | Promise<Lookup> {
     const m = q.method;
-    if (m !== 'GET' && m !== 'HEAD') return UNSAFE.has(m) ? BYPASS_INVALIDATE : BYPASS;
+    if (m !== 'GET' && m !== 'HEAD') return SAFE.has(m) ? BYPASS : BYPASS_INVALIDATE;
     const headers = headerMap(q.headers);
     // Partial content is not combined from the store: ranges go to the backend.
     if (headers.has('range')) return BYPASS;
@@ -297,7 +318,7 @@ export class RouteCache {
         headers,
         cc: Directives.parse(ccv),
         pragmaNoCache: ccv === undefined && /no-cache/i.test(headers.get('pragma') ?? ''),
-        primary: primaryKey(q.proto, q.host, q.uri),
+        primary: primaryKey(q.proto, q.authority, q.uri),
         known: k,
       };
     };
@@ -309,7 +330,7 @@ export class RouteCache {
     const trusted = this.cache.principals?.headers;
     if (trusted === undefined) return false;
     if (this.cache.remote !== undefined) return true;
-    const varies = this.cache.store.varies(primaryKey(q.proto, q.host, q.uri));
+    const varies = this.cache.store.varies(primaryKey(q.proto, q.authority, q.uri));
     if (varies !== undefined) for (const names of varies) for (const n of names) if (trusted.has(n)) return true;
     return false;
   }
@@ -443,7 +464,11 @@ export class RouteCache {
     return out;
   }
 
-  /** Validators to ask the backend with for a stale stored answer (they replace the client's own). */
+  /**
+   * Validators to ask the backend with for a stale stored answer (they replace the client's own):
+   * its entity tag, and its Last-Modified as well (RFC 9111 §4.3.1; a backend that knows no entity
+   * tags still answers If-Modified-Since, one that does ignores it).
+   */
   static conditional(e: StoredResponse, forwarded: string[]): string[] {
     const out: string[] = [];
     for (let i = 0; i < forwarded.length; i += 2) {
@@ -453,7 +478,7 @@ export class RouteCache {
     }
     const h = e.policy.headers;
     if (h.etag !== undefined) out.push('if-none-match', h.etag);
-    else if (h['last-modified'] !== undefined) out.push('if-modified-since', h['last-modified']);
+    if (h['last-modified'] !== undefined) out.push('if-modified-since', h['last-modified']);
     return out;
   }
 
@@ -478,8 +503,19 @@ export class RouteCache {
     if (h.age !== undefined) merged.age = h.age;
     const policy = new HomingPolicy({ url: ctx.q.uri, method: 'GET', headers: { ...record(ctx.headers), host: ctx.q.host } }, { status: e.status, headers: merged }, { clock: this.cache.clock, heuristicTtl: this.o.heuristicTtl });
     const next: StoredResponse = { ...e, headers, policy };
-    this.cache.keep(next);
+    // Validated for this request; kept only if the refreshed head still allows storing (no-store, private…).
+    if (policy.storable()) this.cache.keep(next);
+    else this.cache.drop(e);
     return next;
+  }
+
+  /**
+   * The backend gave a full answer (`status`, not a 304) to the validation of `e`: `e` is not to be
+   * used again (RFC 9111 §4.3.3), whether or not the answer is stored in its place (it may vary
+   * differently, or not be storable). A server error is a failure to answer: `e` stays.
+   */
+  superseded(e: StoredResponse, status: number): void {
+    if (status < 500) this.cache.drop(e);
   }
 
   /** Whether a stored answer may stand in for a failed backend (stale-if-error). */
@@ -494,19 +530,19 @@ export class RouteCache {
   invalidate(q: CacheRequest, status: number, head: readonly string[]): void {
     if (status < 200 || status >= 400) return;
     const cache = this.cache;
-    let n = cache.forget(primaryKey(q.proto, q.host, q.uri), urlOf(q.host, q.uri));
+    let n = cache.forget(primaryKey(q.proto, q.authority, q.uri));
     for (let i = 0; i < head.length; i += 2) {
       const k = head[i]!.toLowerCase();
       if (k !== 'location' && k !== 'content-location') continue;
       let u: URL;
       try {
-        u = new URL(head[i + 1]!, `${q.proto}://${q.host}${q.uri}`);
+        u = new URL(head[i + 1]!, `${q.proto}://${q.authority}${q.uri}`);
       } catch {
         continue;
       }
-      if (u.protocol !== `${q.proto}:` || routingHost(u.host) !== q.host) continue;
+      if (u.protocol !== `${q.proto}:` || keyAuthority(q.proto, u.host) !== q.authority) continue;
       const t = parseTarget(u.pathname + u.search);
-      if (t !== undefined) n += cache.forget(primaryKey(q.proto, q.host, t.uri), urlOf(q.host, t.uri));
+      if (t !== undefined) n += cache.forget(primaryKey(q.proto, q.authority, t.uri));
     }
     this.cache.metrics.purged.inc(n);
   }
@@ -578,7 +614,7 @@ export class Fill {
     if (h['cache-tag'] !== undefined) for (const t of h['cache-tag'].split(',')) if (t.trim() !== '') tags.push(t.trim());
     if (h['surrogate-key'] !== undefined) for (const t of h['surrogate-key'].split(/\s+/)) if (t !== '') tags.push(t);
     const key = variantKey(ctx.primary, vary, values);
-    this.pending = { key, primary: ctx.primary, url: urlOf(ctx.q.host, ctx.q.uri), vary, status, headers, cookies, policy, tags, principal: ctx.q.principal };
+    this.pending = { key, primary: ctx.primary, url: urlOf(ctx.q.authority, ctx.q.uri), vary, status, headers, cookies, policy, tags, principal: ctx.q.principal };
     this.declared = cl;
     // Others may start on their own variant at once when this one is not theirs.
     return true;

@@ -16,9 +16,19 @@ function digest(s: string): string {
   return createHash('sha256').update(s).digest('base64url');
 }
 
-/** The resource: scheme, routing host and request target (GET and HEAD share it). */
-export function primaryKey(proto: string, host: string, uri: string): string {
-  return digest(encode(['url', proto, host, uri]));
+/** The resource: scheme, authority and request target (GET and HEAD share it). */
+export function primaryKey(proto: string, authority: string, uri: string): string {
+  return digest(encode(['url', proto, authority, uri]));
+}
+
+/**
+ * An authority (host and port) as a key holds it: lower-case, the scheme's default port dropped
+ * (`a.example:80` over http is `a.example`); any other port stays, for it names another origin.
+ */
+export function keyAuthority(proto: string, authority: string): string {
+  const a = authority.trim().toLowerCase();
+  const port = proto === 'https' ? ':443' : ':80';
+  return a.endsWith(port) ? a.slice(0, -port.length) : a;
 }
 
 /** One variant of a resource: the names its response varies on and this request's values for them. */

@@ -42,9 +42,17 @@ type Internals = {
   _status: number;
 };
 
-/** The freshness controls a response gives, from its targeted field if it has one (RFC 9213). */
+/** Targeted fields homing obeys, first wins: its own, then the one for every CDN (RFC 9213). */
+const TARGETED = ['homing-cache-control', 'cdn-cache-control'] as const;
+
+/** The first targeted field with a non-empty value; an empty one is as if absent (RFC 9213 §2.1). */
+function targetedField(h: Headers): string | undefined {
+  return TARGETED.find((f) => h[f] !== undefined && h[f].trim() !== '');
+}
+
+/** The freshness controls a response gives: its targeted field's if it has one, else Cache-Control's. */
 export function responseDirectives(h: Headers): Directives {
-  return Directives.parse(h['homing-cache-control'] ?? h['cdn-cache-control'] ?? h['cache-control']);
+  return Directives.parse(h[targetedField(h) ?? 'cache-control']);
 }
 
 export class HomingPolicy extends CachePolicy {
@@ -62,6 +70,8 @@ export class HomingPolicy extends CachePolicy {
     const rh = res.headers as Headers;
     const d = cc ?? responseDirectives(rh);
     const headers: Headers = { ...rh, 'cache-control': d.canonical() };
+    // A targeted field sets Expires aside as well as Cache-Control (RFC 9213 §2.1).
+    if (targetedField(rh) !== undefined) delete headers.expires;
     delete headers['set-cookie'];
     delete headers['homing-cache-control'];
     delete headers['cdn-cache-control'];

@@ -100,6 +100,15 @@ export class RedisResponseStore {
     });
   }
 
+  /** One stored answer (superseded). */
+  remove(e: StoredResponse): void {
+    const p = this.p;
+    void this.redis.run('cache purge', this.timeout, async (c) => {
+      await c.del(`${p}e:${e.key}`);
+      await c.hdel(`${p}r:${e.primary}`, `k:${e.key}`);
+    });
+  }
+
   /** Every variant of a resource. */
   async purgeResource(primary: string): Promise<void> {
     const p = this.p;

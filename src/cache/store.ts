@@ -12,7 +12,7 @@ export interface StoredResponse {
   readonly key: string;
   /** The resource's key. */
   readonly primary: string;
-  /** Routing host + request target: what purges by URL and prefix match. */
+  /** Authority (no default port) + request target: what purges by prefix match. */
   readonly url: string;
   /** The names the response varies on (lower-case, sorted). */
   readonly vary: readonly string[];
@@ -108,6 +108,11 @@ export class MemoryStore {
     return this.lru.delete(key);
   }
 
+  /** Remove `e` if it is still what its key holds (not an answer stored or refreshed since). */
+  drop(e: StoredResponse): void {
+    if (this.lru.peek(e.key) === e) this.lru.delete(e.key);
+  }
+
   private unindex(e: StoredResponse): void {
     this.bytesHeld -= e.size;
     const r = this.resources.get(e.primary);
@@ -133,7 +138,7 @@ export class MemoryStore {
     return keys.length;
   }
 
-  /** Every entry whose URL (routing host + target) starts with `prefix`. */
+  /** Every entry whose URL (authority + target) starts with `prefix`. */
   purgePrefix(prefix: string): number {
     let n = 0;
     for (const [p, r] of [...this.resources]) if (r.url.startsWith(prefix)) n += this.purgeResource(p);

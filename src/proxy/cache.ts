@@ -6,15 +6,27 @@
  */
 import type { Dispatcher } from 'undici';
 import { RouteCache, type CacheRequest, type Fill, type StoredResponse } from '../cache/index.js';
+import { keyAuthority } from '../cache/keys.js';
 import { isResolution } from '../routing/route.js';
 import type { Resolution } from '../routing/strategy.js';
 import type { Exchange } from './exchange.js';
 import { memberHead } from './response-head.js';
 
-/** What the cache reads of the exchange's request. */
+/**
+ * What the cache reads of the exchange's request. Scheme and authority are those the member is told
+ * (X-Forwarded-Proto and -Host: homing's own values, a client's copies having been dropped), since
+ * an answer may be built from them.
+ */
 export function cacheRequest(x: Exchange): CacheRequest {
   const h = x.head;
-  return { method: h.method, proto: h.proto, host: h.host, uri: h.uri, headers: h.headers, principal: x.principal };
+  let proto: string = h.proto;
+  let authority: string = h.host;
+  const fh = h.headers;
+  for (let i = 0; i < fh.length; i += 2) {
+    if (fh[i] === 'x-forwarded-host') authority = fh[i + 1]!;
+    else if (fh[i] === 'x-forwarded-proto') proto = fh[i + 1]!;
+  }
+  return { method: h.method, proto, host: h.host, authority: keyAuthority(proto, authority), uri: h.uri, headers: fh, principal: x.principal };
 }
 
 /** undici's header object → [name, value…]. */
@@ -31,8 +43,9 @@ function flat(h: Record<string, string | string[] | undefined>): string[] {
 
 /**
  * Refresh `entry` after a stale-while-revalidate hit, away from the client already answered: one
- * conditional request to a member the route resolves; a 304 refreshes the stored head, a storable
- * answer replaces it, anything else leaves it to go stale.
+ * conditional request to a member the route resolves; a 304 refreshes the stored head, any other
+ * answer but a server error supersedes it (and takes its place when storable), a server error or a
+ * failure leaves it to go stale.
  */
 export function refreshInBackground(x: Exchange, rc: RouteCache, entry: StoredResponse, fill: Fill): void {
   const go = (r: Resolution): void => {
@@ -50,7 +63,14 @@ export function refreshInBackground(x: Exchange, rc: RouteCache, entry: StoredRe
           await res.body.dump();
           return;
         }
-        if (head.redirect !== undefined || head.foreignCoding || !fill.head(res.statusCode, head.headers)) {
+        if (head.redirect !== undefined || head.foreignCoding) {
+          // Not an answer homing relays: the fill ends here (it would hold the entry's lock for good).
+          fill.giveUp();
+          await res.body.dump();
+          return;
+        }
+        rc.superseded(entry, res.statusCode);
+        if (!fill.head(res.statusCode, head.headers)) {
           await res.body.dump();
           return;
         }

@@ -21,7 +21,7 @@ import { logAnswer, logEnd, logError, type Aborted } from './log.js';
 import type { RedirectTarget } from './redirect.js';
 import { countAffinity, resolveTarget } from './resolve.js';
 import { sendError } from './respond.js';
-import { debugValue, judgeResponseHead, memberHead } from './response-head.js';
+import { debugValue, dropHomingCacheControl, judgeResponseHead, memberHead } from './response-head.js';
 
 /** Errors where undici had not written anything: safe to try another member. */
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
@@ -250,10 +250,12 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
         this.serveAfter = statusCode === 304 ? { entry: rc.refresh(stored, this.cacheCtx!, v.deliver), outcome: 'revalidated' } : { entry: stored, outcome: 'stale' };
         return true;
       }
+      if (stored !== undefined && this.head.method === 'GET') rc.superseded(stored, statusCode);
       if (this.fill !== undefined && !this.fill.head(statusCode, v.deliver)) this.fill = undefined;
       if (this.invalidates) rc.invalidate(cacheRequest(this), statusCode, v.deliver);
-      dropHomingCacheControl(v.deliver);
     }
+    // Read by the cache (when the route has one), and on every route kept from the client.
+    dropHomingCacheControl(v.deliver);
     const res = this.res;
     if (res.destroyed) return false;
     // Shutting down: this answer is the connection's last.
@@ -452,9 +454,4 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     if (sent < 0) this.cut = 'upstream';
     else this.bytesOut = sent;
   }
-}
-
-/** `Homing-Cache-Control` is for homing alone: never passed on. */
-function dropHomingCacheControl(h: string[]): void {
-  for (let i = h.length - 2; i >= 0; i -= 2) if (h[i]!.length === 20 && h[i]!.toLowerCase() === 'homing-cache-control') h.splice(i, 2);
 }

@@ -91,6 +91,14 @@ export function judgeResponseHead(x: Exchange, status: number, head: MemberHead)
   return { deliver: headers };
 }
 
+/**
+ * `Homing-Cache-Control` is for homing's cache alone (it outranks Cache-Control there): never
+ * passed on to a client, whether or not the route caches.
+ */
+export function dropHomingCacheControl(h: string[]): void {
+  for (let i = h.length - 2; i >= 0; i -= 2) if (h[i]!.length === 20 && h[i]!.toLowerCase() === 'homing-cache-control') h.splice(i, 2);
+}
+
 /** The opt-in `X-Homing` header's value. */
 export function debugValue(x: Exchange, target: string, by: string): string {
   return `route=${x.route.name}; target=${target}; by=${by}; cache=${x.cacheOutcome ?? 'bypass'}; hops=${x.hops}`;

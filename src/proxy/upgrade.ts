@@ -19,7 +19,7 @@ import { logAnswer, logEnd, logError, logUnrouted } from './log.js';
 import { clientHead, HttpRequestView, type Proxy } from './proxy.js';
 import { countAffinity, resolveTarget } from './resolve.js';
 import { isClosing, socketError } from './respond.js';
-import { judgeResponseHead, memberHead } from './response-head.js';
+import { dropHomingCacheControl, judgeResponseHead, memberHead } from './response-head.js';
 
 function headText(status: number, message: string | undefined, headers: readonly string[], close: boolean): string {
   let s = `HTTP/1.1 ${status} ${message || STATUS_CODES[status] || ''}\r\n`;
@@ -156,6 +156,7 @@ class UpgradeExchange extends Exchange {
       }
       pres.on('close', () => release());
       if (this.done) return void pres.destroy();
+      dropHomingCacheControl(v.deliver);
       this.sent = pres.statusCode ?? 502;
       this.socket.write(headText(pres.statusCode ?? 502, pres.statusMessage, v.deliver, true));
       pres.pipe(this.socket);
@@ -179,6 +180,7 @@ class UpgradeExchange extends Exchange {
         psocket.destroy();
         return this.fail('HOMING_ERR_UPSTREAM_BAD_RESPONSE', `${m.id} switched protocols and redirected at once`);
       }
+      dropHomingCacheControl(v.deliver);
       this.sent = 101;
       this.socket.write(headText(101, pres.statusMessage, v.deliver, false));
       if (phead.length) this.socket.write(phead);

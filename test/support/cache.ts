@@ -1,10 +1,21 @@
-/** A scriptable origin and homing with a cache whose clock tests move, for the cache tests. */
+/**
+ * The cache tests' fixtures: an origin whose answers a test scripts per path (it counts renders and
+ * keeps what it saw of each request), homing in front of it with a wall clock the test moves, and a
+ * request helper that reads homing's `X-Homing` cache outcome. Time never passes by sleeping.
+ */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseConfig } from '../../src/config/load.js';
 import { startHoming, type Homing } from '../../src/app.js';
-import { silentLog, startBackend, type Backend } from './backends.js';
+import { httpRequest, silentLog, startBackend, type Backend, type SimpleResponse } from './backends.js';
 
-type Cleanups = (() => Promise<void>)[];
+const cleanups: (() => Promise<void>)[] = [];
+
+/** Close every origin and homing started here (newest first): a test file's `after`. */
+export async function stopAll(): Promise<void> {
+  for (const c of cleanups.splice(0).reverse()) await c();
+}
+
+export type Script = (req: IncomingMessage, res: ServerResponse, n: number) => void;
 
 /** An origin whose answers the test scripts per path; counts renders per path. */
 export interface Origin {
@@ -12,11 +23,11 @@ export interface Origin {
   renders: Map<string, number>;
   /** What the origin saw of each request (headers), newest last. */
   seen: IncomingMessage['headers'][];
-  script(path: string, fn: (req: IncomingMessage, res: ServerResponse, n: number) => void): void;
+  script(path: string, fn: Script): void;
 }
 
-export async function startOrigin(cleanups: Cleanups): Promise<Origin> {
-  const scripts = new Map<string, (req: IncomingMessage, res: ServerResponse, n: number) => void>();
+export async function startOrigin(): Promise<Origin> {
+  const scripts = new Map<string, Script>();
   const renders = new Map<string, number>();
   const seen: IncomingMessage['headers'][] = [];
   const b = await startBackend('origin', (req, res) => {
@@ -41,10 +52,14 @@ export interface CachedHoming {
   advance(seconds: number): void;
 }
 
-export async function startCachedHoming(cleanups: Cleanups, origin: Origin, routeExtra = '', top = ''): Promise<CachedHoming> {
+/**
+ * Homing with one route `r` (debug header on, `cache: routeCache`) to `origin`, `top` appended to the
+ * config and `listen` more of the listener's settings (`trustedProxies: [...]`).
+ */
+export async function startCachedHoming(origin: Origin, routeCache = '', top = '', listen = ''): Promise<CachedHoming> {
   let now = Date.now();
   const yaml = `
-listen: { http: 127.0.0.1:0 }
+listen: { http: 127.0.0.1:0${listen && `, ${listen}`} }
 admin: 127.0.0.1:0
 pools:
   p: { members: ['${origin.b.id}'] }
@@ -52,16 +67,23 @@ routes:
   - name: r
     pool: p
     debugHeader: true
-    cache: ${routeExtra || 'true'}
+    cache: ${routeCache || 'true'}
 ${top}`;
   const h = await startHoming(parseConfig(yaml, process.cwd(), 'test'), { log: silentLog, cacheClock: () => now });
   cleanups.push(() => h.close());
   return { h, url: `http://127.0.0.1:${h.http!.port}`, adminUrl: `http://127.0.0.1:${h.adminAddress!.port}`, advance: (s) => (now += s * 1000) };
 }
 
-/** The cache outcome the X-Homing debug header names. */
+/** The cache outcome homing's debug header names (hit, miss, stale, revalidated, bypass). */
 export function cacheOf(r: { headers: Record<string, string | string[] | undefined> }): string {
   const x = String(r.headers['x-homing'] ?? '');
   return /cache=(\w+)/.exec(x)?.[1] ?? '';
 }
 
+export type CachedResponse = SimpleResponse & { cache: string };
+
+/** One request to homing, with its cache outcome. */
+export async function fetchVia(c: CachedHoming, path: string, opts: Parameters<typeof httpRequest>[1] = {}): Promise<CachedResponse> {
+  const r = await httpRequest(`${c.url}${path}`, opts);
+  return Object.assign(r, { cache: cacheOf(r) });
+}
