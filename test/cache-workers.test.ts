@@ -50,7 +50,7 @@ cache: { principal: { key: 'header:authorization', headers: [X-Region] } }
   });
   const renders = o.renders.get('/x')!;
   assert.equal(renders, 2);
-  const r = await httpRequest(`${s.adminUrl}/api/v1/cache/purge`, { method: 'POST', body: '{"url":"127.0.0.1/x"}' });
+  const r = await httpRequest(`${s.adminUrl}/api/v1/cache/purge`, { method: 'POST', body: JSON.stringify({ url: `${s.url}/x` }) });
   assert.equal(r.status, 200);
   await until(async () => (await metric(s.adminUrl, 'homing_cache_entries')) === 0);
 });
