@@ -107,8 +107,12 @@ export class PoolStatePublisher {
   /**
    * The pools the workers follow, each with the health that judges it here (undefined: none).
    * Call once their first member lists are in; from then on every change reaches the workers.
+   * A config reload calls it again with the new set (pools added or gone, health replaced): a
+   * worker that reloads asks for the whole state again.
    */
   share(pools: Iterable<readonly [Pool, PassiveVerdicts | undefined]>): void {
+    for (const u of this.unsubscribe.splice(0)) u();
+    this.shared.clear();
     for (const [pool, health] of pools) {
       this.shared.set(pool.name, { pool, health });
       this.unsubscribe.push(pool.onChange(() => this.changed(pool)));
@@ -224,8 +228,12 @@ export class PoolStateReplica {
    * Rejects when the primary does not answer in time, or there is no primary.
    */
   follow(pools: Iterable<{ pool: Pool; passive: boolean }>, onApplied: (pool: Pool) => void): Promise<void> {
+    // Called again by a config reload, with the new set: a pool it keeps keeps what it knew.
+    const before = new Map(this.byPool);
+    this.byName.clear();
+    this.byPool.clear();
     for (const { pool, passive } of pools) {
-      const f: Followed = { pool, passive, failing: new Set() };
+      const f: Followed = { pool, passive, failing: passive ? (before.get(pool)?.failing ?? new Set()) : new Set() };
       this.byName.set(pool.name, f);
       this.byPool.set(pool, f);
     }
