@@ -72,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': {
       const file = configFile(cmd, rest);
       if (!file) return 2;
-      await serve(loadConfigFile(file));
+      await serve(file);
       return -1; // keep running
     }
     case 'check': {
