@@ -8,26 +8,17 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { echo, httpRequest, startBackend, until, type Backend, type Handler } from './support/backends.js';
+import { httpRequest, until, type Backend } from './support/backends.js';
 import { metricSum } from './support/events.js';
 import { serveCli } from './support/serve.js';
-import { startFromFile, steadyLoad, type LoadRequest } from './support/reload.js';
+import { ownerBackends, startFromFile, steadyLoad, type LoadRequest } from './support/reload.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-/** Echo backends that name themselves as the owner of a session (what the affinity route learns). */
-async function backends(...names: string[]): Promise<Backend[]> {
-  const handler: Handler = (req, res, body, b) => {
-    res.setHeader('x-session-node', b.id);
-    echo(req, res, body, b);
-  };
-  const bs = await Promise.all(names.map((n) => startBackend(n, handler)));
-  for (const b of bs) cleanups.push(() => b.close());
-  return bs;
-}
+const backends = (...names: string[]): Promise<Backend[]> => ownerBackends(cleanups, ...names);
 
 const SESSIONS = 40;
 const BODY = 'x'.repeat(2048);

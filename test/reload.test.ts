@@ -10,11 +10,11 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { createServer } from 'node:net';
-import { echo, httpRequest, startBackend, until, type Backend, type Handler } from './support/backends.js';
+import { httpRequest, until, type Backend } from './support/backends.js';
 import { metricSum } from './support/events.js';
 import { freePort } from './support/services.js';
 import { serveCli } from './support/serve.js';
-import { startFromFile } from './support/reload.js';
+import { ownerBackends, startFromFile } from './support/reload.js';
 import { readConfigFile } from '../src/config/load.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -22,15 +22,7 @@ after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-async function backends(...names: string[]): Promise<Backend[]> {
-  const handler: Handler = (req, res, body, b) => {
-    res.setHeader('x-session-node', b.id);
-    echo(req, res, body, b);
-  };
-  const bs = await Promise.all(names.map((n) => startBackend(n, handler)));
-  for (const b of bs) cleanups.push(() => b.close());
-  return bs;
-}
+const backends = (...names: string[]): Promise<Backend[]> => ownerBackends(cleanups, ...names);
 
 const HEAD = 'listen: { http: 127.0.0.1:0 }\nadmin: 127.0.0.1:0\nlog: { level: silent }\n';
 

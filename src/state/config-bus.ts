@@ -18,6 +18,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
+import { kind, sendToPrimary } from './ipc.js';
 import type { ConfigVersion, WorkerVersion } from '../reload.js';
 
 /** A config's text, as the primary hands it over. */
@@ -37,10 +38,6 @@ interface ReloadFailure {
   homing: 'reload-failed';
   generation: number;
   message: string;
-}
-
-function kind(msg: unknown): unknown {
-  return typeof msg === 'object' && msg !== null ? (msg as { homing?: unknown }).homing : undefined;
 }
 
 function isConfigText(m: Partial<ConfigText>): m is ConfigText {
@@ -227,19 +224,9 @@ export class ConfigReplica {
   }
 
   private send(msg: object, onError?: (err: Error) => void): void {
-    const failed = (e: unknown): void => {
-      this.opts.log?.debug({ err: (e as Error).message }, 'message not sent to the cluster primary');
-      onError?.(e instanceof Error ? e : new Error(String(e)));
-    };
-    if (!process.connected || !process.send) return failed(new Error('IPC channel closed'));
-    try {
-      process.send(msg, undefined, undefined, (err) => {
-        if (err) failed(err);
-      });
-    } catch (e) {
-      failed(e);
-    }
+    sendToPrimary(msg, this.opts.log, onError);
   }
+
 
   private readonly onMessage = (msg: unknown): void => {
     const k = kind(msg);

@@ -24,6 +24,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
+import { kind, sendToPrimary } from './ipc.js';
 import type { Member } from '../members/member.js';
 import type { MemberSpec, Pool } from '../members/pool.js';
 
@@ -60,10 +61,6 @@ export interface PassiveVerdicts {
   failure(member: Member, reason?: string): void;
   /** Absent when the pool has no passive ejection. */
   readonly passive?: { failureCount(id: string): number } | undefined;
-}
-
-function kind(msg: unknown): unknown {
-  return typeof msg === 'object' && msg !== null ? (msg as { homing?: unknown }).homing : undefined;
 }
 
 function stateOf(pool: Pool): PoolState {
@@ -278,19 +275,9 @@ export class PoolStateReplica {
   }
 
   private send(msg: object, onError?: (err: Error) => void): void {
-    const failed = (e: unknown): void => {
-      this.opts.log?.debug({ err: errMessage(e) }, 'message not sent to the cluster primary');
-      onError?.(e instanceof Error ? e : new Error(String(e)));
-    };
-    if (!process.connected || !process.send) return failed(new Error('IPC channel closed'));
-    try {
-      process.send(msg, undefined, undefined, (err) => {
-        if (err) failed(err);
-      });
-    } catch (e) {
-      failed(e);
-    }
+    sendToPrimary(msg, this.opts.log, onError);
   }
+
 
   private readonly onPrimaryMessage = (msg: unknown): void => {
     const k = kind(msg);

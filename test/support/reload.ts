@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
 import { startHoming, type Homing } from '../../src/app.js';
-import { httpRequest, silentLog } from './backends.js';
+import { echo, httpRequest, silentLog, startBackend, type Backend, type Handler } from './backends.js';
 
 export interface FromFile {
   h: Homing;
@@ -26,6 +26,17 @@ export interface ReloadAnswer {
   restartNeeded?: string[];
   workers?: { pid: number; generation?: number; hash?: string; error?: string }[];
   error?: { code: string; message: string; problems?: string[] };
+}
+
+/** Echo backends that name themselves as the owner of a session (`X-Session-Node`); closed by `cleanups`. */
+export async function ownerBackends(cleanups: (() => Promise<void> | void)[], ...names: string[]): Promise<Backend[]> {
+  const handler: Handler = (req, res, body, b) => {
+    res.setHeader('x-session-node', b.id);
+    echo(req, res, body, b);
+  };
+  const bs = await Promise.all(names.map((n) => startBackend(n, handler)));
+  for (const b of bs) cleanups.push(() => b.close());
+  return bs;
 }
 
 /** homing from `yaml` written to a temp file (so it can reload it); closed and removed by `cleanups`. */
