@@ -114,6 +114,7 @@ export class ConfigReloads {
 
   private async once(trigger: string): Promise<ReloadOutcome> {
     const { log } = this.opts;
+    if (this.closed) return { result: 'error', code: 'HOMING_ERR_RELOAD_FAILED', message: 'homing is stopping', ...this.version };
     const read = readConfigFile(this.file);
     if (!read.config) {
       this.counter.labels('error').inc();
