@@ -10,9 +10,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { createServer } from 'node:net';
-import { httpRequest, until, type Backend } from './support/backends.js';
+import { deadPort, httpRequest, until, type Backend } from './support/backends.js';
 import { metricSum } from './support/events.js';
-import { freePort } from './support/services.js';
+import { freePort, RespTestConnection } from './support/services.js';
 import { serveCli } from './support/serve.js';
 import { ownerBackends, startFromFile } from './support/reload.js';
 import { readConfigFile } from '../src/config/load.js';
@@ -180,6 +180,36 @@ test('learned affinity and directory entries of routes that keep their name surv
   assert.equal((await s.reload()).status, 200);
   for (const k of owners.keys()) assert.equal(await owner(k), undefined, `key ${k} was learned under the old key expression`);
   assert.equal(await member(s.url, '/t/x', { 'x-tenant': 'acme' }), b!.id);
+});
+
+test('a member that stays keeps its health: one found down is still down after a reload that adds a member', async () => {
+  const [a, b] = await backends('a', 'b');
+  const dead = `127.0.0.1:${await deadPort()}`;
+  const text = (members: string[]): string =>
+    `${HEAD}pools: { p: { members: [${members.map((m) => `'${m}'`).join(', ')}], health: { active: { path: /, interval: 100ms, timeout: 1s, fall: 1, rise: 1000 } } } }\nroutes: [ { name: r, pool: p } ]\n`;
+  const s = await startFromFile(text([a!.id, dead]), cleanups);
+  const up = async (): Promise<Record<string, boolean>> => {
+    const pools = (JSON.parse((await httpRequest(`${s.adminUrl}/api/v1/pools`)).text) as { pools: { members: { id: string; up: boolean }[] }[] }).pools;
+    return Object.fromEntries(pools[0]!.members.map((m) => [m.id, m.up]));
+  };
+  await until(async () => (await up())[dead] === false);
+  s.write(text([a!.id, dead, b!.id]));
+  assert.equal((await s.reload()).status, 200);
+  assert.deepEqual(await up(), { [a!.id]: true, [dead]: false, [b!.id]: true });
+});
+
+test('the RESP router answers from the routes a reload names, on a connection opened before it', async () => {
+  const [a, b] = await backends('a', 'b');
+  const text = (route: string): string =>
+    `${HEAD}resp: { address: 127.0.0.1:0, route: ${route} }\npools: { p: { members: ['${a!.id}'] }, q: { members: ['${b!.id}'] } }\n` +
+    'routes:\n  - { name: docs, match: { path: /d/ }, pool: p, hash: { key: path } }\n  - { name: other, pool: q, hash: { key: path } }\n';
+  const s = await startFromFile(text('docs'), cleanups);
+  const conn = await RespTestConnection.connect(s.h.resp!.address().port);
+  cleanups.push(() => conn.close());
+  assert.equal(await conn.call('GET', 'k1'), a!.id);
+  s.write(text('other'));
+  assert.equal((await s.reload()).status, 200);
+  assert.equal(await conn.call('GET', 'k1'), b!.id);
 });
 
 test('reload.watch: a write to the config file is applied; an invalid one is refused and counted', async () => {
