@@ -42,13 +42,27 @@ function onSignals(stop: () => Promise<void>): void {
   process.on('SIGTERM', handler);
 }
 
-/** SIGHUP: read the config file again and apply it (the outcome is logged by the reload itself). */
-function onReloadSignal(reload: () => Promise<ReloadOutcome>): void {
-  process.on('SIGHUP', () => void reload());
+/**
+ * SIGHUP: read the config file again and apply it (the outcome is logged by the reload itself).
+ * Listened to from the start, so a SIGHUP while homing starts does not end the process (its
+ * default): it reloads once homing serves. Answers the function that names the reload.
+ */
+function onReloadSignal(): (reload: () => Promise<ReloadOutcome>) => void {
+  let reload: (() => Promise<ReloadOutcome>) | undefined;
+  let asked = false;
+  process.on('SIGHUP', () => {
+    if (reload) void reload();
+    else asked = true;
+  });
+  return (r) => {
+    reload = r;
+    if (asked) void r();
+  };
 }
 
 export async function serve(file: string): Promise<void> {
   if (cluster.isWorker) return worker(file);
+  const reloadOn = onReloadSignal();
   const source = loadConfig(file);
   const cfg = source.config;
   const log = createLogger(cfg);
@@ -56,11 +70,11 @@ export async function serve(file: string): Promise<void> {
   if (n <= 1) {
     const h = await startHoming(cfg, { log, source });
     announce(log, h);
-    onReloadSignal(() => h.reloads!.reload('SIGHUP'));
+    reloadOn(() => h.reloads!.reload('SIGHUP'));
     onSignals(() => h.drain());
     return;
   }
-  return primary(source, n, log);
+  return primary(source, n, log, reloadOn);
 }
 
 /**
@@ -109,7 +123,7 @@ async function worker(file: string): Promise<void> {
   onSignals(() => h.drain());
 }
 
-async function primary(source: ReturnType<typeof loadConfig>, n: number, log: ReturnType<typeof createLogger>): Promise<void> {
+async function primary(source: ReturnType<typeof loadConfig>, n: number, log: ReturnType<typeof createLogger>, reloadOn: ReturnType<typeof onReloadSignal>): Promise<void> {
   const cfg = source.config;
   // Primary: relay affinity between workers, fork them, serve admin with aggregated metrics,
   // replace dead workers. The primary keeps its own runtime (same config ⇒ same rings), built
@@ -251,7 +265,7 @@ async function primary(source: ReturnType<typeof loadConfig>, n: number, log: Re
   });
   for (let i = 0; i < n; i++) void fork();
   process.on('SIGUSR2', () => void restartWorkers());
-  onReloadSignal(() => reloads.reload('SIGHUP'));
+  reloadOn(() => reloads.reload('SIGHUP'));
   // The workers write the access log: logrotate's SIGUSR1 to the primary goes on to them.
   if (cfg.accessLog) relayReopenSignal(() => Object.values(cluster.workers ?? {}));
   log.info({ workers: n, http: cfg.listen.http, admin: cfg.admin?.address }, 'homing primary started');
