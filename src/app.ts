@@ -1,15 +1,19 @@
 /**
  * One homing process: runtime + faces (HTTP/HTTPS listeners, admin, RESP). Used by the CLI and by
- * tests, which start real instances on port 0.
+ * tests, which start real instances on port 0. `apply` puts a new config in force while it runs
+ * (see src/reload.ts for what triggers it and src/runtime.ts for what carries over).
  */
 import cluster from 'node:cluster';
+import { readFileSync } from 'node:fs';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { HostPort } from './config/units.js';
+import type { ConfigFile } from './config/load.js';
 import { Runtime } from './runtime.js';
 import { AdminServer } from './admin/server.js';
 import { Metrics } from './admin/metrics.js';
-import { addressOf, createListeners, listen, type Listener } from './proxy/server.js';
+import { addressOf, createListener, createListeners, listen, retireListener, updateListener, type Listener } from './proxy/server.js';
 import { VERSION } from './version.js';
 import type { ClusterBus } from './state/cluster.js';
 import type { DirectoryBus } from './state/directory.js';
@@ -18,6 +22,7 @@ import { startRespServer, type RespServer } from './resp/server.js';
 import { runtimeRespBackend } from './resp/wire.js';
 import { RespMetrics } from './resp/metrics.js';
 import { AccessLog } from './proxy/access-log.js';
+import { ConfigReloads, restartNeeded, type Applied } from './reload.js';
 
 export interface StartOptions {
   log?: Logger;
@@ -32,10 +37,17 @@ export interface StartOptions {
   directoryBus?: DirectoryBus;
   /** The response cache's wall clock (tests move one instead of sleeping). */
   cacheClock?: () => number;
+  /**
+   * The file the config was read from: the process then reloads it (`POST /api/v1/reload`,
+   * `reload.watch`, SIGHUP through the CLI; see `Homing.reloads`) and `/status` shows its
+   * generation and hash. Not in a cluster worker (its primary reloads and tells it).
+   */
+  source?: ConfigFile & { config: Config };
 }
 
 export interface Homing {
   readonly runtime: Runtime;
+  /** The listeners in force (a reload that moves one replaces it). */
   readonly listeners: readonly Listener[];
   readonly admin: AdminServer | undefined;
   /**
@@ -54,6 +66,16 @@ export interface Homing {
   readonly accessLog: AccessLog | undefined;
   /** Reopen log files at their paths (what SIGUSR1 does, for logrotate). */
   reopenLogs(): void;
+  /**
+   * Put a new, valid config in force between requests: the runtime's generation (runtime.ts), the
+   * listeners (one whose address changed is bound anew before the switch and the old one closed
+   * gracefully after it; one that stays keeps its socket and connections, and takes the new
+   * timeouts and, for https, the certificate read again), log level and admin token. Rejects, the
+   * old config still in force, when something new cannot start (an address in use).
+   */
+  apply(cfg: Config): Promise<Applied>;
+  /** The reloads of `StartOptions.source` (undefined without it). */
+  readonly reloads: ConfigReloads | undefined;
   close(): Promise<void>;
 }
 
@@ -93,15 +115,25 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
     await spans?.close();
     throw e;
   }
-  const listeners = createListeners(cfg, runtime.proxy);
+  let listeners = createListeners(cfg, runtime.proxy);
+  /** Listeners a reload moved, closing gracefully. */
+  const retired = new Set<Listener>();
   let ready = false;
   let admin: AdminServer | undefined;
   let resp: RespServer | undefined;
+  let reloads: ConfigReloads | undefined;
   let untrackResp = (): void => {};
   try {
     for (const l of listeners) await listen(l.server, l.proto === 'http' ? cfg.listen.http! : cfg.listen.https!.address);
     if (cfg.admin && opts.admin !== false) {
-      admin = new AdminServer(runtime, { token: cfg.admin.token, ready: () => ready, startedAt: Date.now(), version: VERSION });
+      admin = new AdminServer(runtime, {
+        token: cfg.admin.token,
+        ready: () => ready,
+        startedAt: Date.now(),
+        version: VERSION,
+        config: () => reloads?.current,
+        reload: opts.source ? () => reloads!.reload('POST /api/v1/reload') : undefined,
+      });
       await listen(admin.server, cfg.admin.address);
     }
     if (cfg.resp) {
@@ -136,21 +168,79 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
   const reopenLogs = (): void => access?.reopen();
   if (access?.file !== undefined) process.on('SIGUSR1', reopenLogs);
   ready = true;
-  const httpL = listeners.find((l) => l.proto === 'http');
-  const httpsL = listeners.find((l) => l.proto === 'https');
+  const bound = (proto: 'http' | 'https'): HostPort | undefined => listeners.find((l) => l.proto === proto)?.address();
+  let http = bound('http');
+  let https = bound('https');
+
+  /**
+   * The listeners `next` asks for: those at an unchanged address are kept (https with its
+   * certificate and key read again), the others bound now (still routing by the config in force
+   * until the runtime switches). Rejects, having closed what it bound, when one cannot be bound.
+   */
+  const planListeners = async (next: Config): Promise<{ commit(): void; abandon(): Promise<void> }> => {
+    const kept: Listener[] = [];
+    const added: Listener[] = [];
+    const moved: Listener[] = [];
+    let secure: SecureContextOptions | undefined;
+    try {
+      for (const proto of ['http', 'https'] as const) {
+        const was = listenAddress(runtime.config, proto);
+        const want = listenAddress(next, proto);
+        const l = listeners.find((x) => x.proto === proto);
+        if (l && was && want && was.host === want.host && was.port === want.port) {
+          kept.push(l);
+          if (proto === 'https') {
+            secure = { cert: readFileSync(next.listen.https!.cert), key: readFileSync(next.listen.https!.key) };
+            createSecureContext(secure); // throws for a certificate and key that do not go together
+          }
+          continue;
+        }
+        if (l) moved.push(l);
+        if (!want) continue;
+        const nl = createListener(next, runtime.proxy, proto);
+        added.push(nl);
+        await listen(nl.server, want);
+      }
+    } catch (e) {
+      await Promise.all(added.map((l) => closeServer(l.server)));
+      throw e;
+    }
+    return {
+      abandon: async () => {
+        await Promise.all(added.map((l) => closeServer(l.server)));
+      },
+      commit: () => {
+        for (const l of kept) updateListener(l, next.listen, l.proto === 'https' ? secure : undefined);
+        listeners = [...kept, ...added].sort((a, b) => (a.proto === b.proto ? 0 : a.proto === 'http' ? -1 : 1));
+        http = bound('http');
+        https = bound('https');
+        for (const l of moved) {
+          retired.add(l);
+          void retireListener(l, next.shutdown.timeout).finally(() => retired.delete(l));
+        }
+      },
+    };
+  };
+
   const homing: Homing = {
     runtime,
-    listeners,
+    get listeners() {
+      return listeners;
+    },
     admin,
-    http: httpL?.address(),
-    https: httpsL?.address(),
+    get http() {
+      return http;
+    },
+    get https() {
+      return https;
+    },
     adminAddress: admin ? addressOf(admin.server) : undefined,
     resp,
     async drain() {
       ready = false;
       const drain = runtime.drain;
       drain.draining = true;
-      const { timeout, websocketGrace } = cfg.shutdown;
+      const { timeout, websocketGrace } = runtime.config.shutdown;
       const done = Promise.all(listeners.map((l) => new Promise<void>((r) => l.server.close(() => r()))));
       // A connection whose answer began before the drain goes idle afterwards: close it then.
       const idle = setInterval(() => {
@@ -172,16 +262,42 @@ export async function startHoming(cfg: Config, opts: StartOptions = {}): Promise
     },
     accessLog: access,
     reopenLogs,
+    async apply(next) {
+      if (runtime.drain.draining) throw new Error('homing is shutting down');
+      const before = runtime.config;
+      const restart = restartNeeded(before, next);
+      const plan = await planListeners(next);
+      try {
+        await runtime.reload(next);
+      } catch (e) {
+        await plan.abandon();
+        throw e;
+      }
+      plan.commit();
+      if (next.log.level !== before.log.level) log.level = next.log.level;
+      admin?.setToken(next.admin?.token);
+      return { restartNeeded: restart };
+    },
+    get reloads() {
+      return reloads;
+    },
     async close() {
       ready = false;
       process.off('SIGUSR1', reopenLogs);
+      await reloads?.close();
       await runtime.withdraw();
-      await Promise.all([...listeners.map((l) => closeServer(l.server)), admin ? closeServer(admin.server) : undefined, resp?.close()]);
+      await Promise.all([...[...listeners, ...retired].map((l) => closeServer(l.server)), admin ? closeServer(admin.server) : undefined, resp?.close()]);
       untrackResp();
       await runtime.close();
       await access?.close();
       await spans?.close();
     },
   };
+  if (opts.source) reloads = new ConfigReloads({ source: opts.source, apply: (next) => homing.apply(next.config), metrics: runtime.metrics, log });
   return homing;
+}
+
+/** Where `cfg` has the `proto` listener listen. */
+function listenAddress(cfg: Config, proto: 'http' | 'https'): HostPort | undefined {
+  return proto === 'http' ? cfg.listen.http : cfg.listen.https?.address;
 }

@@ -35,6 +35,8 @@ export const ERRORS = {
   HOMING_ERR_INTERNAL: { status: 500, when: 'An unexpected error inside homing (a bug: please report it).', retryable: false },
   HOMING_ERR_ADMIN_UNAUTHORIZED: { status: 401, when: 'The admin API needs a bearer token and the request had none or a wrong one.', retryable: false },
   HOMING_ERR_ADMIN_NOT_FOUND: { status: 404, when: 'The admin API has no such route, pool, key or endpoint.', retryable: false },
+  HOMING_ERR_CONFIG_INVALID: { status: 422, when: 'A reload found the config file invalid: every problem is listed, as `homing check` prints them, and the running config is unchanged.', retryable: false },
+  HOMING_ERR_RELOAD_FAILED: { status: 500, when: 'A valid config could not be applied (a listener could not bind, a member source could not start, a worker did not switch); what did not switch keeps its previous config.', retryable: false },
   HOMING_ERR_ADMIN_BAD_REQUEST: { status: 400, when: 'An admin API call is missing a parameter or has a bad one (a target that is no URL, a name or key that is not valid percent-encoded UTF-8).', retryable: false },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -93,6 +93,7 @@ export class Metrics {
   private readonly latencyHist = new LatencyHistogram(this.retained);
   /** pool → the members whose homing_member_up was last retained. */
   private readonly upMembers = new Map<string, ReadonlySet<string>>();
+  private reloadCounter: Counter<'result'> | undefined;
 
   constructor(defaults = true) {
     const registers = [this.registry];
@@ -153,6 +154,32 @@ export class Metrics {
     for (const route of routes) this.retained.set(route, ids);
     prune(this.requestCounts, this.retained);
     prune(this.latencyHist.cells, this.retained);
+  }
+
+  /**
+   * `homing_config_reloads_total{result}`, registered on first use: by the process that reloads
+   * the config file (a lone process, or a cluster primary, which adds it to the workers' sum), so
+   * a box never reports it twice.
+   */
+  reloads(): Counter<'result'> {
+    if (!this.reloadCounter) {
+      this.reloadCounter = new Counter({ name: 'homing_config_reloads_total', help: 'Config reloads (SIGHUP, POST /api/v1/reload, reload.watch) by result: ok, or error (invalid, or not applied).', labelNames: ['result'], registers: [this.registry] });
+      for (const result of ['ok', 'error']) this.reloadCounter.labels(result).inc(0);
+    }
+    return this.reloadCounter;
+  }
+
+  /**
+   * Series of routes and pools a reload removed: their request and latency series and their
+   * members' `homing_member_up`.
+   */
+  forget(routes: Iterable<string>, pools: Iterable<string>): void {
+    // Retained with no member, not forgotten: a request of the old config still in flight may
+    // record after this, and the next scrape drops that too.
+    for (const route of routes) this.retained.set(route, new Set());
+    prune(this.requestCounts, this.retained);
+    prune(this.latencyHist.cells, this.retained);
+    for (const pool of pools) this.retainMembers(pool, [], new Set());
   }
 
   /** Read in-flight requests per pool member from `source` at each scrape (the runtime's pools). */

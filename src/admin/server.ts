@@ -13,17 +13,23 @@ import { isResolution } from '../routing/route.js';
 import { MAX_ANSWER_BYTES, parseAnswer } from '../directory/answer.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { AdminEvents } from './events.js';
+import type { ConfigVersion, ReloadOutcome, WorkerVersion } from '../reload.js';
 
 export interface AdminOptions {
+  /** The bearer token (a reload may change it: `setToken`). */
   token?: string;
   /** Whether the process is ready (listeners bound, discovery loaded). */
   ready(): boolean;
   startedAt: number;
   version: string;
-  /** Cluster workers (primary only): pid and whether it has started serving. */
-  workers?(): { pid: number; ready: boolean }[];
+  /** Cluster workers (primary only): pid, whether it has started serving, and the config it runs. */
+  workers?(): ({ ready: boolean } & WorkerVersion)[];
   /** Rolling restart of the workers (primary only): one at a time, each replaced once its successor serves. */
   restartWorkers?(): Promise<{ restarted: number; failed: boolean }>;
+  /** The config this process runs (absent when it was not read from a file). */
+  config?(): (ConfigVersion & { file: string }) | undefined;
+  /** Read the config file again and apply it (`POST /api/v1/reload`; absent: nothing to reload). */
+  reload?(): Promise<ReloadOutcome>;
 }
 
 export type AdminHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>;
@@ -152,6 +158,11 @@ export class AdminServer {
     this.extra.push(h);
   }
 
+  /** A reloaded config's `admin.token` (undefined: none). */
+  setToken(token: string | undefined): void {
+    this.opts.token = token;
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = req.url ?? '/';
     // The token check comes first: nothing an unauthenticated caller sends is parsed, so a bad
@@ -217,6 +228,13 @@ export class AdminServer {
       return json(res, 200, r);
     }
     if (path === '/api/v1/cache/purge' && req.method === 'POST') return this.purge(req, res);
+    if (path === '/api/v1/reload' && req.method === 'POST') {
+      if (!this.opts.reload) return fail(res, 'HOMING_ERR_ADMIN_BAD_REQUEST', 'this homing was not started from a config file: there is nothing to reload');
+      const r = await this.opts.reload();
+      if (r.result === 'ok') return json(res, 200, r);
+      const { code, message, problems, ...rest } = r;
+      return json(res, ERRORS[code].status, { error: { code, message, ...(problems ? { problems } : {}) }, ...rest });
+    }
     const dm = /^\/api\/v1\/directory\/([^/]+)\/(.+)$/.exec(path);
     if (dm && (req.method === 'GET' || req.method === 'PUT' || req.method === 'DELETE')) return this.directory(req, res, dm[1]!, dm[2]!);
     for (const h of this.extra) if (await h(req, res, url)) return;
@@ -299,6 +317,7 @@ export class AdminServer {
       pid: process.pid,
       uptimeSeconds: Math.round((Date.now() - this.opts.startedAt) / 1000),
       ready: this.opts.ready(),
+      config: this.opts.config?.(),
       workers: this.opts.workers?.(),
       sharedRedis: this.rt.sharedRedis !== undefined,
       routes: this.rt.routes.map((r) => ({

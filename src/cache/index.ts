@@ -173,7 +173,7 @@ export class ResponseCache {
     const p = c.principal;
     this.principals = p ? new PrincipalTable({ headers: p.headers, ttl: p.ttl, capacity: p.capacity, cluster: o.cluster, redis: o.redis, readTimeout: o.redisTimeout }) : undefined;
     this.principalKey = p ? compileKey(p.key) : undefined;
-    this.metrics = new CacheMetrics(o.registry, () => ({ bytes: this.store.bytes, entries: this.store.entries, principals: this.principals?.size ?? 0 }));
+    this.metrics = CacheMetrics.of(o.registry);
     // Purges made in one process (the admin API lives in the primary) reach every worker.
     this.purges = o.cluster?.attach(' cache', {
       set: () => undefined,

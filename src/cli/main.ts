@@ -8,7 +8,7 @@
  *   homing ring …                   where keys land, and what moves when members change
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError, loadConfigFile } from '../config/load.js';
+import { ConfigError, describeProblems, loadConfigFile } from '../config/load.js';
 import { VERSION } from '../version.js';
 import { serve } from './serve.js';
 import { parseDemoArgs, runDemo } from './demo.js';
@@ -72,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve': {
       const file = configFile(cmd, rest);
       if (!file) return 2;
-      await serve(loadConfigFile(file));
+      await serve(file);
       return -1; // keep running
     }
     case 'check': {
@@ -129,9 +129,7 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof ConfigError) {
       // Every problem on its own line (file:line:column key: message), then how many there are.
-      const n = err.problems.length;
-      const file = err.details[0]?.file;
-      process.stderr.write(`${err.problems.join('\n')}\n${file ? `${file}: ` : ''}${n === 1 ? '1 problem' : `${n} problems`}\n`);
+      process.stderr.write(`${describeProblems(err.problems, err.details[0]?.file)}\n`);
     }
     // The message is for the user; the stack only when asked for (HOMING_DEBUG=1).
     else process.stderr.write(`homing: ${process.env.HOMING_DEBUG ? ((err as Error)?.stack ?? String(err)) : ((err as Error)?.message ?? String(err))}\n`);

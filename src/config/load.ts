@@ -5,6 +5,7 @@
  * value itself: YAML syntax (with the line and a caret), the schema of each key (schema.ts), and
  * the rules that span keys, build the running parts and read the files the config names (rules.ts).
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isAlias, isCollection, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode, type YAMLError } from 'yaml';
@@ -111,15 +112,64 @@ export function parseConfig(text: string, baseDir = process.cwd(), source = 'con
   return orThrow(validateConfig(text, { baseDir, source }));
 }
 
-/** Read, parse and validate a config file, and the files it names: what `check` and `serve` run. */
-export function loadConfigFile(file: string): Config {
+/**
+ * A config file as read once: its text, a short hash of the text (what `/status` shows, to tell
+ * which file a process runs), and the config, or every problem formatted as `homing check` prints
+ * them.
+ */
+export interface ConfigFile {
+  file: string;
+  text: string;
+  hash: string;
+  config: Config | undefined;
+  /** Each problem, formatted (`file:line:column path: message`). */
+  problems: string[];
+  /** The same, located (none for a file that cannot be read). */
+  details: ConfigProblem[];
+}
+
+/** The first 12 hex digits of the text's SHA-256. */
+export function configHash(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 12);
+}
+
+/**
+ * Validate `text` as the content of `file` (its relative paths resolved against the file's
+ * directory, the files it names read): what `check` and `serve` run on the file, and what a
+ * worker runs on the text its primary sends it.
+ */
+export function checkConfigText(text: string, file: string): ConfigFile {
+  const r = validateConfig(text, { baseDir: dirname(resolve(file)), source: file, files: true });
+  return { file, text, hash: configHash(text), config: r.config, problems: r.problems.map(formatProblem), details: r.problems };
+}
+
+/** Read and validate a config file (never throws: an unreadable file is a problem). */
+export function readConfigFile(file: string): ConfigFile {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigError([`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`]);
+    return { file, text: '', hash: '', config: undefined, problems: [`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`], details: [] };
   }
-  return orThrow(validateConfig(text, { baseDir: dirname(resolve(file)), source: file, files: true }));
+  return checkConfigText(text, file);
+}
+
+/** Every problem one a line, then how many there are: what `homing check` prints for an invalid file. */
+export function describeProblems(problems: readonly string[], file?: string): string {
+  const n = problems.length;
+  return `${problems.join('\n')}\n${file ? `${file}: ` : ''}${n === 1 ? '1 problem' : `${n} problems`}`;
+}
+
+/** A config file read and validated, or a ConfigError with every problem. */
+export function loadConfig(file: string): ConfigFile & { config: Config } {
+  const f = readConfigFile(file);
+  if (f.config) return f as ConfigFile & { config: Config };
+  throw new ConfigError(f.problems, f.details);
+}
+
+/** Read, parse and validate a config file, and the files it names: what `check` and `serve` run. */
+export function loadConfigFile(file: string): Config {
+  return loadConfig(file).config;
 }
 
 /** A YAML syntax error, at its line and column, with the line and a caret under the column. */

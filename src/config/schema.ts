@@ -460,6 +460,11 @@ export const configSchema = z
     announce: announce.optional(),
     accessLog: accessLog.optional(),
     tracing: tracing.optional(),
+    /**
+     * Live reload: SIGHUP and `POST /api/v1/reload` always re-read the config file; with `watch`,
+     * so does a change of the file (its directory watched, plus a slow poll).
+     */
+    reload: z.strictObject({ watch: z.boolean().default(false) }).default({ watch: false }),
   })
   .superRefine((c, ctx) => {
     if (!c.announce || c.announce.address) return;

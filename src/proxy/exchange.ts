@@ -54,6 +54,38 @@ export interface PipelineDeps {
   readonly drain: DrainState;
   /** The response cache, when `cache` is configured (principal learning runs on every route). */
   readonly cache?: ResponseCache;
+  /** Requests routed with these deps and not over yet (see `InFlight`). */
+  readonly inflight: InFlight;
+}
+
+/**
+ * The requests routed by one config generation (one PipelineDeps) that are not over yet. A reload
+ * swaps the proxy's deps between requests; what only the old generation uses (a directory table
+ * whose settings changed, a route's affinity store that started fresh) is closed once its
+ * requests are over, so none of them meets a closed part.
+ */
+export class InFlight {
+  private n = 0;
+  private waiters: (() => void)[] = [];
+
+  get count(): number {
+    return this.n;
+  }
+
+  /** One more request, over when `closes` (its response, or an upgrade's socket) emits 'close'. */
+  hold(closes: { on(event: 'close', fn: () => void): unknown }): void {
+    this.n++;
+    closes.on('close', this.release);
+  }
+
+  private readonly release = (): void => {
+    if (--this.n === 0) for (const w of this.waiters.splice(0)) w();
+  };
+
+  /** Resolves once no request is held (at once when none is). */
+  idle(): Promise<void> {
+    return this.n === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
+  }
 }
 
 /**

@@ -55,29 +55,35 @@ export function clientHead(req: IncomingMessage, proto: 'http' | 'https', upgrad
 }
 
 export class Proxy {
-  constructor(readonly deps: PipelineDeps) {}
+  /**
+   * What the phases use. A config reload puts another in its place between requests; a request
+   * reads it once, when it arrives, and keeps that one (its routes, options and pools) to its end.
+   */
+  constructor(public deps: PipelineDeps) {}
 
   handle(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https'): void {
     req.on('error', ignoreError);
     // Pipelined behind a refused request or a `Connection: close` one: never acted on (the socket
     // is closed once the earlier answer is out, so this one is never answered either).
     if (isClosing(req.socket)) return;
-    if (this.deps.drain.draining) res.shouldKeepAlive = false;
+    const deps = this.deps;
+    if (deps.drain.draining) res.shouldKeepAlive = false;
     if (!res.shouldKeepAlive) markClosing(req.socket);
     const c = clientHead(req, proto, false);
-    const head = requestHygiene(c, this.deps.hygiene);
-    if (isRefusal(head)) return this.refuse(res, head, c);
-    const found = this.deps.router.match(head.method, head.host, head.path);
-    if (!found) return this.refuse(res, refusal('HOMING_ERR_NO_ROUTE', 'no route matches this request'), c, head);
+    const head = requestHygiene(c, deps.hygiene);
+    if (isRefusal(head)) return this.refuse(deps, res, head, c);
+    const found = deps.router.match(head.method, head.host, head.path);
+    if (!found) return this.refuse(deps, res, refusal('HOMING_ERR_NO_ROUTE', 'no route matches this request'), c, head);
+    deps.inflight.hold(res);
     const { route } = found;
     const view = new HttpRequestView(req, head.method, head.uri, head.path, head.host, found.match);
     const cfg = route.config;
     const n = head.contentLength;
     if ((n === undefined && !head.chunked) || n === 0) {
-      new HttpExchange(this.deps, route, head, view, true, req, res, null).start();
+      new HttpExchange(deps, route, head, view, true, req, res, null).start();
       return;
     }
-    if (n !== undefined && n > cfg.maxBody) return this.refuse(res, refusal('HOMING_ERR_BODY_TOO_LARGE', `request body over ${cfg.maxBody} bytes`, true, route), c, head);
+    if (n !== undefined && n > cfg.maxBody) return this.refuse(deps, res, refusal('HOMING_ERR_BODY_TOO_LARGE', `request body over ${cfg.maxBody} bytes`, true, route), c, head);
     const idle = cfg.timeouts.clientBody;
     // Read whole first when it fits the route's buffering (or must be kept for a redirect's re-send).
     const cap = Math.max(cfg.requestBuffering ? cfg.requestBuffering.memory : -1, cfg.affinity?.redirect ? cfg.affinity.maxReplayBody : -1);
@@ -85,25 +91,25 @@ export class Proxy {
       collectBody(req, cap, cfg.maxBody, idle, (r) => {
         if (r.kind === 'aborted') {
           res.destroy();
-          return logUnrouted(this.deps, c, head, route, 499, undefined, 0);
+          return logUnrouted(deps, c, head, route, 499, undefined, 0);
         }
-        if (r.kind === 'too-large') return this.refuse(res, refusal('HOMING_ERR_BODY_TOO_LARGE', `request body over ${cfg.maxBody} bytes`, true, route), c, head);
-        if (r.kind === 'timeout') return this.refuse(res, refusal('HOMING_ERR_CLIENT_TIMEOUT', `the request body stalled for more than ${idle} ms`, true, route), c, head);
+        if (r.kind === 'too-large') return this.refuse(deps, res, refusal('HOMING_ERR_BODY_TOO_LARGE', `request body over ${cfg.maxBody} bytes`, true, route), c, head);
+        if (r.kind === 'timeout') return this.refuse(deps, res, refusal('HOMING_ERR_CLIENT_TIMEOUT', `the request body stalled for more than ${idle} ms`, true, route), c, head);
         // A buffered body goes up with a Content-Length (undici sets it), never chunked framing.
-        if (r.kind === 'buffer') new HttpExchange(this.deps, route, head, view, true, req, res, r.body).start();
-        else new HttpExchange(this.deps, route, head, view, false, req, res, r.body, r.limit).start();
+        if (r.kind === 'buffer') new HttpExchange(deps, route, head, view, true, req, res, r.body).start();
+        else new HttpExchange(deps, route, head, view, false, req, res, r.body, r.limit).start();
       });
       return;
     }
     const limit = new BodyLimit(cfg.maxBody, idle);
     limit.on('error', ignoreError);
-    new HttpExchange(this.deps, route, head, view, false, req, res, req.pipe(limit), limit).start();
+    new HttpExchange(deps, route, head, view, false, req, res, req.pipe(limit), limit).start();
   }
 
   /** Answer a refusal: its JSON error, closing the connection when it says so; then its access-log line. */
-  refuse(res: ServerResponse, r: Refusal, c: ClientHead, head?: RequestHead): void {
-    logError(this.deps, r.route, r.code, r.message);
+  refuse(deps: PipelineDeps, res: ServerResponse, r: Refusal, c: ClientHead, head?: RequestHead): void {
+    logError(deps, r.route, r.code, r.message);
     const sent = sendError(res, r.code, r.message, r.close);
-    logUnrouted(this.deps, c, head, r.route, res.statusCode, r.code, Math.max(0, sent));
+    logUnrouted(deps, c, head, r.route, res.statusCode, r.code, Math.max(0, sent));
   }
 }

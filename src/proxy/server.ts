@@ -8,6 +8,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import type { SecureContextOptions, Server as TlsServer } from 'node:tls';
 import type { Config } from '../config/schema.js';
 import { formatHostPort, type HostPort } from '../config/units.js';
 import type { Proxy } from './proxy.js';
@@ -27,6 +28,8 @@ export interface Listener {
 }
 
 const kProxy = Symbol('homing.proxy');
+/** Set on a listener being retired (see `retireListener`). */
+const kRetired = Symbol('homing.retired');
 
 /** A request Node could not parse is answered `code`, and gets an access-log line (no method nor target known). */
 function refuseUnparsed(proxy: Proxy, socket: Socket, code: ErrorCode, message: string): void {
@@ -52,7 +55,16 @@ function onClientError(this: Server & { [kProxy]: Proxy }, err: Error & { code?:
   refuseUnparsed(this[kProxy], socket, 'HOMING_ERR_BAD_REQUEST', `malformed request (${err.code ?? 'parse error'})`);
 }
 
-export function createListeners(cfg: Config, proxy: Proxy): Listener[] {
+/** Node's server settings from `listen` (a reload sets them again on a listener it keeps). */
+function serverTimeouts(server: Server, listen: Config['listen']): void {
+  // Set after construction, in this order: Node checks them against each other as they are assigned.
+  server.keepAliveTimeout = listen.keepAliveTimeout;
+  server.headersTimeout = listen.headersTimeout;
+  server.requestTimeout = listen.requestTimeout;
+}
+
+/** A listener of `proto` (`listen.http` or `listen.https`) on `proxy`, not yet listening. */
+export function createListener(cfg: Config, proxy: Proxy, proto: 'http' | 'https'): Listener {
   const common = {
     maxHeaderSize: MAX_HEADER_SIZE,
     insecureHTTPParser: false,
@@ -66,28 +78,57 @@ export function createListeners(cfg: Config, proxy: Proxy): Listener[] {
     connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(cfg.listen.headersTimeout / 4))),
     noDelay: true,
   };
+  const server =
+    proto === 'http' ? createHttpServer(common) : (createHttpsServer({ ...common, cert: readFileSync(cfg.listen.https!.cert), key: readFileSync(cfg.listen.https!.key) }) as unknown as Server);
+  const s = server as Server & { [kProxy]: Proxy; [kRetired]?: boolean };
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    // A listener a reload moved: each answer closes its connection, so clients move to the new one.
+    if (s[kRetired]) res.shouldKeepAlive = false;
+    proxy.handle(req, res, proto);
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handleUpgrade(proxy, req, socket, head, proto));
+  s[kProxy] = proxy;
+  server.on('clientError', onClientError);
+  // Expect other than 100-continue: the proxy answers its JSON 417 (Node's default is a bare 417).
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => proxy.handle(req, res, proto));
+  // Node drops header lines past maxHeadersCount silently; keep one more than the limit so the proxy sees the excess.
+  server.maxHeadersCount = MAX_HEADER_COUNT + 1;
+  serverTimeouts(server, cfg.listen);
+  return { server, proto, address: () => addressOf(server) };
+}
+
+export function createListeners(cfg: Config, proxy: Proxy): Listener[] {
   const out: Listener[] = [];
-  const wire = (server: Server, proto: 'http' | 'https'): void => {
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => proxy.handle(req, res, proto));
-    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handleUpgrade(proxy, req, socket, head, proto));
-    (server as Server & { [kProxy]: Proxy })[kProxy] = proxy;
-    server.on('clientError', onClientError);
-    // Expect other than 100-continue: the proxy answers its JSON 417 (Node's default is a bare 417).
-    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => proxy.handle(req, res, proto));
-    // Node drops header lines past maxHeadersCount silently; keep one more than the limit so the proxy sees the excess.
-    server.maxHeadersCount = MAX_HEADER_COUNT + 1;
-    // Set again after construction, in this order: Node checks them against each other as they are assigned.
-    server.keepAliveTimeout = cfg.listen.keepAliveTimeout;
-    server.headersTimeout = cfg.listen.headersTimeout;
-    server.requestTimeout = cfg.listen.requestTimeout;
-    out.push({ server, proto, address: () => addressOf(server) });
-  };
-  if (cfg.listen.http) wire(createHttpServer(common), 'http');
-  if (cfg.listen.https) {
-    const { cert, key } = cfg.listen.https;
-    wire(createHttpsServer({ ...common, cert: readFileSync(cert), key: readFileSync(key) }) as unknown as Server, 'https');
-  }
+  if (cfg.listen.http) out.push(createListener(cfg, proxy, 'http'));
+  if (cfg.listen.https) out.push(createListener(cfg, proxy, 'https'));
   return out;
+}
+
+/**
+ * A listener a reload keeps (same address): it takes the new `listen` timeouts and, for https,
+ * `secure` (the certificate and key read again). Its open connections carry on.
+ */
+export function updateListener(l: Listener, listen: Config['listen'], secure?: SecureContextOptions): void {
+  serverTimeouts(l.server, listen);
+  if (secure) (l.server as unknown as TlsServer).setSecureContext(secure);
+}
+
+/**
+ * Stop a listener gracefully: no new connections; a request in flight finishes and its answer
+ * closes the connection; idle connections are closed as soon as they are idle; whatever is left
+ * after `timeoutMs` is closed. Resolves once the listener is closed.
+ */
+export async function retireListener(l: Listener, timeoutMs: number): Promise<void> {
+  (l.server as Server & { [kRetired]?: boolean })[kRetired] = true;
+  const closed = new Promise<void>((r) => l.server.close(() => r()));
+  // A connection whose answer began before now goes idle afterwards: close it then.
+  const idle = setInterval(() => l.server.closeIdleConnections(), 100);
+  let deadline: NodeJS.Timeout | undefined;
+  await Promise.race([closed, new Promise<void>((r) => (deadline = setTimeout(r, timeoutMs)))]);
+  clearInterval(idle);
+  clearTimeout(deadline);
+  l.server.closeAllConnections();
+  await closed;
 }
 
 export function addressOf(server: { address(): unknown }): HostPort {

@@ -52,6 +52,7 @@ export function handleUpgrade(proxy: Proxy, req: IncomingMessage, socket: Duplex
   if (isRefusal(h)) return fail(h.code, h.message);
   const found = deps.router.match(h.method, h.host, h.path);
   if (!found) return fail('HOMING_ERR_NO_ROUTE', 'no route matches this request', h);
+  deps.inflight.hold(socket);
   const view = new HttpRequestView(req, h.method, h.uri, h.path, h.host, found.match);
   new UpgradeExchange(deps, found.route, h, view, socket, head).start();
 }

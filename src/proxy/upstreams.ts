@@ -62,13 +62,20 @@ export class Upstreams {
     void pool.close().catch(() => {});
   }
 
-  /** Close pools of members no longer in `keep` (ids). */
-  retain(keep: ReadonlySet<string>): void {
+  /**
+   * Close pools of members no longer in `keep` (ids) and, when `options` is given, pools whose
+   * option set (`UpstreamOptions.key`) is not in it (a reload changed a pool's or route's
+   * options). Closing is graceful: requests on a closed pool finish; a request that still sends to
+   * the member (one routed before a reload) gets a new pool.
+   */
+  retain(keep: ReadonlySet<string>, options?: ReadonlySet<string>): void {
     for (const [id, byOpts] of this.pools) {
-      if (!keep.has(id)) {
-        this.pools.delete(id);
-        for (const p of byOpts.values()) void p.close().catch(() => {});
+      for (const [key, p] of byOpts) {
+        if (keep.has(id) && (options === undefined || options.has(key))) continue;
+        byOpts.delete(key);
+        void p.close().catch(() => {});
       }
+      if (byOpts.size === 0) this.pools.delete(id);
     }
   }
 

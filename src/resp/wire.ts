@@ -12,11 +12,21 @@ function idOf(r: ResolveResult): string | null {
   return isResolution(r) ? r.member.id : null;
 }
 
+/** The routes SELECT picks from, in order, as the config in force says (a reload may change them). */
+function respRoutes(cfg: Runtime['config']): readonly string[] {
+  const resp = cfg.resp;
+  return resp ? (resp.routes ?? [resp.route!]) : [];
+}
+
 export function runtimeRespBackend(rt: Runtime): RespBackend {
-  const resp = rt.config.resp!;
-  const routes = resp.routes ?? [resp.route!];
+  // Worked out once per config, not per command.
+  let of = rt.config;
+  let routes = respRoutes(of);
   return {
-    routes,
+    get routes() {
+      if (rt.config !== of) routes = respRoutes((of = rt.config));
+      return routes;
+    },
     lookup(route: string, key: string) {
       const r = rt.route(route);
       if (!r) throw new Error(`unknown route '${route}'`);
@@ -29,7 +39,7 @@ export function runtimeRespBackend(rt: Runtime): RespBackend {
     },
     info() {
       return {
-        homing: { homing_version: VERSION, routes: routes.join(','), pools: [...rt.pools.keys()].join(',') },
+        homing: { homing_version: VERSION, routes: respRoutes(rt.config).join(','), pools: [...rt.pools.keys()].join(',') },
       };
     },
   };

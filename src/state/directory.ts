@@ -86,6 +86,12 @@ export class DirectoryBus {
     else process.on('message', this.onPrimary);
   }
 
+  /** Stop answering or applying for `route` with `table` (a reload replaced or removed the route's table). */
+  detach(route: string, table: DirectoryAnswerer & DirectoryReplica): void {
+    if (this.answerers.get(route) === table) this.answerers.delete(route);
+    if (this.replicas.get(route) === table) this.replicas.delete(route);
+  }
+
   /** Worker: what the primary's table says of `key` (rejects when it has no answer to give). */
   ask(route: string, key: string, signal: AbortSignal): Promise<DirectoryAnswer> {
     if (!process.connected || !process.send) return Promise.reject(new Error('not connected to the primary'));

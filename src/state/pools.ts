@@ -24,6 +24,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
+import { kind, sendToPrimary } from './ipc.js';
 import type { Member } from '../members/member.js';
 import type { MemberSpec, Pool } from '../members/pool.js';
 
@@ -60,10 +61,6 @@ export interface PassiveVerdicts {
   failure(member: Member, reason?: string): void;
   /** Absent when the pool has no passive ejection. */
   readonly passive?: { failureCount(id: string): number } | undefined;
-}
-
-function kind(msg: unknown): unknown {
-  return typeof msg === 'object' && msg !== null ? (msg as { homing?: unknown }).homing : undefined;
 }
 
 function stateOf(pool: Pool): PoolState {
@@ -107,8 +104,12 @@ export class PoolStatePublisher {
   /**
    * The pools the workers follow, each with the health that judges it here (undefined: none).
    * Call once their first member lists are in; from then on every change reaches the workers.
+   * A config reload calls it again with the new set (pools added or gone, health replaced): a
+   * worker that reloads asks for the whole state again.
    */
   share(pools: Iterable<readonly [Pool, PassiveVerdicts | undefined]>): void {
+    for (const u of this.unsubscribe.splice(0)) u();
+    this.shared.clear();
     for (const [pool, health] of pools) {
       this.shared.set(pool.name, { pool, health });
       this.unsubscribe.push(pool.onChange(() => this.changed(pool)));
@@ -224,8 +225,12 @@ export class PoolStateReplica {
    * Rejects when the primary does not answer in time, or there is no primary.
    */
   follow(pools: Iterable<{ pool: Pool; passive: boolean }>, onApplied: (pool: Pool) => void): Promise<void> {
+    // Called again by a config reload, with the new set: a pool it keeps keeps what it knew.
+    const before = new Map(this.byPool);
+    this.byName.clear();
+    this.byPool.clear();
     for (const { pool, passive } of pools) {
-      const f: Followed = { pool, passive, failing: new Set() };
+      const f: Followed = { pool, passive, failing: passive ? (before.get(pool)?.failing ?? new Set()) : new Set() };
       this.byName.set(pool.name, f);
       this.byPool.set(pool, f);
     }
@@ -270,19 +275,9 @@ export class PoolStateReplica {
   }
 
   private send(msg: object, onError?: (err: Error) => void): void {
-    const failed = (e: unknown): void => {
-      this.opts.log?.debug({ err: errMessage(e) }, 'message not sent to the cluster primary');
-      onError?.(e instanceof Error ? e : new Error(String(e)));
-    };
-    if (!process.connected || !process.send) return failed(new Error('IPC channel closed'));
-    try {
-      process.send(msg, undefined, undefined, (err) => {
-        if (err) failed(err);
-      });
-    } catch (e) {
-      failed(e);
-    }
+    sendToPrimary(msg, this.opts.log, onError);
   }
+
 
   private readonly onPrimaryMessage = (msg: unknown): void => {
     const k = kind(msg);

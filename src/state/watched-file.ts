@@ -140,13 +140,44 @@ export interface WatchedFileLabels {
 }
 
 /**
- * A Reloader of a JSON or YAML file: read at start, re-read on directory events (debounced) and
- * on the poll; `parse` turns the file's content into the value (throwing with `where`).
+ * A Reloader of one file: read at start, re-read on directory events (debounced) and on the poll;
+ * `read` gives the value.
  */
-export abstract class WatchedFile<T> extends Reloader<T> {
+abstract class WatchedPath<T> extends Reloader<T> {
   readonly file: string;
   private readonly dirWatch: DirectoryWatch;
   private readonly useWatch: boolean;
+
+  constructor(file: string, opts: WatchedFileOptions, labels: Pick<WatchedFileLabels, 'owner' | 'started'>) {
+    const pollMs = opts.pollMs ?? 2000;
+    const debounceMs = opts.debounceMs ?? 100;
+    if (!Number.isFinite(pollMs) || pollMs < 0) throw new Error(`${labels.owner}: pollMs must be >= 0, got ${pollMs}`);
+    if (!Number.isFinite(debounceMs) || debounceMs < 0) throw new Error(`${labels.owner}: debounceMs must be >= 0, got ${debounceMs}`);
+    super(pollMs, labels.started);
+    this.file = resolve(file);
+    this.useWatch = opts.watch ?? true;
+    this.dirWatch = new DirectoryWatch(this.file, debounceMs, () => void this.refresh());
+  }
+
+  /** The file's value now; rejects with a message naming the file. */
+  protected abstract read(): Promise<T>;
+
+  protected async load(): Promise<T> {
+    this.dirWatch.ensure();
+    return this.read();
+  }
+
+  protected override afterStart(): void {
+    if (this.useWatch) this.dirWatch.start();
+  }
+
+  protected override async beforeStop(): Promise<void> {
+    this.dirWatch.stop();
+  }
+}
+
+/** A watched JSON or YAML file; `parse` turns the file's content into the value (throwing with `where`). */
+export abstract class WatchedFile<T> extends WatchedPath<T> {
   private readonly where: string;
 
   constructor(
@@ -154,22 +185,14 @@ export abstract class WatchedFile<T> extends Reloader<T> {
     opts: WatchedFileOptions,
     private readonly labels: WatchedFileLabels,
   ) {
-    const pollMs = opts.pollMs ?? 2000;
-    const debounceMs = opts.debounceMs ?? 100;
-    if (!Number.isFinite(pollMs) || pollMs < 0) throw new Error(`${labels.owner}: pollMs must be >= 0, got ${pollMs}`);
-    if (!Number.isFinite(debounceMs) || debounceMs < 0) throw new Error(`${labels.owner}: debounceMs must be >= 0, got ${debounceMs}`);
-    super(pollMs, labels.started);
-    this.file = resolve(file);
+    super(file, opts, labels);
     this.where = `${labels.what} ${this.file}`;
-    this.useWatch = opts.watch ?? true;
-    this.dirWatch = new DirectoryWatch(this.file, debounceMs, () => void this.refresh());
   }
 
   /** The value of the file's parsed content; throws an Error starting with `where`. */
   protected abstract parse(raw: unknown, where: string): T;
 
-  protected async load(): Promise<T> {
-    this.dirWatch.ensure();
+  protected async read(): Promise<T> {
     return this.parse(await readDataFile(this.file, this.where, this.labels.emptyHint), this.where);
   }
 
@@ -180,12 +203,33 @@ export abstract class WatchedFile<T> extends Reloader<T> {
   check(): T {
     return this.parse(readDataFileSync(this.file, this.where, this.labels.emptyHint), this.where);
   }
+}
 
-  protected override afterStart(): void {
-    if (this.useWatch) this.dirWatch.start();
+/**
+ * A watched file's text, delivered when it changes (homing's own config, with `reload.watch`). An
+ * empty file is not delivered: it is a write caught half-way (truncate, then write).
+ */
+export class WatchedText extends WatchedPath<string> {
+  constructor(
+    file: string,
+    private readonly label: string,
+    opts: WatchedFileOptions = {},
+  ) {
+    super(file, opts, { owner: 'WatchedText', started: label });
   }
 
-  protected override async beforeStop(): Promise<void> {
-    this.dirWatch.stop();
+  protected async read(): Promise<string> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (e) {
+      throw cannotRead(e, `${this.label} ${this.file}`);
+    }
+    if (text.trim() === '') throw new Error(`${this.label} ${this.file}: file is empty`);
+    return text;
+  }
+
+  protected fingerprint(text: string): string {
+    return text;
   }
 }

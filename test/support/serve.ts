@@ -8,7 +8,9 @@ import { freePort } from './services.js';
 
 export interface Status {
   ready: boolean;
-  workers?: { pid: number; ready: boolean }[];
+  /** The config this process runs (the primary's, with workers). */
+  config?: { generation: number; hash: string; file: string };
+  workers?: { pid: number; ready: boolean; generation?: number; hash?: string; error?: string }[];
   pools: { name: string; members: { id: string; up: boolean }[] }[];
 }
 
@@ -17,6 +19,10 @@ export interface Served {
   pid: number;
   adminUrl: string;
   url: string;
+  /** The config file it was started with (a test may rewrite it, then reload). */
+  file: string;
+  /** The head of the config file (listen, admin, workers, log) that `body` followed. */
+  head: string;
   status(): Promise<Status | undefined>;
   /** pino lines the box has written so far (every process shares stdout). */
   logs(): { msg?: string; member?: string }[];
@@ -36,7 +42,8 @@ export async function serveCli(body: string, workers: number, cleanups: (() => P
   const dir = mkdtempSync(join(tmpdir(), 'homing-serve-'));
   cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'homing.yaml');
-  writeFileSync(file, `listen: { http: 127.0.0.1:${port} }\nadmin: 127.0.0.1:${adminPort}\nworkers: ${workers}\nlog: { level: warn }\n${body}`);
+  const head = `listen: { http: 127.0.0.1:${port} }\nadmin: 127.0.0.1:${adminPort}\nworkers: ${workers}\nlog: { level: warn }\n`;
+  writeFileSync(file, head + body);
   const proc: ChildProcess = spawn(process.execPath, ['dist/cli/main.js', 'serve', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -55,6 +62,8 @@ export async function serveCli(body: string, workers: number, cleanups: (() => P
     pid: proc.pid!,
     url: `http://127.0.0.1:${port}`,
     adminUrl: `http://127.0.0.1:${adminPort}`,
+    file,
+    head,
     status: async () => {
       try {
         const r = await httpRequest(`http://127.0.0.1:${adminPort}/status`);
