@@ -10,8 +10,9 @@
 // Defaults: 3 rounds × 5 s at c64 (+1 s warm-up per pass), one c256 pass per proxy peer, RESP
 // 3 rounds; --quick: 1 round × 2 s. `upload` measures POSTs (4 KiB and 256 KiB bodies) with and
 // without homing's request buffering; `directory` measures a directory route with a warm cache
-// against a plain balance route (Host rotating over 100 tenant hosts). Every process started is
-// killed on exit, Ctrl-C and errors.
+// against a plain balance route (Host rotating over 100 tenant hosts); `cache` measures cache hits
+// of a route with `cache: true` against the same answer proxied, and against nginx proxy_cache.
+// Every process started is killed on exit, Ctrl-C and errors.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -59,7 +60,7 @@ function parseArgs(argv) {
     respRequests: 200_000,
     respPipelinedFactor: 10, // -P 16 runs -n 10× as many requests so its CPU figure has enough clock ticks
     hashKeys: undefined,
-    maxTimeS: quick ? 255 : 630, // the whole run; the upload section adds about 30 s (--quick) or 150 s, the directory section about 10 s or 50 s, the bounded section about 25 s or 90 s
+    maxTimeS: quick ? 290 : 800, // the whole run; the upload section adds about 30 s (--quick) or 150 s, the directory section about 10 s or 50 s, the bounded section about 25 s or 90 s, the cache section about 30 s or 160 s
     install: true,
     keepTmp: false,
     only: undefined,

@@ -57,6 +57,8 @@ export async function createHarness(opts) {
      *   proxyCpuUsPerReq   CPU (user+sys, all processes of the peer's groups) ÷ requests
      *   upstreamOpened     backend connections opened during the measured pass
      *   upstreamOpenedWarmup  … during the warm-up pass
+     *   backendRequests / backendRequestsWarmup  requests the backend answered during the measured
+     *                      pass / the warm-up pass (a cache hit answers none)
      *   steady             {seconds, opened, closed, requests} in a window from 20% to 90% of
      *                      the pass: churn without the connect burst and the end-of-run aborts
      *   boxBusyPct / otherCpuPct  the whole box's busy time and what is left after the proxy,
@@ -64,11 +66,12 @@ export async function createHarness(opts) {
      *   bodies / bodyBytes (with a script only) request bodies the backend read whole during the
      *                      measured pass, and their bytes (a POST pass: bodyBytes ÷ bodies = the size sent)
      * `script`/`scriptArgs` go to wrk (a Lua script: a POST with a body…); without them wrk sends GETs.
+     * `headers` ({name: value}) go on every request of both passes.
      */
-    async measure(peer, { conns, seconds, warmupS = 0, script, scriptArgs }) {
+    async measure(peer, { conns, seconds, warmupS = 0, script, scriptArgs, headers }) {
       const backend = h.backend;
       const s0 = await backend.stats();
-      if (warmupS > 0) await wrk(peer.url, { conns, seconds: warmupS, script, scriptArgs });
+      if (warmupS > 0) await wrk(peer.url, { conns, seconds: warmupS, script, scriptArgs, headers });
       const s1 = await backend.stats();
       const p1 = groupTicks(peer.pgids);
       const b1 = groupTicks(backend.pgids);
@@ -76,7 +79,7 @@ export async function createHarness(opts) {
       const w1 = Date.now();
       // Steady-state window inside the pass (skips the connect burst at its start and the aborted
       // in-flight requests at its end): backend connections opened ÷ requests served in it.
-      const wrkRun = wrk(peer.url, { conns, seconds, script, scriptArgs });
+      const wrkRun = wrk(peer.url, { conns, seconds, script, scriptArgs, headers });
       const secs = Math.max(1, Math.round(seconds));
       const at = (ms) => new Promise((r) => setTimeout(r, Math.max(0, w1 + ms - Date.now())));
       const steady = (async () => {
@@ -121,6 +124,7 @@ export async function createHarness(opts) {
         /** Mid-pass window: backend connections opened/closed and requests served in it. */
         steady: st,
         backendRequests: s2.requests - s1.requests,
+        backendRequestsWarmup: s1.requests - s0.requests,
         ...(script ? { bodies: s2.bodies - s1.bodies, bodyBytes: s2.bodyBytes - s1.bodyBytes } : {}),
         backendOpenConnections: s2.open,
         wrkOutput: w.raw,

@@ -40,10 +40,10 @@ export function readyPort(child, name, timeoutMs = 10_000) {
   });
 }
 
-/** One GET; resolves {status, headers, length} or rejects. */
-export function httpGet(url, timeoutMs = 2000) {
+/** One GET (with `headers`, {name: value}); resolves {status, headers, length} or rejects. */
+export function httpGet(url, timeoutMs = 2000, headers = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs, headers }, (res) => {
       let length = 0;
       res.on('data', (d) => (length += d.length));
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, length }));
@@ -164,20 +164,40 @@ export async function startHttpProxy(h) {
 }
 
 /**
+ * The cache variant of nginx.conf.tmpl: a disk cache in the peer's temp dir (served from the page
+ * cache), used for /cached/; the default key ($scheme$proxy_host$request_uri), lifetimes from the
+ * backend's Cache-Control. $upstream_cache_status goes out as X-Cache-Status (the section checks
+ * its warm-up with it).
+ */
+const NGINX_CACHE = {
+  http: '    proxy_cache_path {{PREFIX}}/cache levels=1:2 keys_zone=bench:10m max_size=256m inactive=60m use_temp_path=off;',
+  server: `        location /cached/ {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            add_header X-Cache-Status $upstream_cache_status;
+        }`,
+};
+
+/**
  * nginx, 1 worker, proxy_pass to the backend with upstream keep-alive. `errorLogLevel` is `warn`;
  * `error` keeps nginx from writing a warning per request where one would come (a request body
  * larger than client_body_buffer_size is buffered to a temp file with a warning each time).
+ * `cache: true` adds `proxy_cache` under /cached/ (NGINX_CACHE; other paths are proxied as before).
  */
-export async function startNginx(h, { keepalive = 512, errorLogLevel = 'warn' } = {}) {
-  const name = 'nginx';
-  if (!h.have('nginx')) return { name, label: name, skipped: 'nginx not installed (scripts/install-system-deps.sh)' };
-  const prefix = path.join(h.tmp, 'nginx');
+export async function startNginx(h, { name = 'nginx', label, keepalive = 512, errorLogLevel = 'warn', cache = false } = {}) {
+  label ??= `nginx, 1 worker, upstream keepalive ${keepalive}${cache ? ', proxy_cache under /cached/' : ''}`;
+  if (!h.have('nginx')) return { name, label, skipped: 'nginx not installed (scripts/install-system-deps.sh)' };
+  const prefix = path.join(h.tmp, name);
   mkdirSync(prefix, { recursive: true });
   // Run as root, nginx's workers run as `nobody`: they must be able to reach the temp dirs under
   // the (0700) harness temp dir to buffer a request body to a file (a 500 otherwise).
   if (process.getuid?.() === 0) chmodSync(h.tmp, 0o711);
   const port = await freePort();
   const conf = readFileSync(path.join(PEERS_DIR, 'nginx.conf.tmpl'), 'utf8')
+    .replaceAll('{{HTTP_EXTRA}}', cache ? NGINX_CACHE.http : '')
+    .replaceAll('{{SERVER_EXTRA}}', cache ? NGINX_CACHE.server : '')
     .replaceAll('{{PREFIX}}', prefix)
     .replaceAll('{{PORT}}', String(port))
     .replaceAll('{{BACKEND}}', String(h.backend.port))
@@ -197,7 +217,7 @@ export async function startNginx(h, { keepalive = 512, errorLogLevel = 'warn' } 
   }
   return {
     name,
-    label: `nginx, 1 worker, upstream keepalive ${keepalive}`,
+    label,
     kind: 'proxy',
     port,
     url,

@@ -51,13 +51,15 @@ export function parseWrk(out) {
 }
 
 /**
- * One wrk pass: `wrk -t1 -c<conns> -d<seconds>s --latency [-s <script>] <url> [-- <scriptArgs…>]`.
+ * One wrk pass: `wrk -t1 -c<conns> -d<seconds>s --latency [-H <header>…] [-s <script>] <url> [-- <scriptArgs…>]`.
  * `script` is a Lua file (a POST with a body, rotating headers…); without it wrk sends GETs.
+ * `headers` ({name: value}) go on every request.
  */
-export async function wrk(url, { conns = 64, seconds = 5, threads = 1, timeoutS, script, scriptArgs = [] } = {}) {
+export async function wrk(url, { conns = 64, seconds = 5, threads = 1, timeoutS, script, scriptArgs = [], headers = {} } = {}) {
   // wrk takes whole seconds only.
   const args = [`-t${threads}`, `-c${conns}`, `-d${Math.max(1, Math.round(seconds))}s`, '--latency'];
   if (timeoutS) args.push(`--timeout`, `${timeoutS}s`);
+  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
   if (script) args.push('-s', script);
   args.push(url);
   if (script && scriptArgs.length) args.push('--', ...scriptArgs.map(String));

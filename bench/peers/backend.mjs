@@ -1,6 +1,9 @@
 // Bench backend: node:http answering every GET with a 1 KiB body, keep-alive. A POST or PUT is
 // read to its end before it is answered (an answer sent before the body is read would make an
 // upload bench measure nothing): 200 with the number of body bytes received as its body.
+// The last path segment picks the caching headers of a GET's answer (the cache section):
+// `…/public` → `Cache-Control: public, max-age=3600`; `…/vary` → the same and
+// `Vary: Accept-Language`; `…/no-store` → `Cache-Control: no-store`; anything else, none.
 // Started by bench/run.mjs with an IPC channel: sends {type:'ready', port} once listening and
 // answers {type:'stats'} with {type:'stats', connections, closed, open, requests, bodies, bodyBytes}:
 // `connections` counts every 'connection' event since start (the harness takes deltas to see
@@ -8,6 +11,21 @@
 import http from 'node:http';
 
 const body = Buffer.alloc(1024, 'x');
+const PUBLIC = 'public, max-age=3600';
+const PLAIN = { 'content-type': 'text/plain', 'content-length': body.length };
+/** Last path segment → the answer's head (built once: the backend's cost stays the same for every section). */
+const HEADS = new Map([
+  ['public', { ...PLAIN, 'cache-control': PUBLIC }],
+  ['vary', { ...PLAIN, 'cache-control': PUBLIC, vary: 'Accept-Language' }],
+  ['no-store', { ...PLAIN, 'cache-control': 'no-store' }],
+]);
+
+function headOf(url) {
+  const q = url.indexOf('?');
+  const p = q < 0 ? url : url.slice(0, q);
+  return HEADS.get(p.slice(p.lastIndexOf('/') + 1)) ?? PLAIN;
+}
+
 let connections = 0;
 let open = 0;
 let closed = 0;
@@ -34,7 +52,7 @@ const server = http.createServer((req, res) => {
     res.end();
     return;
   }
-  res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+  res.writeHead(200, headOf(req.url));
   res.end(req.method === 'HEAD' ? undefined : body);
 });
 // Long idle keep-alive so the proxies' pools are not closed between the bench's rounds.
