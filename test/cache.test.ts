@@ -210,6 +210,30 @@ describe('variants, herds and bounds', () => {
     for (const r of rs) assert.equal(r.text, 'slow #1');
   });
 
+  test('misses of an answer that cannot be stored do not wait for one another once it is known (hit-for-miss)', async () => {
+    const o = await startOrigin();
+    let held: (() => void)[] = [];
+    o.script('/live', (req, res, n) => {
+      // The first answer goes at once; later ones only when five are in flight together.
+      const answer = (): void => {
+        res.writeHead(200, { 'cache-control': 'no-store' });
+        res.end(`live #${n}`);
+      };
+      if (n === 1) return answer();
+      held.push(answer);
+      if (held.length === 5) {
+        for (const a of held) a();
+        held = [];
+      }
+    });
+    // Waiting for a fill would outlast the requests' own deadline.
+    const c = await startCachedHoming(o, '{ lock: 60s }');
+    assert.equal((await httpRequest(`${c.url}/live`)).text, 'live #1');
+    const rs = await Promise.all(Array.from({ length: 5 }, () => httpRequest(`${c.url}/live`)));
+    assert.deepEqual(rs.map((r) => cacheOf(r)), ['miss', 'miss', 'miss', 'miss', 'miss']);
+    assert.equal(o.renders.get('/live'), 6);
+  });
+
   test('the store never holds more than its byte bound; an answer over maxObject streams through unstored', async () => {
     const o = await startOrigin();
     o.script('/big', (req, res) => {

@@ -15,6 +15,7 @@
  * (`cache.principal.headers`) comes only from the principal table or, when storing, from the
  * response itself: never from the client, whose copies are removed before anything reads them.
  */
+import { LRUCache } from 'lru-cache';
 import type { Registry } from 'prom-client';
 import type { Config, RouteConfig } from '../config/schema.js';
 import type { KeyFn, RequestView } from '../routing/keys.js';
@@ -79,6 +80,8 @@ const UNSATISFIABLE: Lookup = { kind: 'unsatisfiable' };
  * Methods defined as safe (RFC 9110 §9.2.1, and WebDAV's read-only ones). Every other method's
  * success invalidates, those whose safety homing does not know included (RFC 9111 §4.4).
  */
+/** How long an answer that could not be stored keeps its misses from waiting on one another, ms. */
+const PASS_TTL = 30_000;
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PROPFIND', 'REPORT', 'SEARCH', 'QUERY']);
 
 /** Headers a stored answer never keeps (framing, recomputed, or homing's own). */
@@ -160,6 +163,12 @@ export class ResponseCache {
   readonly maxObject: number;
   /** Fills in progress, by lock key (the variant, or the resource before any variant is known). */
   readonly fills = new Map<string, Fill>();
+  /**
+   * Lock keys whose last answer could not be stored (no-store, private, too large…): their
+   * concurrent misses go to the backend side by side rather than one after another, for a while
+   * (Varnish's hit-for-miss). A later storable answer clears the mark.
+   */
+  readonly passes = new LRUCache<string, true>({ max: 100_000, ttl: PASS_TTL });
   private readonly purges: ClusterChannel | undefined;
   private readonly redis: SharedRedis | undefined;
   private readonly unsubscribe: (() => void) | undefined;
@@ -395,12 +404,14 @@ export class RouteCache {
     } else if (onlyIfCached) return UNSATISFIABLE;
     // A HEAD answer has no body to store (a stale entry is still refreshed by a 304).
     if (ctx.q.method === 'HEAD') return { kind: 'fetch', entry, fill: undefined, ctx };
-    if (lock !== undefined) {
+    // Known not to be storable lately: nobody waits on it (its answer may still be stored).
+    const passing = lock !== undefined && this.cache.passes.has(lock);
+    if (lock !== undefined && !passing) {
       const running = this.cache.fills.get(lock);
       if (running !== undefined && !waited) return running.wait(this.o.lock).then(() => this.decide(ctx, true, remoteRead));
       if (running !== undefined) lock = undefined; // waited long enough: on its own, not a fill others wait for
     }
-    const fill = ctx.cc.has('no-store') ? undefined : new Fill(this, ctx, lock);
+    const fill = ctx.cc.has('no-store') ? undefined : new Fill(this, ctx, lock, !passing);
     return { kind: 'fetch', entry, fill, ctx };
   }
 
@@ -569,8 +580,10 @@ export class Fill {
     readonly ctx: Context,
     /** The key concurrent misses wait on (undefined: nobody waits). */
     private readonly lock: string | undefined,
+    /** Whether concurrent misses wait for this one (not while the key is known not to be storable). */
+    waitedOn = true,
   ) {
-    if (lock !== undefined) rc.cache.fills.set(lock, this);
+    if (lock !== undefined && waitedOn) rc.cache.fills.set(lock, this);
   }
 
   /** Resolves when this fill is stored or given up, or after `ms`. */
@@ -591,20 +604,20 @@ export class Fill {
     const ctx = this.ctx;
     const { h, cookies } = responseRecord(head);
     const vary = varyNames(h.vary);
-    if (vary[0] === '*') return this.giveUp();
+    if (vary[0] === '*') return this.giveUp(true);
     const policy = new HomingPolicy({ url: ctx.q.uri, method: 'GET', headers: { ...record(ctx.headers), host: ctx.q.host } }, { status, headers: h }, { clock: rc.cache.clock, heuristicTtl: rc.o.heuristicTtl });
-    if (!policy.storable()) return this.giveUp();
+    if (!policy.storable()) return this.giveUp(true);
     const validators = h.etag !== undefined || h['last-modified'] !== undefined;
-    if (policy.maxAge() <= 0 && !validators) return this.giveUp();
+    if (policy.maxAge() <= 0 && !validators) return this.giveUp(true);
     const cl = h['content-length'] === undefined ? undefined : Number(h['content-length']);
-    if (cl !== undefined && (!Number.isSafeInteger(cl) || cl > rc.o.maxObject)) return this.giveUp();
+    if (cl !== undefined && (!Number.isSafeInteger(cl) || cl > rc.o.maxObject)) return this.giveUp(true);
     // A trusted header's value: what the backend just said about this caller, else what it said before.
     const trusted = rc.cache.principals?.headers;
     const values: (string | undefined)[] = [];
     for (const n of vary) {
       if (trusted?.has(n)) {
         const v = h[n]?.trim() ?? ctx.known?.get(n);
-        if (v === undefined) return this.giveUp();
+        if (v === undefined) return this.giveUp(true);
         values.push(v);
       } else values.push(ctx.headers.get(n));
     }
@@ -624,7 +637,7 @@ export class Fill {
     if (this.pending === undefined) return;
     this.size += chunk.length;
     if (this.size > this.rc.o.maxObject) {
-      this.giveUp();
+      this.giveUp(true);
       return;
     }
     this.chunks.push(chunk);
@@ -639,12 +652,17 @@ export class Fill {
       for (const s of p.headers) hs += s.length;
       this.rc.cache.keep({ ...p, body, size: this.size + hs + 256 });
       this.rc.cache.metrics.stores.labels(this.rc.route).inc();
+      if (this.lock !== undefined) this.rc.cache.passes.delete(this.lock);
     }
     this.release();
   }
 
-  /** Not stored (not storable, too large, cut short, or the request failed). */
-  giveUp(): false {
+  /**
+   * Not stored (not storable, too large, cut short, or the request failed). `uncacheable`: the
+   * answer itself cannot be stored, so concurrent misses of it stop waiting for one another.
+   */
+  giveUp(uncacheable = false): false {
+    if (uncacheable && this.lock !== undefined) this.rc.cache.passes.set(this.lock, true);
     this.pending = undefined;
     this.chunks = [];
     this.release();

@@ -4,7 +4,7 @@
  * `len:value` per part, and a bare `-` for a header the request did not carry (absent is its own
  * variant, distinct from empty).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 function encode(parts: readonly (string | undefined)[]): string {
   let s = '';
@@ -13,7 +13,8 @@ function encode(parts: readonly (string | undefined)[]): string {
 }
 
 function digest(s: string): string {
-  return createHash('sha256').update(s).digest('base64url');
+  // The one-shot form: no Hash object per key (a third of the cost).
+  return hash('sha256', s, 'base64url');
 }
 
 /** The resource: scheme, authority and request target (GET and HEAD share it). */
