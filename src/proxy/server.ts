@@ -11,14 +11,9 @@ import type { Socket } from 'node:net';
 import type { Config } from '../config/schema.js';
 import { formatHostPort, type HostPort } from '../config/units.js';
 import type { Proxy } from './proxy.js';
-import { isClosing, socketError } from './respond.js';
-import { ERRORS, type ErrorCode } from '../errors.js';
-import { logUnrouted } from './log.js';
-import { MAX_HEADER_COUNT } from './headers.js';
+import { isClosing, refuseUnparsed } from './respond.js';
+import { MAX_HEADER_COUNT, MAX_HEADER_SIZE } from './headers.js';
 import { handleUpgrade } from './upgrade.js';
-
-/** 16 KiB head limit, as Node's and undici's defaults; 431 above it. */
-export const MAX_HEADER_SIZE = 16 * 1024;
 
 export interface Listener {
   server: Server;
@@ -28,14 +23,6 @@ export interface Listener {
 
 const kProxy = Symbol('homing.proxy');
 
-/** A request Node could not parse is answered `code`, and gets an access-log line (no method nor target known). */
-function refuseUnparsed(proxy: Proxy, socket: Socket, code: ErrorCode, message: string): void {
-  const sent = socketError(socket, code, message);
-  if (proxy.deps.access === undefined) return;
-  const c = { method: '-', url: '-', rawHeaders: [], httpMinor: 1, remoteAddress: socket.remoteAddress ?? '', proto: 'http', upgrade: false, arrived: performance.now() } as const;
-  logUnrouted(proxy.deps, c, undefined, undefined, ERRORS[code].status, code, Math.max(0, sent));
-}
-
 function onClientError(this: Server & { [kProxy]: Proxy }, err: Error & { code?: string }, socket: Socket): void {
   // Bytes after a request that ends the connection (a refusal, `Connection: close`, HTTP/1.0):
   // the answer in progress is the last one and closes the socket; nothing more is said.
@@ -44,12 +31,11 @@ function onClientError(this: Server & { [kProxy]: Proxy }, err: Error & { code?:
     socket.destroy();
     return;
   }
-  if (err.code === 'HPE_HEADER_OVERFLOW') return refuseUnparsed(this[kProxy], socket, 'HOMING_ERR_HEADERS_TOO_LARGE', 'request head larger than 16 KiB');
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT') {
     socket.destroy();
     return;
   }
-  refuseUnparsed(this[kProxy], socket, 'HOMING_ERR_BAD_REQUEST', `malformed request (${err.code ?? 'parse error'})`);
+  refuseUnparsed(this[kProxy].deps, socket, err.code);
 }
 
 export function createListeners(cfg: Config, proxy: Proxy): Listener[] {

@@ -3,8 +3,15 @@
  * and `keepAliveTimeout`, a route's `timeouts.connect`), so routes that share members keep their
  * own options. Created on first use, closed when the member leaves.
  */
-import { Pool as UndiciPool } from 'undici';
+import { Pool as UndiciPool, type Dispatcher } from 'undici';
 import type { Member } from '../members/member.js';
+
+/** What homing uses of a member's pool. */
+export interface UpstreamPool extends Pick<Dispatcher, 'request'> {
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
 
 export interface UpstreamOptions {
   /** Keep-alive connections per member; size for peak concurrency (fewer churns connections under load). */
@@ -55,7 +62,7 @@ export class Upstreams {
    * draw another. The pool is swapped for a fresh one (only if it is still the current one, so a
    * burst of failures swaps once) and closed gracefully: requests on it finish.
    */
-  discard(member: Member, opts: UpstreamOptions, pool: UndiciPool): void {
+  discard(member: Member, opts: UpstreamOptions, pool: UpstreamPool): void {
     const byOpts = this.pools.get(member.id);
     if (byOpts?.get(opts.key) !== pool) return;
     byOpts.delete(opts.key);
