@@ -1,8 +1,10 @@
 /**
  * The client-facing listeners: plain HTTP and optional TLS termination, both on the same Proxy.
- * Node's strict parser is kept (no insecureHTTPParser): CL+TE, bad chunk framing, bare CR and
- * obs-fold are refused by llhttp and answered here as JSON 400/431: a proxy that accepts what its
- * members parse differently lets requests be smuggled past it.
+ * Plain HTTP is served by node:http (`engine: node`) or by the fast engine on raw sockets
+ * (`engine: fast`, src/proxy/fast/); TLS always by node:https. Node's strict parser is kept (no
+ * insecureHTTPParser): CL+TE, bad chunk framing, bare CR and obs-fold are refused by llhttp and
+ * answered as JSON 400/431: a proxy that accepts what its members parse differently lets requests
+ * be smuggled past it.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -14,9 +16,11 @@ import type { Proxy } from './proxy.js';
 import { isClosing, refuseUnparsed } from './respond.js';
 import { MAX_HEADER_COUNT, MAX_HEADER_SIZE } from './headers.js';
 import { handleUpgrade } from './upgrade.js';
+import { FastServer } from './fast/listener.js';
 
 export interface Listener {
-  server: Server;
+  /** node:http's server, or the fast engine's (`engine: fast`, plain HTTP only). */
+  server: Server | FastServer;
   proto: 'http' | 'https';
   address(): HostPort;
 }
@@ -68,7 +72,11 @@ export function createListeners(cfg: Config, proxy: Proxy): Listener[] {
     server.requestTimeout = cfg.listen.requestTimeout;
     out.push({ server, proto, address: () => addressOf(server) });
   };
-  if (cfg.listen.http) wire(createHttpServer(common), 'http');
+  if (cfg.listen.http && cfg.engine === 'fast') {
+    // The fast engine serves plain HTTP; TLS (below) stays on node:https.
+    const server = new FastServer(proxy, { ...cfg.listen, checkEvery: common.connectionsCheckingInterval });
+    out.push({ server, proto: 'http', address: () => addressOf(server) });
+  } else if (cfg.listen.http) wire(createHttpServer(common), 'http');
   if (cfg.listen.https) {
     const { cert, key } = cfg.listen.https;
     wire(createHttpsServer({ ...common, cert: readFileSync(cert), key: readFileSync(key) }) as unknown as Server, 'https');
