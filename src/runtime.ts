@@ -106,6 +106,7 @@ export class Runtime {
     observe: { access?: AccessLog; spans?: SpanExporter; cacheClock?: () => number } = {},
   ) {
     this.metrics = metrics;
+    this.upstreams.engine = config.engine;
     this.affinityMetrics = AffinityMetrics.of(metrics.registry);
     this.directoryBus = directoryBus;
     metrics.trackInflight(() => [...this.pools.values()].flatMap((p) => p.members.members.map((m) => ({ pool: p.name, member: m.id, inflight: m.inflight }))));
