@@ -3,22 +3,25 @@
  * each goes through the same phases as on node:http (`Proxy.handle`) with a FastRequest and a
  * FastResponse. Rules:
  * - one request at a time, in order: a head parsed while an answer is in progress is held (the
- *   parser stops right after it, the socket is paused) and acted on once that answer is over;
+ *   parser stops right after it, reading stops) and acted on once that answer is over;
  * - after an answer that ends the connection (a refusal, `Connection: close`, HTTP/1.0) nothing more
  *   is acted on: later bytes are read and dropped until the connection closes;
  * - bytes llhttp refuses are answered (400, 431) and close the connection; in a request's body
  *   they abort that request, and an answer already begun is cut instead;
- * - a body read faster than it is consumed pauses the socket; a body its answer did not wait for
- *   is read and dropped, so the next request can follow;
+ * - a body read faster than it is consumed stops reading; a body its answer did not wait for is
+ *   read and dropped, so the next request can follow;
+ * - the client ending its side ends the connection, as on node:http (an answer in progress is cut);
  * - a websocket upgrade hands the socket (and the bytes after its head) to the upgrade path;
  * - the listener's timeouts (keep-alive, head, whole request) read the times kept here.
+ * llhttp reads the socket itself while nothing asks to stop reading (see http-parser.ts); from then
+ * on the connection gives it the bytes of each 'data' event.
  */
 import type { Socket } from 'node:net';
 import { handleUpgrade } from '../upgrade.js';
 import { refuseUnparsed } from '../respond.js';
 import type { Proxy } from '../proxy.js';
 import {
-  giveBackParser, METHODS, PAUSE, PROCEED, REQUEST, takeParser, type HttpParser, type ParseError, type ParserCallbacks,
+  consume, giveBackParser, METHODS, PAUSE, PROCEED, REQUEST, takeParser, unconsume, type HttpParser, type ParseError, type ParserCallbacks,
 } from './http-parser.js';
 import { FastRequest, type RequestOwner } from './request.js';
 import { FastResponse, type ResponseOwner } from './response.js';
@@ -43,8 +46,13 @@ interface Held {
 }
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+/** Pending writes up to this many bytes wait for the tick's end (or the answer's) to leave as one. */
+const COALESCE = 16 * 1024;
 
 const CALLBACKS: ParserCallbacks = {
+  messageBegin(this: HttpParser) {
+    (this.owner as ClientConnection).messageBegin();
+  },
   headers(this: HttpParser, headers: string[], url: string) {
     (this.owner as ClientConnection).headPart(headers, url);
   },
@@ -56,6 +64,9 @@ const CALLBACKS: ParserCallbacks = {
   },
   messageComplete(this: HttpParser) {
     (this.owner as ClientConnection).messageEnd();
+  },
+  execute(this: HttpParser, result: number | ParseError) {
+    (this.owner as ClientConnection).executed(result, undefined);
   },
 };
 
@@ -81,9 +92,13 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
   /** Nothing more is acted on. */
   private closing = false;
   private pausedForBody = false;
+  /** llhttp is parsing: what waits for the end of a parse runs after it. */
   private inExecute = false;
   private doneInExecute = false;
-  private corked = false;
+  /** Writes of this tick, leaving as one. */
+  private pending: (string | Buffer)[] = [];
+  private pendingBytes = 0;
+  private flushQueued = false;
   /** Head lines and target of a head that came in pieces. */
   private headLines: string[] = [];
   private headUrl = '';
@@ -104,6 +119,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
     socket.on('error', noop);
     socket.on('close', () => this.closed());
     socket.on('drain', () => this.current?.drained());
+    consume(this.parser, socket);
   }
 
   get keepAliveLines(): string {
@@ -115,6 +131,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
     return this.current === undefined && this.reading === undefined && this.held === undefined && this.headStart === 0;
   }
 
+  /** Bytes from a 'data' event (llhttp does not read the socket itself). */
   private data(chunk: Buffer): void {
     if (this.closing) return;
     if (this.held !== undefined) {
@@ -122,30 +139,47 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
       this.rest = this.rest === undefined ? chunk : Buffer.concat([this.rest, chunk]);
       return;
     }
-    this.idleSince = 0;
-    if (this.reading === undefined && this.headStart === 0) this.headStart = this.requestStart = Date.now();
     this.execute(chunk);
   }
 
   private execute(chunk: Buffer): void {
     this.inExecute = true;
-    const r = this.parser.execute(chunk);
+    this.executed(this.parser.execute(chunk), chunk);
+  }
+
+  /** llhttp parsed `chunk` (undefined: the read it took from the socket itself). */
+  executed(r: number | ParseError, chunk: Buffer | undefined): void {
     this.inExecute = false;
+    if (this.closing) return;
     if (typeof r === 'number') {
-      if (this.upgrade !== undefined) this.handOver(chunk.subarray(r));
+      if (this.upgrade !== undefined) this.handOver((chunk ?? this.parser.getCurrentBuffer()).subarray(r));
     } else if (r.code === 'HPE_PAUSED') {
       if (this.held !== undefined) {
-        this.rest = chunk.subarray(r.bytesParsed);
-        this.socket.pause();
+        this.rest = (chunk ?? this.parser.getCurrentBuffer()).subarray(r.bytesParsed);
+        this.stopReading();
       }
     } else this.parseFailed(r);
+    if (this.pausedForBody) this.stopReading();
     if (this.doneInExecute) {
       this.doneInExecute = false;
       this.next();
     }
   }
 
+  /** Reading stops (a held request, a slow body consumer): for good off llhttp's own reading. */
+  private stopReading(): void {
+    unconsume(this.parser);
+    this.socket.pause();
+  }
+
+  messageBegin(): void {
+    this.inExecute = true;
+    this.idleSince = 0;
+    if (this.headStart === 0) this.headStart = this.requestStart = Date.now();
+  }
+
   headPart(headers: string[], url: string): void {
+    this.inExecute = true;
     // After a head: a chunked body's trailers, dropped.
     if (this.reading !== undefined) return;
     for (const h of headers) this.headLines.push(h);
@@ -153,6 +187,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
   }
 
   head(major: number, minor: number, headers: string[] | undefined, method: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
+    this.inExecute = true;
     if (headers === undefined) {
       headers = this.headLines;
       this.headLines = [];
@@ -186,15 +221,15 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
   }
 
   body(chunk: Buffer): void {
+    this.inExecute = true;
     const req = this.reading;
     if (req === undefined || req.discard) return;
-    if (!req.push(chunk) && !this.pausedForBody) {
-      this.pausedForBody = true;
-      this.socket.pause();
-    }
+    // A full buffer stops reading once this parse is over.
+    if (!req.push(chunk)) this.pausedForBody = true;
   }
 
   messageEnd(): void {
+    this.inExecute = true;
     const req = this.reading;
     this.reading = undefined;
     this.requestStart = 0;
@@ -202,7 +237,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
     if (this.pausedForBody) {
       // The whole body is in: nothing more to hold back (a next head waits its turn as any other).
       this.pausedForBody = false;
-      if (this.held === undefined) this.socket.resume();
+      if (this.held === undefined && !this.parser.consuming) this.socket.resume();
     }
     if (this.current === undefined && this.held === undefined && !this.closing) this.idleSince = Date.now();
   }
@@ -211,31 +246,54 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
     if (req !== this.reading) return;
     if (req.expectContinue) {
       req.expectContinue = false;
-      if (this.current?.req === req && !this.current.headersSent) this.socket.write(CONTINUE, 'latin1');
+      if (this.current?.req === req && !this.current.headersSent) {
+        this.send(CONTINUE);
+        this.flush();
+      }
     }
     if (this.pausedForBody) {
       this.pausedForBody = false;
-      if (this.held === undefined) this.socket.resume();
+      if (this.held === undefined && !this.parser.consuming) this.socket.resume();
     }
   }
 
-  cork(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.socket.cork();
-    process.nextTick(uncork, this);
+  send(piece: string | Buffer): void {
+    this.pending.push(piece);
+    this.pendingBytes += piece.length;
+    if (this.pendingBytes >= COALESCE) this.flush();
+    else if (!this.flushQueued) {
+      this.flushQueued = true;
+      process.nextTick(flushTick, this);
+    }
   }
 
-  /** Flush what this tick wrote. */
-  flush(): void {
-    if (!this.corked) return;
-    this.corked = false;
-    this.socket.uncork();
+  flush(done?: (err?: Error | null) => void): void {
+    const p = this.pending;
+    const n = p.length;
+    const s = this.socket;
+    if (n === 1) {
+      const piece = p[0]!;
+      if (typeof piece === 'string') s.write(piece, 'latin1', done);
+      else s.write(piece, done);
+    } else if (n > 1) {
+      const out = Buffer.allocUnsafe(this.pendingBytes);
+      let at = 0;
+      for (const piece of p) at += typeof piece === 'string' ? out.write(piece, at, 'latin1') : piece.copy(out, at);
+      s.write(out, done);
+    } else if (done !== undefined) s.write('', 'latin1', done);
+    p.length = 0;
+    this.pendingBytes = 0;
+  }
+
+  /** The tick is over: what it wrote leaves. */
+  tickEnded(): void {
+    this.flushQueued = false;
+    if (this.pending.length > 0 && !this.socket.destroyed) this.flush();
   }
 
   cut(): void {
     // What was written goes first: the head and part of a body show the client an answer cut short.
-    this.flush();
+    if (this.pending.length > 0) this.flush();
     this.socket.destroy();
   }
 
@@ -264,7 +322,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
       req.discard = true;
       if (this.pausedForBody) {
         this.pausedForBody = false;
-        this.socket.resume();
+        if (!this.parser.consuming) this.socket.resume();
       }
       return;
     }
@@ -287,23 +345,20 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
 
   /** llhttp refused bytes: nothing after them can be read. */
   private parseFailed(err: ParseError): void {
-    this.closing = true;
     const res = this.current;
     const req = this.reading;
     if (res !== undefined && res.req !== req) {
       // A later request is malformed: the answer in progress finishes first.
       this.failed = err;
-      this.closing = false;
-      this.rest = undefined;
-      this.held = undefined;
-      this.socket.pause();
+      this.stopReading();
       return;
     }
+    this.closing = true;
     this.reading = undefined;
     if (res !== undefined && res.headersSent) {
       // An answer is on its way: it cannot be finished, and must not look whole.
       req?.abort();
-      return void this.socket.destroy();
+      return this.cut();
     }
     // The 400 is the connection's answer; the exchange reading this body learns it was cut.
     if (res !== undefined) res.detached = true;
@@ -314,6 +369,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
   private refuse(err: ParseError): void {
     this.closing = true;
     this.failed = undefined;
+    if (this.pending.length > 0) this.flush();
     refuseUnparsed(this.host.proxy.deps, this.socket, err.code);
     this.closeSoon();
   }
@@ -326,6 +382,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
     this.closing = true;
     this.reading?.abort();
     this.reading = undefined;
+    if (this.pending.length > 0) this.flush();
     this.socket.end();
   }
 
@@ -333,6 +390,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
   private closeSoon(): void {
     const s = this.socket;
     if (s.destroyed) return;
+    if (this.pending.length > 0) this.flush();
     if (!s.writableEnded) s.end();
     if (s.writableFinished) s.destroy();
     else s.once('finish', () => s.destroy());
@@ -341,13 +399,13 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
   /** The socket goes to the upgrade path with the bytes read after the head. */
   private handOver(early: Buffer): void {
     const req = this.upgrade!;
+    // Back to the socket's own stream, paused: nothing is read until the upgrade path pipes it.
+    this.socket.pause();
     this.release();
     this.socket.removeAllListeners('data');
     this.socket.removeAllListeners('end');
     this.socket.removeAllListeners('close');
     this.socket.removeAllListeners('drain');
-    // Nothing is read until the upgrade path pipes the socket.
-    this.socket.pause();
     handleUpgrade(this.host.proxy, req, this.socket, early, 'http');
   }
 
@@ -369,6 +427,6 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
 
 function noop(): void {}
 
-function uncork(c: ClientConnection): void {
-  c.flush();
+function flushTick(c: ClientConnection): void {
+  c.tickEnded();
 }

@@ -5,8 +5,15 @@
  * homing's 16 KiB (`MAX_HEADER_SIZE`), one parser per connection, taken from and given back to a
  * free list. Callbacks are slots on the parser (`kOn…`), called with the parser as `this`; the
  * owner (a client or member connection) hangs on the parser.
+ *
+ * As node:http's server does, a parser may consume its socket: reads then go from libuv straight
+ * into llhttp, with no Buffer, stream or 'data' event per read, and `execute` (the kOnExecute
+ * callback) reports each read's outcome. A connection that must stop reading (a held request, a
+ * slow consumer) leaves that mode for good: its bytes then come through 'data' events and are
+ * given to `execute` by the connection.
  */
 import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
 import { MAX_HEADER_SIZE } from '../headers.js';
 
 /** What `execute` answers for bytes llhttp refuses (or a pause). */
@@ -23,6 +30,11 @@ export interface HttpParser {
   /** The connection ended: completes a body read until close, or says the message was cut. */
   finish(): ParseError | undefined;
   resume(): void;
+  /** Read the socket's handle directly (libuv → llhttp). */
+  consume(handle: unknown): void;
+  unconsume(): void;
+  /** A copy of the read being parsed (in consuming mode, inside a callback or `execute`). */
+  getCurrentBuffer(): Buffer;
   remove(): void;
   free(): void;
   close(): void;
@@ -30,6 +42,8 @@ export interface HttpParser {
   owner: unknown;
   /** REQUEST or RESPONSE, for the free list. */
   type: number;
+  /** It reads its socket's handle itself. */
+  consuming: boolean;
 }
 
 interface Binding {
@@ -41,6 +55,7 @@ interface Binding {
   kOnHeadersComplete: number;
   kOnBody: number;
   kOnMessageComplete: number;
+  kOnExecute: number;
   kLenientNone: number;
 }
 
@@ -49,11 +64,6 @@ const Parser = common.HTTPParser;
 
 export const REQUEST = Parser.REQUEST;
 export const RESPONSE = Parser.RESPONSE;
-export const kOnMessageBegin = Parser.kOnMessageBegin;
-export const kOnHeaders = Parser.kOnHeaders;
-export const kOnHeadersComplete = Parser.kOnHeadersComplete;
-export const kOnBody = Parser.kOnBody;
-export const kOnMessageComplete = Parser.kOnMessageComplete;
 /** Request methods by llhttp's index (the headers-complete callback's `method`). */
 export const METHODS: readonly string[] = common.methods;
 
@@ -81,14 +91,14 @@ export type HeadersComplete = (
 
 /** A parser's callbacks (`this` is the parser; `this.owner` the connection). */
 export interface ParserCallbacks {
-  messageBegin?: (this: HttpParser) => void;
+  messageBegin: (this: HttpParser) => void;
   headers: (this: HttpParser, headers: string[], url: string) => void;
   headersComplete: HeadersComplete;
   body: (this: HttpParser, chunk: Buffer) => void;
   messageComplete: (this: HttpParser) => void;
+  /** In consuming mode: a read was parsed (bytes parsed, or why it stopped). */
+  execute: (this: HttpParser, result: number | ParseError) => void;
 }
-
-function noop(): void {}
 
 /** Free parsers by type (a parser keeps its type's callbacks). */
 const free = new Map<number, HttpParser[]>([
@@ -103,20 +113,39 @@ export function takeParser(type: number, cb: ParserCallbacks, owner: unknown): H
   let p = free.get(type)!.pop();
   if (p === undefined) {
     p = new Parser();
-    p[kOnMessageBegin] = cb.messageBegin ?? noop;
-    p[kOnHeaders] = cb.headers;
-    p[kOnHeadersComplete] = cb.headersComplete;
-    p[kOnBody] = cb.body;
-    p[kOnMessageComplete] = cb.messageComplete;
+    p[Parser.kOnMessageBegin] = cb.messageBegin;
+    p[Parser.kOnHeaders] = cb.headers;
+    p[Parser.kOnHeadersComplete] = cb.headersComplete;
+    p[Parser.kOnBody] = cb.body;
+    p[Parser.kOnMessageComplete] = cb.messageComplete;
+    p[Parser.kOnExecute] = cb.execute;
     p.type = type;
+    p.consuming = false;
   }
   p.initialize(type, RESOURCE, MAX_HEADER_SIZE, Parser.kLenientNone);
   p.owner = owner;
   return p;
 }
 
+/** Let `p` read `socket` itself (when the socket is a libuv stream); answers whether it does. */
+export function consume(p: HttpParser, socket: Socket): boolean {
+  const handle = (socket as unknown as { _handle?: { isStreamBase?: boolean } })._handle;
+  if (handle?.isStreamBase !== true) return false;
+  p.consume(handle);
+  p.consuming = true;
+  return true;
+}
+
+/** Back to 'data' events: the socket's reads go to its stream again. */
+export function unconsume(p: HttpParser): void {
+  if (!p.consuming) return;
+  p.consuming = false;
+  p.unconsume();
+}
+
 /** The connection is gone: the parser goes back to the free list (or is closed once the stack has unwound). */
 export function giveBackParser(p: HttpParser): void {
+  unconsume(p);
   p.owner = undefined;
   p.remove();
   const list = free.get(p.type)!;

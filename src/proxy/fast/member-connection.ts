@@ -12,8 +12,9 @@
  * - interim answers (1xx but 101) go to onHeaders and reading goes on to the final answer (an
  *   unsolicited 100 Continue included); a 101 on a plain request, or bytes llhttp refuses, fail
  *   with an `HPE_` code; an answer to a HEAD has no body; trailers are dropped;
- * - onData answering false pauses the socket until the handler's resume (the body timeout does
- *   not run meanwhile: the slow one is the client);
+ * - onData answering false stops reading until the handler's resume (the body timeout does not
+ *   run meanwhile: the slow one is the client); llhttp reads the socket itself until then (see
+ *   http-parser.ts);
  * - the connection goes back to its pool only after a whole answer to a whole request on a
  *   keep-alive connection with nothing after it; any other end closes it (an aborted exchange,
  *   an answer that came before its request's body was sent, bytes the member sent unasked).
@@ -22,7 +23,7 @@ import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import {
-  giveBackParser, PAUSE, PROCEED, RESPONSE, SKIP_BODY, takeParser, type HttpParser, type ParserCallbacks,
+  consume, giveBackParser, PAUSE, PROCEED, RESPONSE, SKIP_BODY, takeParser, unconsume, type HttpParser, type ParseError, type ParserCallbacks,
 } from './http-parser.js';
 
 /** What a member connection needs of its pool. */
@@ -74,6 +75,9 @@ const CALLBACKS: ParserCallbacks = {
   messageComplete(this: HttpParser) {
     (this.owner as MemberConnection).messageEnd();
   },
+  execute(this: HttpParser, result: number | ParseError) {
+    (this.owner as MemberConnection).executed(result);
+  },
 };
 function noop(): void {}
 
@@ -109,9 +113,13 @@ export class MemberConnection {
   private chunked = false;
   private sent = 0;
   private declared = -1;
-  private timer: NodeJS.Timeout | undefined;
-  private timerMs = 0;
-  private timerKind = Timer.None;
+  /** What the connection waits for now (a timer that fires for anything else does nothing). */
+  private waiting = Timer.None;
+  /** One timer for the connect and the head, one for the body: each refreshed, not made anew, per request. */
+  private headTimer: NodeJS.Timeout | undefined;
+  private headMs = 0;
+  private bodyTimer: NodeJS.Timeout | undefined;
+  private bodyMs = 0;
   private bodyTimeoutMs = 0;
 
   constructor(
@@ -124,7 +132,7 @@ export class MemberConnection {
     this.parser = takeParser(RESPONSE, CALLBACKS, this);
     const s = connect({ host: pool.host, port: pool.port, noDelay: true });
     this.socket = s;
-    this.setTimer(Timer.Connect, pool.connectTimeout);
+    this.wait(Timer.Connect, pool.connectTimeout);
     s.once('connect', () => this.connected());
     s.on('data', (chunk: Buffer) => this.data(chunk));
     s.on('end', () => this.ended());
@@ -134,7 +142,8 @@ export class MemberConnection {
   }
 
   private connected(): void {
-    this.stopTimer();
+    this.waiting = Timer.None;
+    consume(this.parser, this.socket);
     const o = this.options!;
     const h = this.handler!;
     this.options = undefined;
@@ -159,7 +168,7 @@ export class MemberConnection {
     if (this.handler !== handler) return;
     this.write(options);
     this.written = true;
-    this.setTimer(Timer.Head, options.headersTimeout ?? 0);
+    this.wait(Timer.Head, options.headersTimeout ?? 0);
   }
 
   private write(o: Options): void {
@@ -263,24 +272,37 @@ export class MemberConnection {
 
   // --- the answer ------------------------------------------------------------------------------
 
+  /** Bytes from a 'data' event (llhttp does not read the socket itself). */
   private data(chunk: Buffer): void {
     if (this.handler === undefined || !this.written) {
       // Bytes when nothing was asked: this connection cannot be trusted with another request.
       this.unasked = true;
       return this.kill();
     }
-    const r = this.parser.execute(chunk);
+    this.executed(this.parser.execute(chunk));
+  }
+
+  /** llhttp parsed a read: the exchange ends, fails or goes on. */
+  executed(r: number | ParseError): void {
+    if (this.dead) return;
     if (typeof r !== 'number' && r.code !== 'HPE_PAUSED') {
       this.unasked = true;
       if (this.handler !== undefined) this.fail(codedError(r.code, `invalid response: ${r.reason}`));
       else this.kill();
       return;
     }
-    if (this.done && this.handler !== undefined) this.complete();
+    if (this.unasked && this.handler === undefined) return this.kill();
+    if (this.done && this.handler !== undefined) return this.complete();
+    if (this.paused && this.parser.consuming) {
+      // The handler cannot take more: reading stops, for good off llhttp's own reading.
+      unconsume(this.parser);
+      this.socket.pause();
+    }
   }
 
   messageBegin(): void {
-    if (this.done) this.unasked = true;
+    // Bytes of a message nobody asked for (after the answer, or with no request out).
+    if (this.done || this.handler === undefined || !this.written) this.unasked = true;
   }
 
   headPart(headers: string[]): void {
@@ -310,7 +332,7 @@ export class MemberConnection {
     }
     this.final = true;
     this.keepAlive = keepAlive;
-    this.setTimer(Timer.Body, this.bodyTimeoutMs);
+    this.wait(Timer.Body, this.bodyTimeoutMs);
     const go = h.onHeaders!(status, raw, this.resumer(), message);
     if (this.handler !== h) return PAUSE; // the handler aborted (an impossible status, a head it refused)
     if (!go) this.pause();
@@ -320,7 +342,7 @@ export class MemberConnection {
   body(chunk: Buffer): void {
     const h = this.handler;
     if (h === undefined || !this.final || this.done) return;
-    if (this.timerKind === Timer.Body) this.timer!.refresh();
+    if (this.waiting === Timer.Body) this.bodyTimer!.refresh();
     if (!h.onData!(chunk)) this.pause();
   }
 
@@ -335,28 +357,29 @@ export class MemberConnection {
     return () => {
       if (seq !== this.seq || !this.paused) return;
       this.paused = false;
-      if (this.timerKind === Timer.Body) this.timer!.refresh();
-      this.socket.resume();
+      if (this.waiting === Timer.Body) this.bodyTimer!.refresh();
+      if (!this.parser.consuming) this.socket.resume();
     };
   }
 
   private pause(): void {
     if (this.paused) return;
     this.paused = true;
-    this.socket.pause();
+    // While llhttp reads the socket itself, reading stops once this read is parsed (`executed`).
+    if (!this.parser.consuming) this.socket.pause();
   }
 
   /** The whole answer is read: back to the pool if whole and reusable, then the handler hears. */
   private complete(): void {
     const h = this.handler!;
     this.handler = undefined;
-    this.stopTimer();
+    this.waiting = Timer.None;
     const reusable = this.keepAlive && this.bodyDone && !this.unasked && !this.socket.destroyed && !this.dead;
     this.detachBody();
     if (reusable) {
       if (this.paused) {
         this.paused = false;
-        this.socket.resume();
+        if (!this.parser.consuming) this.socket.resume();
       }
       this.pool.release(this);
     } else this.kill();
@@ -368,7 +391,7 @@ export class MemberConnection {
     const h = this.handler;
     if (h === undefined) return;
     this.handler = undefined;
-    this.stopTimer();
+    this.waiting = Timer.None;
     this.detachBody();
     if (this.written) this.kill();
     else this.pool.release(this);
@@ -408,9 +431,9 @@ export class MemberConnection {
 
   /** Close the connection; it no longer counts in its pool. */
   kill(): void {
-    this.stopTimer();
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.waiting = Timer.None;
+    clearTimeout(this.headTimer);
+    clearTimeout(this.bodyTimer);
     if (!this.dead) {
       this.dead = true;
       this.pool.gone(this);
@@ -420,40 +443,46 @@ export class MemberConnection {
 
   // --- timers ----------------------------------------------------------------------------------
 
-  private setTimer(kind: Timer, ms: number): void {
-    if (!(ms > 0)) return this.stopTimer();
-    this.timerKind = kind;
-    if (this.timer !== undefined && this.timerMs === ms) {
-      this.timer.refresh();
+  private wait(kind: Timer, ms: number): void {
+    if (!(ms > 0)) {
+      this.waiting = Timer.None;
       return;
     }
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timerMs = ms;
-    this.timer = setTimeout(this.timedOut, ms);
-    this.timer.unref();
-  }
-
-  private stopTimer(): void {
-    this.timerKind = Timer.None;
-  }
-
-  private readonly timedOut = (): void => {
-    const kind = this.timerKind;
-    this.timerKind = Timer.None;
-    switch (kind) {
-      case Timer.Connect: {
-        const h = this.handler;
-        this.handler = undefined;
-        this.kill();
-        h?.onError!(codedError('UND_ERR_CONNECT_TIMEOUT', `connecting to ${this.pool.origin} timed out`));
-        return;
-      }
-      case Timer.Head:
-        return this.fail(codedError('UND_ERR_HEADERS_TIMEOUT', 'Headers Timeout Error'));
-      case Timer.Body:
-        // Paused for a slow client: the member is not the slow one.
-        if (this.paused) return this.setTimer(Timer.Body, this.bodyTimeoutMs);
-        return this.fail(codedError('UND_ERR_BODY_TIMEOUT', 'Body Timeout Error'));
+    this.waiting = kind;
+    if (kind === Timer.Body) {
+      if (this.bodyTimer !== undefined && this.bodyMs === ms) return void this.bodyTimer.refresh();
+      clearTimeout(this.bodyTimer);
+      this.bodyMs = ms;
+      this.bodyTimer = setTimeout(this.bodyTimedOut, ms);
+      this.bodyTimer.unref();
+    } else {
+      if (this.headTimer !== undefined && this.headMs === ms) return void this.headTimer.refresh();
+      clearTimeout(this.headTimer);
+      this.headMs = ms;
+      this.headTimer = setTimeout(this.headTimedOut, ms);
+      this.headTimer.unref();
     }
+  }
+
+  private readonly headTimedOut = (): void => {
+    const kind = this.waiting;
+    if (kind === Timer.Connect) {
+      this.waiting = Timer.None;
+      const h = this.handler;
+      this.handler = undefined;
+      this.kill();
+      h?.onError!(codedError('UND_ERR_CONNECT_TIMEOUT', `connecting to ${this.pool.origin} timed out`));
+    } else if (kind === Timer.Head) {
+      this.waiting = Timer.None;
+      this.fail(codedError('UND_ERR_HEADERS_TIMEOUT', 'Headers Timeout Error'));
+    }
+  };
+
+  private readonly bodyTimedOut = (): void => {
+    if (this.waiting !== Timer.Body) return;
+    // Paused for a slow client: the member is not the slow one.
+    if (this.paused) return this.wait(Timer.Body, this.bodyTimeoutMs);
+    this.waiting = Timer.None;
+    this.fail(codedError('UND_ERR_BODY_TIMEOUT', 'Body Timeout Error'));
   };
 }

@@ -6,7 +6,8 @@
  * - `Date` added when the head has none; `Connection: close` on the connection's last answer
  *   (the client or homing said so, or the framing needs it), else `Connection: keep-alive` with the
  *   keep-alive timeout; a caller's own Connection header only ever closes;
- * - everything written in one tick leaves in one write (the socket is corked until the next tick);
+ * - everything written in one tick leaves in one write (the connection gathers it), an answer's
+ *   last bytes with its end;
  * - 'close' once: when the last byte went to the socket, or when the connection went first.
  */
 import { EventEmitter } from 'node:events';
@@ -21,8 +22,10 @@ export interface ResponseOwner {
   readonly socket: Socket;
   /** `Connection: keep-alive` (and `Keep-Alive: timeout=…`) lines for an HTTP/1.1 client. */
   readonly keepAliveLines: string;
-  /** Batch this tick's writes into one. */
-  cork(): void;
+  /** Write `piece` with the others of this tick, as one. */
+  send(piece: string | Buffer): void;
+  /** Write what was sent now; `done` once it went to the socket. */
+  flush(done?: (err?: Error | null) => void): void;
   /** Close the connection at once, after what this tick wrote. */
   cut(): void;
   /** `res` is over (every byte went to the socket): the connection goes on. */
@@ -112,8 +115,7 @@ export class FastResponse extends EventEmitter implements ClientResponse {
     this.last = !keep || isClosing(socket);
     if (this.last) head += 'Connection: close\r\n\r\n';
     else head += req.httpVersionMinor >= 1 ? this.owner.keepAliveLines : 'Connection: keep-alive\r\n\r\n';
-    this.owner.cork();
-    socket.write(head, 'latin1');
+    this.owner.send(head);
     return this;
   }
 
@@ -122,22 +124,20 @@ export class FastResponse extends EventEmitter implements ClientResponse {
     let head = 'HTTP/1.1 103 Early Hints\r\n';
     const h = flatten(hints);
     for (let i = 0; i < h.length; i += 2) head += `${h[i]}: ${h[i + 1]}\r\n`;
-    this.owner.cork();
-    this.owner.socket.write(`${head}\r\n`, 'latin1');
+    this.owner.send(`${head}\r\n`);
   }
 
   write(chunk: Buffer): boolean {
     if (this.writableEnded) return false;
     if (!this.headersSent) this.writeHead(this.statusCode);
     if (this.detached || this.destroyed || this.bodyless || chunk.length === 0) return true;
-    const socket = this.owner.socket;
-    this.owner.cork();
+    const o = this.owner;
     if (this.chunked) {
-      socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
-      socket.write(chunk);
-      socket.write(CHUNK_END, 'latin1');
-    } else socket.write(chunk);
-    if (!socket.writableNeedDrain) return true;
+      o.send(`${chunk.length.toString(16)}\r\n`);
+      o.send(chunk);
+      o.send(CHUNK_END);
+    } else o.send(chunk);
+    if (!o.socket.writableNeedDrain) return true;
     this.drainWanted = true;
     return false;
   }
@@ -148,19 +148,16 @@ export class FastResponse extends EventEmitter implements ClientResponse {
     if (!this.headersSent) this.writeHead(this.statusCode, body === undefined ? undefined : ['Content-Length', String(body.length)]);
     this.writableEnded = true;
     if (this.detached || this.destroyed) return this;
-    const socket = this.owner.socket;
-    this.owner.cork();
+    const o = this.owner;
     if (body !== undefined && body.length > 0 && !this.bodyless) {
-      if (this.chunked) {
-        socket.write(`${body.length.toString(16)}\r\n`, 'latin1');
-        socket.write(body);
-        socket.write(CHUNK_END, 'latin1');
-      } else socket.write(body, this.flushed);
+      if (this.chunked) o.send(`${body.length.toString(16)}\r\n`);
+      o.send(body);
+      if (this.chunked) o.send(CHUNK_END);
     }
-    if (this.chunked) socket.write(LAST_CHUNK, 'latin1', this.flushed);
-    else if (body === undefined || body.length === 0 || this.bodyless) socket.write('', 'latin1', this.flushed);
+    if (this.chunked) o.send(LAST_CHUNK);
+    o.flush(this.flushed);
     // The connection's last answer: the client reads FIN right after it.
-    if (this.last) socket.end();
+    if (this.last) o.socket.end();
     return this;
   }
 
