@@ -46,7 +46,11 @@ interface Held {
 }
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
-/** Pending writes up to this many bytes wait for the tick's end (or the answer's) to leave as one. */
+/**
+ * Pending writes up to this many bytes wait for the answer's end, or the end of this turn of the
+ * event loop (setImmediate: after every I/O callback of the turn, so a whole answer read from a
+ * member in one read leaves in one write), to leave as one.
+ */
 const COALESCE = 16 * 1024;
 
 const CALLBACKS: ParserCallbacks = {
@@ -95,7 +99,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
   /** llhttp is parsing: what waits for the end of a parse runs after it. */
   private inExecute = false;
   private doneInExecute = false;
-  /** Writes of this tick, leaving as one. */
+  /** Writes of this turn, leaving as one. */
   private pending: (string | Buffer)[] = [];
   private pendingBytes = 0;
   private flushQueued = false;
@@ -263,7 +267,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
     if (this.pendingBytes >= COALESCE) this.flush();
     else if (!this.flushQueued) {
       this.flushQueued = true;
-      process.nextTick(flushTick, this);
+      setImmediate(flushLater, this);
     }
   }
 
@@ -280,13 +284,17 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
       let at = 0;
       for (const piece of p) at += typeof piece === 'string' ? out.write(piece, at, 'latin1') : piece.copy(out, at);
       s.write(out, done);
-    } else if (done !== undefined) s.write('', 'latin1', done);
+    } else if (done !== undefined) {
+      // Nothing left to write: done once what was written before is out.
+      if (s.writableLength === 0) process.nextTick(done);
+      else s.write('', 'latin1', done);
+    }
     p.length = 0;
     this.pendingBytes = 0;
   }
 
-  /** The tick is over: what it wrote leaves. */
-  tickEnded(): void {
+  /** The turn is over: what it wrote leaves. */
+  turnEnded(): void {
     this.flushQueued = false;
     if (this.pending.length > 0 && !this.socket.destroyed) this.flush();
   }
@@ -427,6 +435,6 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
 
 function noop(): void {}
 
-function flushTick(c: ClientConnection): void {
-  c.tickEnded();
+function flushLater(c: ClientConnection): void {
+  c.turnEnded();
 }

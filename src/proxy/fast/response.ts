@@ -6,8 +6,8 @@
  * - `Date` added when the head has none; `Connection: close` on the connection's last answer
  *   (the client or homing said so, or the framing needs it), else `Connection: keep-alive` with the
  *   keep-alive timeout; a caller's own Connection header only ever closes;
- * - everything written in one tick leaves in one write (the connection gathers it), an answer's
- *   last bytes with its end;
+ * - what is written in one turn of the event loop leaves in one write (the connection gathers it),
+ *   an answer's last bytes with its end;
  * - 'close' once: when the last byte went to the socket, or when the connection went first.
  */
 import { EventEmitter } from 'node:events';
@@ -22,11 +22,11 @@ export interface ResponseOwner {
   readonly socket: Socket;
   /** `Connection: keep-alive` (and `Keep-Alive: timeout=…`) lines for an HTTP/1.1 client. */
   readonly keepAliveLines: string;
-  /** Write `piece` with the others of this tick, as one. */
+  /** Write `piece` with the others of this turn, as one. */
   send(piece: string | Buffer): void;
   /** Write what was sent now; `done` once it went to the socket. */
   flush(done?: (err?: Error | null) => void): void;
-  /** Close the connection at once, after what this tick wrote. */
+  /** Close the connection at once, after what this turn wrote. */
   cut(): void;
   /** `res` is over (every byte went to the socket): the connection goes on. */
   responseDone(res: FastResponse, last: boolean): void;
