@@ -271,26 +271,26 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
     }
   }
 
-  flush(done?: (err?: Error | null) => void): void {
+  flush(done?: () => void): void {
     const p = this.pending;
     const n = p.length;
     const s = this.socket;
     if (n === 1) {
       const piece = p[0]!;
-      if (typeof piece === 'string') s.write(piece, 'latin1', done);
-      else s.write(piece, done);
+      if (typeof piece === 'string') s.write(piece, 'latin1');
+      else s.write(piece);
     } else if (n > 1) {
       const out = Buffer.allocUnsafe(this.pendingBytes);
       let at = 0;
       for (const piece of p) at += typeof piece === 'string' ? out.write(piece, at, 'latin1') : piece.copy(out, at);
-      s.write(out, done);
-    } else if (done !== undefined) {
-      // Nothing left to write: done once what was written before is out.
-      if (s.writableLength === 0) process.nextTick(done);
-      else s.write('', 'latin1', done);
+      s.write(out);
     }
     p.length = 0;
     this.pendingBytes = 0;
+    if (done === undefined || s.destroyed) return;
+    // Everything went to the kernel at once (the usual case): done; else once what waits is out.
+    if (s.writableLength === 0) process.nextTick(done);
+    else s.write('', 'latin1', (err) => err || done());
   }
 
   /** The turn is over: what it wrote leaves. */

@@ -24,8 +24,8 @@ export interface ResponseOwner {
   readonly keepAliveLines: string;
   /** Write `piece` with the others of this turn, as one. */
   send(piece: string | Buffer): void;
-  /** Write what was sent now; `done` once it went to the socket. */
-  flush(done?: (err?: Error | null) => void): void;
+  /** Write what was sent now; `done` once it went to the socket (never if the socket fails first). */
+  flush(done?: () => void): void;
   /** Close the connection at once, after what this turn wrote. */
   cut(): void;
   /** `res` is over (every byte went to the socket): the connection goes on. */
@@ -114,7 +114,7 @@ export class FastResponse extends EventEmitter implements ClientResponse {
     const socket = this.owner.socket;
     this.last = !keep || isClosing(socket);
     if (this.last) head += 'Connection: close\r\n\r\n';
-    else head += req.httpVersionMinor >= 1 ? this.owner.keepAliveLines : 'Connection: keep-alive\r\n\r\n';
+    else head += this.owner.keepAliveLines;
     this.owner.send(head);
     return this;
   }
@@ -185,8 +185,8 @@ export class FastResponse extends EventEmitter implements ClientResponse {
   }
 
   /** The last byte went to the socket. */
-  private readonly flushed = (err?: Error | null): void => {
-    if (err || this.closed) return;
+  private readonly flushed = (): void => {
+    if (this.closed) return;
     this.writableFinished = true;
     this.closed = true;
     this.emit('close');
