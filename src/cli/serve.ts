@@ -188,5 +188,5 @@ export async function serve(cfg: Config): Promise<void> {
 type WorkerMessage = { homing: 'ready' } | { homing: 'failed'; message: string };
 
 function announce(log: ReturnType<typeof createLogger>, h: Homing): void {
-  log.info({ http: h.http, https: h.https, admin: h.adminAddress }, 'homing started');
+  log.info({ http: h.http, https: h.https, admin: h.adminAddress, engine: h.runtime.config.engine }, 'homing started');
 }
