@@ -267,7 +267,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
     if (this.pendingBytes >= COALESCE) this.flush();
     else if (!this.flushQueued) {
       this.flushQueued = true;
-      setImmediate(flushLater, this);
+      flushAtTurnEnd(this);
     }
   }
 
@@ -435,6 +435,19 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
 
 function noop(): void {}
 
-function flushLater(c: ClientConnection): void {
-  c.turnEnded();
+/** Connections with writes waiting for the end of this turn: one setImmediate for them all. */
+let waiting: ClientConnection[] = [];
+let spare: ClientConnection[] = [];
+
+function flushAtTurnEnd(c: ClientConnection): void {
+  if (waiting.length === 0) setImmediate(flushWaiting);
+  waiting.push(c);
+}
+
+function flushWaiting(): void {
+  const list = waiting;
+  waiting = spare;
+  for (const c of list) c.turnEnded();
+  list.length = 0;
+  spare = list;
 }

@@ -10,7 +10,6 @@
  *   an answer's last bytes with its end;
  * - 'close' once: when the last byte went to the socket, or when the connection went first.
  */
-import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { isClosing } from '../respond.js';
@@ -59,7 +58,7 @@ function flatten(h: Record<string, string | number | string[]>): string[] {
 const CHUNK_END = '\r\n';
 const LAST_CHUNK = '0\r\n\r\n';
 
-export class FastResponse extends EventEmitter implements ClientResponse {
+export class FastResponse implements ClientResponse {
   statusCode = 200;
   headersSent = false;
   destroyed = false;
@@ -72,13 +71,24 @@ export class FastResponse extends EventEmitter implements ClientResponse {
   private last = false;
   private closed = false;
   private drainWanted = false;
+  /** The two events the phases listen to (a whole EventEmitter per answer is not needed). */
+  private onClose: (() => void)[] | undefined;
+  private onDrain: (() => void)[] | undefined;
 
   constructor(
     private readonly owner: ResponseOwner,
     readonly req: FastRequest,
     public shouldKeepAlive: boolean,
-  ) {
-    super();
+  ) {}
+
+  on(event: 'close' | 'drain', listener: () => void): this {
+    if (event === 'close') (this.onClose ??= []).push(listener);
+    else (this.onDrain ??= []).push(listener);
+    return this;
+  }
+
+  private emit(listeners: (() => void)[] | undefined): void {
+    if (listeners !== undefined) for (const l of listeners) l.call(this);
   }
 
   writeHead(status: number, headers?: string[] | Record<string, string | number | string[]>): this {
@@ -173,7 +183,7 @@ export class FastResponse extends EventEmitter implements ClientResponse {
   drained(): void {
     if (!this.drainWanted) return;
     this.drainWanted = false;
-    this.emit('drain');
+    this.emit(this.onDrain);
   }
 
   /** The connection closed before this answer was over. */
@@ -181,7 +191,7 @@ export class FastResponse extends EventEmitter implements ClientResponse {
     if (this.closed) return;
     this.closed = true;
     this.destroyed = true;
-    this.emit('close');
+    this.emit(this.onClose);
   }
 
   /** The last byte went to the socket. */
@@ -189,7 +199,7 @@ export class FastResponse extends EventEmitter implements ClientResponse {
     if (this.closed) return;
     this.writableFinished = true;
     this.closed = true;
-    this.emit('close');
+    this.emit(this.onClose);
     this.owner.responseDone(this, this.last);
   };
 }
