@@ -204,6 +204,8 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
     if (this.closing || this.upgrade !== undefined) return PAUSE;
     if (this.current !== undefined) {
       this.held = { major, minor, headers, method, url, upgrade, keepAlive };
+      // Its body is not read while it waits: the request timeout starts again when it is acted on.
+      this.requestStart = 0;
       return PAUSE;
     }
     this.begin(major, minor, headers, method, url, upgrade, keepAlive);
@@ -344,6 +346,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
     this.held = undefined;
     const rest = this.rest;
     this.rest = undefined;
+    this.requestStart = Date.now();
     this.begin(h.major, h.minor, h.headers, h.method, h.url, h.upgrade, h.keepAlive);
     if (this.upgrade !== undefined) return this.handOver(rest ?? Buffer.alloc(0));
     this.parser.resume();
