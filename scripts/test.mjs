@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // `npm test`: install the real servers the tests talk to when missing, build, then run every
-// test file with Node's test runner (via tsx). Extra arguments pick files: `npm test -- test/x.test.ts`.
+// test file with Node's test runner (via tsx), on the default engine (`engine: node`); then every
+// test file that starts homing runs again on the fast engine (HOMING_ENGINE=fast names the engine
+// of each config that names none). Extra arguments pick files: `npm test -- test/x.test.ts`.
+// HOMING_ENGINE set by the caller: one pass, on that engine. The exit status is 1 if any pass failed.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-function run(cmd, args) {
-  const r = spawnSync(cmd, args, { stdio: 'inherit' });
-  if (r.status !== 0) process.exit(r.status ?? 1);
+function run(cmd, args, env = process.env) {
+  return spawnSync(cmd, args, { stdio: 'inherit', env }).status ?? 1;
 }
 
 function findTests(dir) {
@@ -20,7 +22,26 @@ function findTests(dir) {
   return out.sort();
 }
 
-run('bash', ['scripts/install-system-deps.sh']);
-run('npx', ['tsc', '-p', 'tsconfig.build.json']);
+/** A test file that starts homing (in process or as `homing serve`): it runs on both engines. */
+const STARTS_HOMING = /startTestHoming|startCachedHoming|serveCli|startHoming|cli\/main/;
+
+if (run('bash', ['scripts/install-system-deps.sh']) !== 0) process.exit(1);
+if (run('npx', ['tsc', '-p', 'tsconfig.build.json']) !== 0) process.exit(1);
 const files = process.argv.length > 2 ? process.argv.slice(2) : findTests('test');
-run(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...files]);
+const runner = ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000'];
+const passes = process.env.HOMING_ENGINE
+  ? [{ engine: process.env.HOMING_ENGINE, files }]
+  : [
+      { engine: 'node', files },
+      { engine: 'fast', files: files.filter((f) => STARTS_HOMING.test(readFileSync(f, 'utf8'))) },
+    ];
+const failed = [];
+for (const p of passes) {
+  if (p.files.length === 0) continue;
+  console.log(`\n== engine: ${p.engine} (${p.files.length} test files)\n`);
+  if (run(process.execPath, [...runner, ...p.files], { ...process.env, HOMING_ENGINE: p.engine }) !== 0) failed.push(p.engine);
+}
+if (failed.length > 0) {
+  console.log(`\nfailed on engine: ${failed.join(', ')}`);
+  process.exit(1);
+}

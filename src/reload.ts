@@ -79,7 +79,7 @@ export function restartNeeded(before: Config, after: Config): string[] {
     ['accessLog', before.accessLog, after.accessLog],
     ['tracing.otlp', before.tracing?.otlp, after.tracing?.otlp],
     ['announce', before.announce, after.announce],
-    ['cache', before.cache, after.cache],
+    ['engine', before.engine, after.engine],
   ];
   return checks.filter(([, a, b]) => !isDeepStrictEqual(a, b)).map(([key]) => key);
 }

@@ -160,6 +160,7 @@ export class Runtime {
     private readonly observe: { access?: AccessLog; spans?: SpanExporter; cacheClock?: () => number } = {},
   ) {
     this.metrics = metrics;
+    this.upstreams.engine = config.engine;
     this.affinityMetrics = AffinityMetrics.of(metrics.registry);
     this.directoryBus = directoryBus;
     this.replica = box?.role === 'worker' ? box : undefined;

@@ -352,3 +352,21 @@ test('cache.store: redis without shared.redis is refused with its path', () => {
   const yaml = "listen: { http: 127.0.0.1:0 }\npools: { p: { members: ['127.0.0.1:1'] } }\nroutes: [ { name: r, pool: p, cache: true } ]\ncache: { store: redis }\n";
   assert.throws(() => parseConfig(yaml, '.', 't'), (e: unknown) => e instanceof ConfigError && /cache\.store: store: redis needs shared\.redis/.test(e.message));
 });
+
+test('engine: node by default, fast when asked; HOMING_ENGINE names the engine of a config that names none', () => {
+  const saved = process.env.HOMING_ENGINE;
+  try {
+    delete process.env.HOMING_ENGINE;
+    assert.equal(parseConfig(base).engine, 'node');
+    assert.equal(parseConfig(`${base}engine: fast\n`).engine, 'fast');
+    assert.match(problems(`${base}engine: turbo\n`).join('\n'), /x\.yaml:5:\d+ engine: must be node or fast \(got "turbo"\)/);
+    process.env.HOMING_ENGINE = 'fast';
+    assert.equal(parseConfig(base).engine, 'fast');
+    assert.equal(parseConfig(`${base}engine: node\n`).engine, 'node', "the config's own engine wins");
+    process.env.HOMING_ENGINE = 'turbo';
+    assert.deepEqual(problems(base), ['x.yaml:1:1: HOMING_ENGINE must be node or fast (got "turbo")']);
+  } finally {
+    if (saved === undefined) delete process.env.HOMING_ENGINE;
+    else process.env.HOMING_ENGINE = saved;
+  }
+});

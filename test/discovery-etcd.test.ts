@@ -364,7 +364,8 @@ routes:
       const before = b.requests;
       const atChange = ok;
       await until(() => ok >= atChange + 50);
-      assert.ok(b.requests >= before + 50, 'after the change every request goes to b');
+      // Up to one request per loop was already on its way to a when the change was read.
+      assert.ok(b.requests >= before + 50 - loops.length, 'after the change every request goes to b');
     } finally {
       running = false;
       await Promise.all(loops);

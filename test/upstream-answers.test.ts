@@ -1,7 +1,8 @@
 /**
  * Odd answers from a member, written byte for byte by a raw-socket member: interim (1xx) answers
  * are handled as RFC 9110 says (103 Early Hints relayed to HTTP/1.1 clients, others dropped, the
- * final answer delivered); a status that is not a status, or a transfer coding homing does not
+ * final answer delivered; an unsolicited 100 Continue too on the fast engine, a 502 on undici, which
+ * cannot read past it); a status that is not a status, or a transfer coding homing does not
  * decode, is a 502 with its code, never a hang or a cut connection.
  */
 import { after, before, describe, test } from 'node:test';
@@ -75,7 +76,20 @@ describe('interim and invalid answers from a member', () => {
     assert.equal(c.finalResponses()[0]!.body.toString(), 'final');
   });
 
-  for (const path of ['/status-099', '/status-600', '/gzip-chunked', '/continue']) {
+  test('an unsolicited 100 Continue: the final answer (fast engine), or 502 HOMING_ERR_UPSTREAM_BAD_RESPONSE (node engine: undici refuses it)', async () => {
+    const c = await ask('/continue');
+    const [r] = c.finalResponses();
+    assert.ok(r, c.text);
+    if (h.runtime.config.engine === 'fast') {
+      assert.deepEqual(c.responses().map((x) => x.status), [200], c.text);
+      assert.equal(r.body.toString(), 'final');
+    } else {
+      assert.equal(r.status, 502, c.text);
+      assert.equal(errorCode(r.body), 'HOMING_ERR_UPSTREAM_BAD_RESPONSE');
+    }
+  });
+
+  for (const path of ['/status-099', '/status-600', '/gzip-chunked']) {
     test(`${path}: 502 HOMING_ERR_UPSTREAM_BAD_RESPONSE, not a hang or a cut connection`, async () => {
       const c = await ask(path);
       const [r] = c.finalResponses();

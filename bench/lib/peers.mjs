@@ -232,7 +232,8 @@ export async function startNginx(h, { name = 'nginx', label, keepalive = 512, er
  * add their own routes (affinity…) or top-level keys (resp…). Skips with a message when the CLI
  * is not built.
  */
-export async function startHoming(h, { name = 'homing', label, workers = 1, routes, pools, extra = {}, logLevel = 'warn' } = {}) {
+/** A homing peer (`homing serve` from the build); `engine` written into its config when given, else HOMING_ENGINE or node decides. */
+export async function startHoming(h, { name = 'homing', label, workers = 1, engine, routes, pools, extra = {}, logLevel = 'warn' } = {}) {
   label ??= `homing, workers: ${workers}`;
   if (!existsSync(HOMING_CLI)) return { name, label, skipped: `${path.relative(REPO, HOMING_CLI)} does not exist (npm run build; the CLI may not be written yet)` };
   const port = await freePort();
@@ -241,6 +242,7 @@ export async function startHoming(h, { name = 'homing', label, workers = 1, rout
     listen: { http: `127.0.0.1:${port}` },
     admin: `127.0.0.1:${adminPort}`,
     workers,
+    ...(engine ? { engine } : {}),
     log: { level: logLevel },
     pools: pools ?? { bench: { members: [`127.0.0.1:${h.backend.port}`] } },
     routes: routes ?? [{ name: 'bench', match: { path: '/' }, pool: 'bench', hash: { key: 'path', algorithm: 'ring' } }],

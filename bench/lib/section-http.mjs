@@ -1,8 +1,9 @@
 // Section "http": a 1 KiB GET under wrk through homing (1 worker and auto; 1 worker again with the
-// access log on, JSON to a file, for its CPU per request) against direct to the
-// backend, nginx proxy_pass with upstream keep-alive, and the `http-proxy` package; peers are
-// started once and measured in interleaved rounds; then one c256 pass per proxy peer to check
-// upstream connection churn, and checks the targets in TARGETS.
+// access log on, JSON to a file, for its CPU per request; 1 worker on each engine, node and fast)
+// against direct to the backend, nginx proxy_pass with upstream keep-alive, and the `http-proxy`
+// package; peers are started once and measured in interleaved rounds; then one c256 pass per proxy
+// peer to check upstream connection churn, and checks the targets in TARGETS (FAST_TARGETS for the
+// fast engine).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { directPeer, httpGet, startHoming, startHttpProxy, startNginx } from './peers.mjs';
@@ -17,18 +18,25 @@ const TARGETS = {
   accessLogCpu: 1.1, // the access log on (JSON to a file): ≤ 1.1 × the CPU per request without it
 };
 
+/** Targets for homing-fast-1 (engine: fast, 1 worker). */
+const FAST_TARGETS = {
+  cpuVsNginx: 1.5, // CPU per request ≤ 1.5 × nginx's (1 worker)
+  vsNginx: 0.9, // req/s ≥ 0.9 × nginx at c64
+};
+
 export async function httpSection(h) {
   const o = h.opts;
   const starters = [
     ['direct', async () => directPeer(h)],
     ['nginx', () => startNginx(h, { keepalive: 512 })],
     ['http-proxy', () => startHttpProxy(h)],
-    ['homing-1', () => startHoming(h, { name: 'homing-1', label: 'homing, workers: 1, hash ring', workers: 1 })],
+    ['homing-1', () => startHoming(h, { name: 'homing-1', label: 'homing, engine: node, workers: 1, hash ring', workers: 1, engine: 'node' })],
+    ['homing-fast-1', () => startHoming(h, { name: 'homing-fast-1', label: 'homing, engine: fast, workers: 1, hash ring', workers: 1, engine: 'fast' })],
     [
       'homing-1-log',
-      () => startHoming(h, { name: 'homing-1-log', label: 'homing-1 with the access log on (JSON to a file)', workers: 1, extra: { accessLog: { to: accessLogFile(h) } } }),
+      () => startHoming(h, { name: 'homing-1-log', label: 'homing-1 with the access log on (JSON to a file)', workers: 1, engine: 'node', extra: { accessLog: { to: accessLogFile(h) } } }),
     ],
-    ['homing-auto', () => startHoming(h, { name: 'homing-auto', label: `homing, workers: auto, hash ring`, workers: 'auto' })],
+    ['homing-auto', () => startHoming(h, { name: 'homing-auto', label: `homing, engine: node, workers: auto, hash ring`, workers: 'auto', engine: 'node' })],
   ];
   const { peers, skipped } = await startPeers(h, 'http', starters);
 
@@ -107,6 +115,7 @@ function countLines(file) {
 function summarize(peers, rounds) {
   const ok = (r) => r && !r.error;
   const ratio = (runs, a, b) => (ok(runs[a]) && ok(runs[b]) && runs[b].rps ? runs[a].rps / runs[b].rps : undefined);
+  const cpuRatio = (runs, a, b) => (ok(runs[a]) && ok(runs[b]) && runs[b].proxyCpuUsPerReq ? runs[a].proxyCpuUsPerReq / runs[b].proxyCpuUsPerReq : undefined);
   const out = {};
   for (const p of peers) {
     const { mine, summary } = peerSummary(p, rounds);
@@ -118,7 +127,9 @@ function summarize(peers, rounds) {
       vsDirect: median(rounds.map((runs) => ratio(runs, p.name, 'direct'))),
       vsNginx: median(rounds.map((runs) => ratio(runs, p.name, 'nginx'))),
       vsHttpProxy: median(rounds.map((runs) => ratio(runs, p.name, 'http-proxy'))),
-      cpuVsHoming1: median(rounds.map((runs) => (ok(runs[p.name]) && ok(runs['homing-1']) ? runs[p.name].proxyCpuUsPerReq / runs['homing-1'].proxyCpuUsPerReq : undefined))),
+      cpuVsHoming1: median(rounds.map((runs) => cpuRatio(runs, p.name, 'homing-1'))),
+      cpuVsNginx: median(rounds.map((runs) => cpuRatio(runs, p.name, 'nginx'))),
+      vsHoming1: median(rounds.map((runs) => ratio(runs, p.name, 'homing-1'))),
     };
   }
   return out;
@@ -142,6 +153,21 @@ function checkTargets(result) {
     },
     { target: 'no errors (c64 rounds and c256)', value: s.errors + (hi?.errors?.total ?? 0), pass: s.errors + (hi?.errors?.total ?? 0) === 0 },
   ];
+  const f = result.summary['homing-fast-1'];
+  if (f) {
+    const fh = result.high['homing-fast-1'];
+    const fchurn = fh?.steady?.requests ? fh.steady.opened / fh.steady.requests : undefined;
+    t.push(
+      { target: `homing-fast-1: CPU/request ≤ ${FAST_TARGETS.cpuVsNginx} × nginx's`, value: f.cpuVsNginx, pass: f.cpuVsNginx === undefined ? undefined : f.cpuVsNginx <= FAST_TARGETS.cpuVsNginx },
+      { target: `homing-fast-1: req/s ≥ ${FAST_TARGETS.vsNginx} × nginx (1 worker)`, value: f.vsNginx, pass: f.vsNginx === undefined ? undefined : f.vsNginx >= FAST_TARGETS.vsNginx },
+      {
+        target: `homing-fast-1: no upstream churn at c${result.method.connsHigh}`,
+        value: fh?.steady ? `${fh.steady.opened} opened / ${fh.steady.requests} req mid-pass` : fh?.error,
+        pass: fchurn === undefined ? undefined : fchurn < TARGETS.churnPerReq,
+      },
+      { target: 'homing-fast-1: no errors (c64 rounds and c256)', value: f.errors + (fh?.errors?.total ?? 0), pass: f.errors + (fh?.errors?.total ?? 0) === 0 },
+    );
+  }
   const lg = result.summary['homing-1-log'];
   if (lg) {
     t.push({
@@ -162,14 +188,21 @@ function print(h, r) {
     fmtNum(x.vsDirect),
     fmtNum(x.vsNginx),
     name.startsWith('homing') ? fmtNum(x.vsHttpProxy) : '–',
+    name.startsWith('homing') ? fmtNum(x.vsHoming1) : '–',
+    fmtNum(x.cpuVsNginx),
+    name.startsWith('homing') ? fmtNum(x.cpuVsHoming1) : '–',
     fmtNum(x.steadyOpenedPer1k, 2),
     fmtNum(x.otherCpuPct, 0),
   ]);
   console.log(
-    table(['peer', 'req/s', 'by round', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/req', 'CPU %', '÷ direct', '÷ nginx', '÷ http-proxy', 'new upstream/1k', 'other %'], rows),
+    table(
+      ['peer', 'req/s', 'by round', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/req', 'CPU %', '÷ direct', '÷ nginx', '÷ http-proxy', '÷ homing-1', 'CPU ÷ nginx', 'CPU ÷ homing-1', 'new upstream/1k', 'other %'],
+      rows,
+    ),
   );
   for (const [name, why] of Object.entries(r.skipped)) console.log(`  (skipped ${name}: ${why.split('\n')[0]})`);
   console.log('  CPU % = the proxy\'s processes (100 = one core); new upstream/1k = backend connections opened per 1000 requests mid-pass;');
+  console.log('  homing-1 is engine: node, homing-fast-1 engine: fast (same config otherwise); ÷ homing-1 compares req/s, CPU ÷ … CPU per request;');
   console.log('  other % = box busy minus proxy, backend and wrk (other work on the box: noise).');
   if (s['homing-1-log']) console.log(`  homing-1-log: CPU/request ${fmtNum(s['homing-1-log'].cpuVsHoming1)} × homing-1's; its access log has ${fmtInt(r.accessLogLines ?? NaN)} lines.`);
 
@@ -196,7 +229,7 @@ function print(h, r) {
   }
 
   if (Array.isArray(r.targets)) {
-    console.log('\n== Targets for homing, workers: 1');
+    console.log('\n== Targets for homing, workers: 1 (engine: node unless named homing-fast-1)');
     console.log(
       table(
         ['target', 'value', 'result'],

@@ -276,5 +276,5 @@ async function primary(source: ReturnType<typeof loadConfig>, n: number, log: Re
 type WorkerMessage = { homing: 'ready' } | { homing: 'failed'; message: string };
 
 function announce(log: ReturnType<typeof createLogger>, h: Homing): void {
-  log.info({ http: h.http, https: h.https, admin: h.adminAddress }, 'homing started');
+  log.info({ http: h.http, https: h.https, admin: h.adminAddress, engine: h.runtime.config.engine }, 'homing started');
 }

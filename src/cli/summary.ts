@@ -9,6 +9,7 @@ export function summarize(cfg: Config): string {
   if (cfg.admin) lines.push(`admin        ${formatHostPort(cfg.admin.address.host, cfg.admin.address.port)}${cfg.admin.token ? ' (token)' : cfg.admin.insecure ? ' (no token: insecure)' : ''}`);
   if (cfg.resp) lines.push(`resp         ${formatHostPort(cfg.resp.address.host, cfg.resp.address.port)} → ${(cfg.resp.routes ?? [cfg.resp.route]).join(', ')}`);
   lines.push(`workers      ${cfg.workers}`);
+  lines.push(`engine       ${cfg.engine}`);
   lines.push(`reload       on SIGHUP and POST /api/v1/reload${cfg.reload.watch ? ', and when the file changes' : ''}`);
   for (const [name, p] of Object.entries(cfg.pools)) {
     const src = p.members ? `${p.members.length} static members` : `discovery ${Object.keys(p.discovery ?? {}).filter((k) => (p.discovery as Record<string, unknown>)[k] !== undefined).join(',')}`;

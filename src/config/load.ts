@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isAlias, isCollection, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode, type YAMLError } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type Config } from './schema.js';
+import { configSchema, ENGINES, type Config } from './schema.js';
 import { ruleProblems, type ConfigPath, type Problem } from './rules.js';
 
 /** One problem of a config, located. `path` is empty for YAML syntax errors, whose `context` shows the line. */
@@ -72,6 +72,12 @@ export function validateConfig(text: string, opts: ValidateOptions = {}): { conf
     raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
   } catch (e) {
     return { config: undefined, problems: [{ file: source, line: 1, column: 1, path: '', message: (e as Error).message }] };
+  }
+  const engine = process.env.HOMING_ENGINE;
+  if (engine) {
+    // HOMING_ENGINE names the engine of a config that names none (README: "engine").
+    if (!(ENGINES as readonly string[]).includes(engine)) return { config: undefined, problems: [{ file: source, line: 1, column: 1, path: '', message: `HOMING_ENGINE must be ${ENGINES.join(' or ')} (got ${JSON.stringify(engine)})` }] };
+    if (raw !== null && typeof raw === 'object' && !Array.isArray(raw) && !('engine' in raw)) (raw as Record<string, unknown>).engine = engine;
   }
   const result = configSchema.safeParse(raw);
   const found: Problem[] = result.success ? [] : result.error.issues.flatMap((i) => fromIssue(i, raw, []));

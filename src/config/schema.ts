@@ -438,12 +438,19 @@ const tracing = z.strictObject({
     .optional(),
 });
 
+export const ENGINES = ['node', 'fast'] as const;
+
 export const configSchema = z
   .strictObject({
     listen,
     admin: admin.optional(),
     resp: resp.optional(),
     workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
+    /**
+     * What carries plain HTTP: `node` (node:http and undici) or `fast` (homing's own HTTP/1.1 on raw
+     * sockets, src/proxy/fast/). The same phases either way; TLS and websocket tunnels stay on node.
+     */
+    engine: z.enum(ENGINES).default('node'),
     /**
      * On SIGTERM/SIGINT: stop accepting, let requests in flight finish within `timeout` (keep-alive
      * connections are closed after their answer), websocket tunnels within `websocketGrace`, then

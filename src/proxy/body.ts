@@ -5,8 +5,8 @@
  * redirect. Larger bodies stream. Either way a client that sends nothing for `clientBody` ms is
  * answered 408 and its connection closed.
  */
-import type { IncomingMessage } from 'node:http';
 import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { ClientRequest } from './transport.js';
 
 /** Counts body bytes of a streamed upload: fails past `limit`, or when no byte came for `idleMs`. */
 export class BodyLimit extends Transform {
@@ -78,7 +78,7 @@ export type CollectedBody =
  * Read `req` up to `cap` bytes. Answers a Buffer when the whole body fits, else a stream of what
  * was read plus the rest (not replayable). Over `maxBody` → too-large; no byte for `idleMs` → timeout.
  */
-export function collectBody(req: IncomingMessage, cap: number, maxBody: number, idleMs: number, done: (r: CollectedBody) => void): void {
+export function collectBody(req: ClientRequest, cap: number, maxBody: number, idleMs: number, done: (r: CollectedBody) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   let finished = false;

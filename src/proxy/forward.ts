@@ -5,9 +5,8 @@
  * discarded and the request re-sent to the member it names; failures are retried on another
  * member only while nothing reached the first.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { Dispatcher, Pool as UndiciPool } from 'undici';
+import type { Dispatcher } from 'undici';
 import { ERRORS, type ErrorCode } from '../errors.js';
 import type { RequestView } from '../routing/keys.js';
 import { isResolution, type Route } from '../routing/route.js';
@@ -21,6 +20,8 @@ import { logAnswer, logEnd, logError, type Aborted } from './log.js';
 import type { RedirectTarget } from './redirect.js';
 import { countAffinity, resolveTarget } from './resolve.js';
 import { sendError } from './respond.js';
+import type { ClientRequest, ClientResponse } from './transport.js';
+import type { UpstreamPool } from './upstreams.js';
 import { debugValue, dropHomingCacheControl, judgeResponseHead, memberHead } from './response-head.js';
 
 /** Errors where undici had not written anything: safe to try another member. */
@@ -29,7 +30,7 @@ const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', '
 const RESET_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED']);
 
 const kExchange = Symbol('homing.exchange');
-type Res = ServerResponse & { [kExchange]?: HttpExchange };
+type Res = ClientResponse & { [kExchange]?: HttpExchange };
 
 function onResClose(this: Res): void {
   this[kExchange]?.closed();
@@ -38,7 +39,7 @@ function onResDrain(this: Res): void {
   this[kExchange]?.drained();
 }
 
-export type Body = Buffer | IncomingMessage | Readable | null;
+export type Body = Buffer | Readable | null;
 
 export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler {
   private abortUpstream: ((err?: Error) => void) | undefined;
@@ -49,7 +50,7 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
   /** Re-sends after a reset so far (bounded by the route's `retries`). */
   private resets = 0;
   /** The undici pool of the current attempt. */
-  private upstream: UndiciPool | undefined;
+  private upstream: UpstreamPool | undefined;
   private drainHooked = false;
   /** Why the member's answer is not HTTP (an impossible status code): answered 502 once undici aborts. */
   private invalid: string | undefined;
@@ -77,8 +78,8 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     head: RequestHead,
     view: RequestView,
     replayable: boolean,
-    private readonly req: IncomingMessage,
-    res: ServerResponse,
+    private readonly req: ClientRequest,
+    res: ClientResponse,
     private readonly body: Body,
     /** What counts a streamed body's bytes and idle time, when it streams. */
     private readonly limit?: BodyLimit,

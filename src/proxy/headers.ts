@@ -7,6 +7,9 @@
 /** Header lines accepted per request; the listener keeps one more (server.maxHeadersCount) so an excess shows. */
 export const MAX_HEADER_COUNT = 1000;
 
+/** 16 KiB head limit (request and response), as Node's and undici's defaults; 431 above it for a client. */
+export const MAX_HEADER_SIZE = 16 * 1024;
+
 /** RFC 9110 §7.6.1 hop-by-hop headers, plus ones undici refuses to forward. */
 export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',

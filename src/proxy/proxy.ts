@@ -5,7 +5,7 @@
  * types (`context.ts`); this file only adapts `node:http` to them and picks how the request body
  * travels. Upgrades (`upgrade.ts`) go through the same phases.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestView } from '../routing/keys.js';
 import { rawHeaderValue } from '../routing/keys.js';
 import { BodyLimit, collectBody } from './body.js';
@@ -15,6 +15,7 @@ import { HttpExchange } from './forward.js';
 import { requestHygiene } from './hygiene.js';
 import { logError, logUnrouted } from './log.js';
 import { isClosing, markClosing, sendError } from './respond.js';
+import type { ClientRequest, ClientResponse } from './transport.js';
 
 export type { AffinityObserver, HealthReporter, PipelineDeps } from './exchange.js';
 
@@ -25,14 +26,14 @@ function ignoreError(): void {
 /** What key expressions read of a request; `headers` is Node's parsed object, built only if read. */
 export class HttpRequestView implements RequestView {
   constructor(
-    private readonly req: IncomingMessage,
+    private readonly req: ClientRequest,
     readonly method: string,
     readonly uri: string,
     readonly path: string,
     readonly host: string,
     readonly match: RegExpExecArray | null,
   ) {}
-  get headers(): IncomingMessage['headers'] {
+  get headers(): IncomingHttpHeaders {
     return this.req.headers;
   }
   header(lowerName: string): string | undefined {
@@ -41,7 +42,7 @@ export class HttpRequestView implements RequestView {
 }
 
 /** The client's head in homing's terms. */
-export function clientHead(req: IncomingMessage, proto: 'http' | 'https', upgrade: boolean): ClientHead {
+export function clientHead(req: ClientRequest, proto: 'http' | 'https', upgrade: boolean): ClientHead {
   return {
     method: req.method ?? 'GET',
     url: req.url ?? '',
@@ -61,7 +62,7 @@ export class Proxy {
    */
   constructor(public deps: PipelineDeps) {}
 
-  handle(req: IncomingMessage, res: ServerResponse, proto: 'http' | 'https'): void {
+  handle(req: ClientRequest, res: ClientResponse, proto: 'http' | 'https'): void {
     req.on('error', ignoreError);
     // Pipelined behind a refused request or a `Connection: close` one: never acted on (the socket
     // is closed once the earlier answer is out, so this one is never answered either).
@@ -107,7 +108,7 @@ export class Proxy {
   }
 
   /** Answer a refusal: its JSON error, closing the connection when it says so; then its access-log line. */
-  refuse(deps: PipelineDeps, res: ServerResponse, r: Refusal, c: ClientHead, head?: RequestHead): void {
+  refuse(deps: PipelineDeps, res: ClientResponse, r: Refusal, c: ClientHead, head?: RequestHead): void {
     logError(deps, r.route, r.code, r.message);
     const sent = sendError(res, r.code, r.message, r.close);
     logUnrouted(deps, c, head, r.route, res.statusCode, r.code, Math.max(0, sent));

@@ -1,7 +1,9 @@
 /** Answers homing gives itself: the JSON error body every error of the catalogue uses. */
-import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ERRORS, errorBody, type ErrorCode } from '../errors.js';
+import type { PipelineDeps } from './exchange.js';
+import { logUnrouted } from './log.js';
+import type { ClientResponse } from './transport.js';
 
 const kClosing = Symbol('homing.closing');
 type Marked = { [kClosing]?: true };
@@ -26,7 +28,7 @@ export function isClosing(socket: object | null | undefined): boolean {
  * with `Connection: close` and marks the connection so nothing after this request is acted on.
  * Answers the body's length, or -1 when the connection was cut.
  */
-export function sendError(res: ServerResponse, code: ErrorCode, message: string, close = false): number {
+export function sendError(res: ClientResponse, code: ErrorCode, message: string, close = false): number {
   if (close) markClosing(res.req?.socket);
   if (res.headersSent) {
     res.destroy();
@@ -67,4 +69,17 @@ function statusText(status: number): string {
     case 431: return 'Request Header Fields Too Large';
     default: return 'Error';
   }
+}
+
+/**
+ * A request the parser refused (llhttp's error `code`) is answered on the socket — 431 for a head
+ * over 16 KiB, else 400 — and the connection closed; its access-log line knows no method nor target.
+ */
+export function refuseUnparsed(deps: PipelineDeps, socket: Duplex & { readonly remoteAddress?: string | undefined }, parseCode: string | undefined): void {
+  const [code, message]: [ErrorCode, string] =
+    parseCode === 'HPE_HEADER_OVERFLOW' ? ['HOMING_ERR_HEADERS_TOO_LARGE', 'request head larger than 16 KiB'] : ['HOMING_ERR_BAD_REQUEST', `malformed request (${parseCode ?? 'parse error'})`];
+  const sent = socketError(socket, code, message);
+  if (deps.access === undefined) return;
+  const c = { method: '-', url: '-', rawHeaders: [], httpMinor: 1, remoteAddress: socket.remoteAddress ?? '', proto: 'http', upgrade: false, arrived: performance.now() } as const;
+  logUnrouted(deps, c, undefined, undefined, ERRORS[code].status, code, Math.max(0, sent));
 }

@@ -1,8 +1,10 @@
 /**
  * The client-facing listeners: plain HTTP and optional TLS termination, both on the same Proxy.
- * Node's strict parser is kept (no insecureHTTPParser): CL+TE, bad chunk framing, bare CR and
- * obs-fold are refused by llhttp and answered here as JSON 400/431: a proxy that accepts what its
- * members parse differently lets requests be smuggled past it.
+ * Plain HTTP is served by node:http (`engine: node`) or by the fast engine on raw sockets
+ * (`engine: fast`, src/proxy/fast/); TLS always by node:https. Node's strict parser is kept (no
+ * insecureHTTPParser): CL+TE, bad chunk framing, bare CR and obs-fold are refused by llhttp and
+ * answered as JSON 400/431: a proxy that accepts what its members parse differently lets requests
+ * be smuggled past it.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -12,17 +14,14 @@ import type { SecureContextOptions, Server as TlsServer } from 'node:tls';
 import type { Config } from '../config/schema.js';
 import { formatHostPort, type HostPort } from '../config/units.js';
 import type { Proxy } from './proxy.js';
-import { isClosing, socketError } from './respond.js';
-import { ERRORS, type ErrorCode } from '../errors.js';
-import { logUnrouted } from './log.js';
-import { MAX_HEADER_COUNT } from './headers.js';
+import { isClosing, refuseUnparsed } from './respond.js';
+import { MAX_HEADER_COUNT, MAX_HEADER_SIZE } from './headers.js';
 import { handleUpgrade } from './upgrade.js';
-
-/** 16 KiB head limit, as Node's and undici's defaults; 431 above it. */
-export const MAX_HEADER_SIZE = 16 * 1024;
+import { FastServer } from './fast/listener.js';
 
 export interface Listener {
-  server: Server;
+  /** node:http's server, or the fast engine's (`engine: fast`, plain HTTP only). */
+  server: Server | FastServer;
   proto: 'http' | 'https';
   address(): HostPort;
 }
@@ -30,14 +29,6 @@ export interface Listener {
 const kProxy = Symbol('homing.proxy');
 /** Set on a listener being retired (see `retireListener`). */
 const kRetired = Symbol('homing.retired');
-
-/** A request Node could not parse is answered `code`, and gets an access-log line (no method nor target known). */
-function refuseUnparsed(proxy: Proxy, socket: Socket, code: ErrorCode, message: string): void {
-  const sent = socketError(socket, code, message);
-  if (proxy.deps.access === undefined) return;
-  const c = { method: '-', url: '-', rawHeaders: [], httpMinor: 1, remoteAddress: socket.remoteAddress ?? '', proto: 'http', upgrade: false, arrived: performance.now() } as const;
-  logUnrouted(proxy.deps, c, undefined, undefined, ERRORS[code].status, code, Math.max(0, sent));
-}
 
 function onClientError(this: Server & { [kProxy]: Proxy }, err: Error & { code?: string }, socket: Socket): void {
   // Bytes after a request that ends the connection (a refusal, `Connection: close`, HTTP/1.0):
@@ -47,16 +38,15 @@ function onClientError(this: Server & { [kProxy]: Proxy }, err: Error & { code?:
     socket.destroy();
     return;
   }
-  if (err.code === 'HPE_HEADER_OVERFLOW') return refuseUnparsed(this[kProxy], socket, 'HOMING_ERR_HEADERS_TOO_LARGE', 'request head larger than 16 KiB');
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT') {
     socket.destroy();
     return;
   }
-  refuseUnparsed(this[kProxy], socket, 'HOMING_ERR_BAD_REQUEST', `malformed request (${err.code ?? 'parse error'})`);
+  refuseUnparsed(this[kProxy].deps, socket, err.code);
 }
 
 /** Node's server settings from `listen` (a reload sets them again on a listener it keeps). */
-function serverTimeouts(server: Server, listen: Config['listen']): void {
+function serverTimeouts(server: Pick<Server, 'keepAliveTimeout' | 'headersTimeout' | 'requestTimeout'>, listen: Config['listen']): void {
   // Set after construction, in this order: Node checks them against each other as they are assigned.
   server.keepAliveTimeout = listen.keepAliveTimeout;
   server.headersTimeout = listen.headersTimeout;
@@ -78,6 +68,11 @@ export function createListener(cfg: Config, proxy: Proxy, proto: 'http' | 'https
     connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(cfg.listen.headersTimeout / 4))),
     noDelay: true,
   };
+  if (proto === 'http' && cfg.engine === 'fast') {
+    // The fast engine serves plain HTTP; TLS stays on node:https.
+    const fast = new FastServer(proxy, { ...cfg.listen, checkEvery: common.connectionsCheckingInterval });
+    return { server: fast, proto, address: () => addressOf(fast) };
+  }
   const server =
     proto === 'http' ? createHttpServer(common) : (createHttpsServer({ ...common, cert: readFileSync(cfg.listen.https!.cert), key: readFileSync(cfg.listen.https!.key) }) as unknown as Server);
   const s = server as Server & { [kProxy]: Proxy; [kRetired]?: boolean };
@@ -119,7 +114,8 @@ export function updateListener(l: Listener, listen: Config['listen'], secure?: S
  * after `timeoutMs` is closed. Resolves once the listener is closed.
  */
 export async function retireListener(l: Listener, timeoutMs: number): Promise<void> {
-  (l.server as Server & { [kRetired]?: boolean })[kRetired] = true;
+  if (l.server instanceof FastServer) l.server.retired = true;
+  else (l.server as Server & { [kRetired]?: boolean })[kRetired] = true;
   const closed = new Promise<void>((r) => l.server.close(() => r()));
   // A connection whose answer began before now goes idle afterwards: close it then.
   const idle = setInterval(() => l.server.closeIdleConnections(), 100);

@@ -5,7 +5,7 @@
  * any other answer is relayed and both sockets closed; either side closing or failing destroys
  * the other (destroy, never end: a half-open tunnel leaks a socket).
  */
-import { request as httpRequest, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpRequest, STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ERRORS, type ErrorCode } from '../errors.js';
@@ -20,6 +20,7 @@ import { clientHead, HttpRequestView, type Proxy } from './proxy.js';
 import { countAffinity, resolveTarget } from './resolve.js';
 import { isClosing, socketError } from './respond.js';
 import { dropHomingCacheControl, judgeResponseHead, memberHead } from './response-head.js';
+import type { ClientRequest } from './transport.js';
 
 function headText(status: number, message: string | undefined, headers: readonly string[], close: boolean): string {
   let s = `HTTP/1.1 ${status} ${message || STATUS_CODES[status] || ''}\r\n`;
@@ -28,7 +29,7 @@ function headText(status: number, message: string | undefined, headers: readonly
   return s + '\r\n';
 }
 
-export function handleUpgrade(proxy: Proxy, req: IncomingMessage, socket: Duplex, head: Buffer, proto: 'http' | 'https'): void {
+export function handleUpgrade(proxy: Proxy, req: ClientRequest, socket: Duplex, head: Buffer, proto: 'http' | 'https'): void {
   // Error listeners first: a reset around the upgrade must never crash the process.
   socket.on('error', () => socket.destroy());
   // Pipelined behind a request whose answer is still being written: the socket is ours only

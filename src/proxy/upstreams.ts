@@ -1,10 +1,20 @@
 /**
- * undici keep-alive Pools: one per member and set of connection options (a pool's `connections`
- * and `keepAliveTimeout`, a route's `timeouts.connect`), so routes that share members keep their
- * own options. Created on first use, closed when the member leaves.
+ * Keep-alive connection pools to members: one per member and set of connection options (a pool's
+ * `connections` and `keepAliveTimeout`, a route's `timeouts.connect`), so routes that share members
+ * keep their own options. undici's Pool (`engine: node`) or the fast engine's (`engine: fast`,
+ * src/proxy/fast/pool.ts); both are undici Dispatchers, driven alike. Created on first use,
+ * closed when the member leaves.
  */
-import { Pool as UndiciPool } from 'undici';
+import { Pool as UndiciPool, type Dispatcher } from 'undici';
 import type { Member } from '../members/member.js';
+import { FastPool } from './fast/pool.js';
+
+/** What homing uses of a member's pool, whichever engine. */
+export interface UpstreamPool extends Pick<Dispatcher, 'request'> {
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
 
 export interface UpstreamOptions {
   /** Keep-alive connections per member; size for peak concurrency (fewer churns connections under load). */
@@ -21,17 +31,23 @@ export function upstreamOptions(connections: number, keepAliveTimeout: number, c
 
 export class Upstreams {
   /** member id → options key → pool. */
-  private readonly pools = new Map<string, Map<string, UndiciPool>>();
+  private readonly pools = new Map<string, Map<string, UpstreamPool>>();
 
-  get(member: Member, opts: UpstreamOptions): UndiciPool {
+  /** `fast`: the fast engine's pools (set before the first request). */
+  constructor(public engine: 'node' | 'fast' = 'node') {}
+
+  get(member: Member, opts: UpstreamOptions): UpstreamPool {
     let byOpts = this.pools.get(member.id);
     if (!byOpts) {
       byOpts = new Map();
       this.pools.set(member.id, byOpts);
     }
     let p = byOpts.get(opts.key);
-    if (!p) {
-      p = new UndiciPool(`http://${member.id}`, {
+    if (!p && this.engine === 'fast') {
+      p = new FastPool(member.host, member.port, opts);
+      byOpts.set(opts.key, p);
+    } else if (!p) {
+      const u = new UndiciPool(`http://${member.id}`, {
         connections: opts.connections,
         pipelining: 1,
         keepAliveTimeout: opts.keepAliveTimeout,
@@ -43,8 +59,9 @@ export class Upstreams {
         bodyTimeout: 0,
       });
       // A pool error with no request attached must never crash the process.
-      p.on('connectionError', () => {});
-      byOpts.set(opts.key, p);
+      u.on('connectionError', () => {});
+      byOpts.set(opts.key, u);
+      p = u;
     }
     return p;
   }
@@ -52,10 +69,12 @@ export class Upstreams {
   /**
    * `pool` saw a member reset a connection: its idle sockets to that member are likely dead too
    * (the member restarted, or dropped its keep-alive connections), so the next request must not
-   * draw another. The pool is swapped for a fresh one (only if it is still the current one, so a
-   * burst of failures swaps once) and closed gracefully: requests on it finish.
+   * draw another. An undici pool is swapped for a fresh one (only if it is still the current one,
+   * so a burst of failures swaps once) and closed gracefully: requests on it finish.
    */
-  discard(member: Member, opts: UpstreamOptions, pool: UndiciPool): void {
+  discard(member: Member, opts: UpstreamOptions, pool: UpstreamPool): void {
+    // The fast engine's pool keeps its limit: its idle connections go, the busy ones finish.
+    if (pool instanceof FastPool) return pool.discardIdle();
     const byOpts = this.pools.get(member.id);
     if (byOpts?.get(opts.key) !== pool) return;
     byOpts.delete(opts.key);
