@@ -136,48 +136,12 @@ export class SharedRedis {
    * within `timeoutMs`. Never rejects.
    */
   read(key: string, timeoutMs: number): Promise<SharedValue | undefined> {
-    const c = this.usable();
-    if (!c) return Promise.resolve(undefined);
-    return new Promise((resolve) => {
-      let done = false;
-      const timer = setTimeout(() => {
-        // Timers run before sockets are read: when this process was busy (or not scheduled) past
-        // the deadline, the reply may be waiting unread. Read what has arrived, then decide.
-        setImmediate(() => {
-          if (done) return;
-          done = true;
-          this.failed('read', `no answer within ${timeoutMs}ms`);
-          resolve(undefined);
-        });
-      }, timeoutMs);
-      c.pipeline()
-        .get(key)
-        .pttl(key)
-        .exec()
-        .then(
-          (res) => {
-            clearTimeout(timer);
-            if (done) return;
-            done = true;
-            const [g, t] = res ?? [];
-            const err = g?.[0] ?? t?.[0];
-            if (err) {
-              this.failed('read', err);
-              resolve(undefined);
-              return;
-            }
-            this.succeeded();
-            const value = g?.[1];
-            resolve(typeof value === 'string' ? { value, ttl: typeof t?.[1] === 'number' ? t[1] : -1 } : undefined);
-          },
-          (err: unknown) => {
-            clearTimeout(timer);
-            if (done) return;
-            done = true;
-            this.failed('read', err);
-            resolve(undefined);
-          },
-        );
+    return this.run('read', timeoutMs, async (c) => {
+      const [g, t] = (await c.pipeline().get(key).pttl(key).exec()) ?? [];
+      const err = g?.[0] ?? t?.[0];
+      if (err) throw err;
+      const value = g?.[1];
+      return typeof value === 'string' ? { value, ttl: typeof t?.[1] === 'number' ? t[1] : -1 } : undefined;
     });
   }
 
@@ -192,6 +156,8 @@ export class SharedRedis {
     return new Promise((resolve) => {
       let done = false;
       const timer = setTimeout(() => {
+        // Timers run before sockets are read: when this process was busy (or not scheduled) past
+        // the deadline, the reply may be waiting unread. Read what has arrived, then decide.
         setImmediate(() => {
           if (done) return;
           done = true;
