@@ -6,12 +6,16 @@
 //   node --import tsx bench/run.mjs [--quick] [--only http,upload,resp,hash,affinity,lookup,bounded,directory,cache]
 //        [--skip …] [--rounds N] [--seconds S] [--warmup S] [--conns N] [--conns-high N]
 //        [--resp-requests N] [--hash-keys N] [--max-time S] [--no-install] [--keep-tmp]
+//   node --import tsx bench/run.mjs --soak [--soak-minutes N] [--soak-engine fast|node|fast,node] [--conns-high N]
 //
 // Defaults: 3 rounds × 5 s at c64 (+1 s warm-up per pass), one c256 pass per proxy peer, RESP
 // 3 rounds; --quick: 1 round × 2 s. `upload` measures POSTs (4 KiB and 256 KiB bodies) with and
 // without homing's request buffering; `directory` measures a directory route with a warm cache
 // against a plain balance route (Host rotating over 100 tenant hosts); `cache` measures cache hits
 // of a route with `cache: true` against the same answer proxied, and against nginx proxy_cache.
+// `--soak` runs only the soak section (never part of the default run): homing under steady mixed
+// load at c256 for 10 minutes (`--soak-minutes`), checking RSS, requests in flight and member
+// connections once the load stops.
 // Every process started is killed on exit, Ctrl-C and errors.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -29,6 +33,7 @@ import { lookupSection } from './lib/section-lookup.mjs';
 import { boundedSection } from './lib/section-bounded.mjs';
 import { directorySection } from './lib/section-directory.mjs';
 import { cacheSection } from './lib/section-cache.mjs';
+import { soakSection } from './lib/section-soak.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(BENCH_DIR, '..');
@@ -45,7 +50,10 @@ const SECTIONS = {
   directory: directorySection,
   cache: cacheSection,
   hash: hashSection, // last: runs in this process, with every peer stopped
+  soak: soakSection, // only when asked for (--soak or --only soak)
 };
+/** Sections a run without --only leaves out. */
+const ON_REQUEST = new Set(['soak']);
 
 function parseArgs(argv) {
   const quick = argv.includes('--quick');
@@ -65,7 +73,10 @@ function parseArgs(argv) {
     keepTmp: false,
     only: undefined,
     skip: [],
+    soakMinutes: 10,
+    soakEngines: ['fast'],
   };
+  let maxTimeGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -104,6 +115,17 @@ function parseArgs(argv) {
         break;
       case '--max-time':
         o.maxTimeS = num();
+        maxTimeGiven = true;
+        break;
+      case '--soak':
+        o.soak = true;
+        break;
+      case '--soak-minutes':
+        o.soakMinutes = num();
+        break;
+      case '--soak-engine':
+        o.soakEngines = val().split(',');
+        for (const e of o.soakEngines) if (e !== 'fast' && e !== 'node') throw new Error(`--soak-engine takes fast, node or fast,node (not "${e}")`);
         break;
       case '--no-install':
         o.install = false;
@@ -126,6 +148,9 @@ function parseArgs(argv) {
         throw new Error(`unknown argument ${a} (see --help)`);
     }
   }
+  if (o.soak) o.only = [...new Set([...(o.only ?? []), 'soak'])];
+  // The soak's own duration per engine, plus start-up and settling.
+  if (o.only?.includes('soak') && !maxTimeGiven) o.maxTimeS += o.soakMinutes * 60 * o.soakEngines.length + 120;
   for (const s of [...(o.only ?? []), ...o.skip]) if (!SECTIONS[s]) throw new Error(`unknown section "${s}" (have: ${Object.keys(SECTIONS).join(', ')})`);
   return o;
 }
@@ -133,7 +158,8 @@ function parseArgs(argv) {
 function readHelp() {
   return `usage: node --import tsx bench/run.mjs [--quick] [--only ${Object.keys(SECTIONS).join(',')}] [--skip …]
        [--rounds N] [--seconds S] [--warmup S] [--conns N] [--conns-high N] [--resp-requests N]
-       [--hash-keys N] [--max-time S] [--no-install] [--keep-tmp]`;
+       [--hash-keys N] [--max-time S] [--no-install] [--keep-tmp]
+       --soak [--soak-minutes N (10)] [--soak-engine fast|node|fast,node] [--conns-high N (256)]`;
 }
 
 function version(cmd, args) {
@@ -211,6 +237,7 @@ async function main() {
 
   for (const [name, fn] of Object.entries(SECTIONS)) {
     if (opts.only && !opts.only.includes(name)) continue;
+    if (!opts.only && ON_REQUEST.has(name)) continue;
     if (opts.skip.includes(name)) continue;
     h.log(`section ${name}`);
     try {

@@ -4,6 +4,7 @@
 // The last path segment picks the caching headers of a GET's answer (the cache section):
 // `…/public` → `Cache-Control: public, max-age=3600`; `…/vary` → the same and
 // `Vary: Accept-Language`; `…/no-store` → `Cache-Control: no-store`; anything else, none.
+// `…/big` answers a 1 MiB body instead of 1 KiB (the soak's slow readers).
 // Started by bench/run.mjs with an IPC channel: sends {type:'ready', port} once listening and
 // answers {type:'stats'} with {type:'stats', connections, closed, open, requests, bodies, bodyBytes}:
 // `connections` counts every 'connection' event since start (the harness takes deltas to see
@@ -13,11 +14,14 @@ import http from 'node:http';
 const body = Buffer.alloc(1024, 'x');
 const PUBLIC = 'public, max-age=3600';
 const PLAIN = { 'content-type': 'text/plain', 'content-length': body.length };
+const BIG = Buffer.alloc(1024 * 1024, 'y');
+const BIG_HEAD = { 'content-type': 'application/octet-stream', 'content-length': BIG.length };
 /** Last path segment → the answer's head (built once: the backend's cost stays the same for every section). */
 const HEADS = new Map([
   ['public', { ...PLAIN, 'cache-control': PUBLIC }],
   ['vary', { ...PLAIN, 'cache-control': PUBLIC, vary: 'Accept-Language' }],
   ['no-store', { ...PLAIN, 'cache-control': 'no-store' }],
+  ['big', BIG_HEAD],
 ]);
 
 function headOf(url) {
@@ -52,8 +56,9 @@ const server = http.createServer((req, res) => {
     res.end();
     return;
   }
-  res.writeHead(200, headOf(req.url));
-  res.end(req.method === 'HEAD' ? undefined : body);
+  const head = headOf(req.url);
+  res.writeHead(200, head);
+  res.end(req.method === 'HEAD' ? undefined : head === BIG_HEAD ? BIG : body);
 });
 // Long idle keep-alive so the proxies' pools are not closed between the bench's rounds.
 server.keepAliveTimeout = 120_000;
