@@ -7,6 +7,7 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { Redis } from 'ioredis';
 import { errorCode, httpRequest, until } from './support/backends.js';
 import { cacheOf, startCachedHoming, startOrigin, stopAll, type CachedHoming, type Origin } from './support/cache.js';
@@ -208,6 +209,40 @@ describe('variants, herds and bounds', () => {
     const rs = await all;
     assert.equal(o.renders.get('/slow'), 1);
     for (const r of rs) assert.equal(r.text, 'slow #1');
+  });
+
+  test('a client that leaves while waiting for a fill leaves nothing that makes later misses wait', async () => {
+    const o = await startOrigin();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    // The member resets (every retry too) until the first client has its answer: that fill fails,
+    // and a waiter then makes a fill of its own.
+    let failing = true;
+    o.script('/gone', (req, res, n) => {
+      if (!failing) {
+        res.writeHead(200, { 'cache-control': 'max-age=1' });
+        res.end(`gone #${n}`);
+        return;
+      }
+      void gate.then(() => res.socket?.destroy());
+    });
+    // Waiting on a fill left behind would outlast the requests' own deadline.
+    const c = await startCachedHoming(o, '{ lock: 60s }');
+    const first = httpRequest(`${c.url}/gone`);
+    await until(() => (o.renders.get('/gone') ?? 0) >= 1);
+    // A second client waits for the first's fill, then leaves before it is done.
+    const waiter = request(`${c.url}/gone`);
+    waiter.on('error', () => {});
+    waiter.end();
+    await until(() => c.h.runtime.cache!.fills.size === 1);
+    await new Promise((r) => setTimeout(r, 50));
+    waiter.destroy();
+    release();
+    assert.equal((await first).status, 502);
+    failing = false;
+    // Nothing left holds the resource: the next miss goes to the backend at once.
+    await until(() => c.h.runtime.cache!.fills.size === 0);
+    assert.match((await httpRequest(`${c.url}/gone`)).text, /^gone #\d+$/);
   });
 
   test('misses of an answer that cannot be stored do not wait for one another once it is known (hit-for-miss)', async () => {

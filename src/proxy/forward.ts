@@ -110,7 +110,12 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
 
   /** Cache look-up phase: answer from the store, or go on to the backend (conditionally for a stale answer). */
   private cached(rc: RouteCache, l: Lookup): void {
-    if (this.finished) return; // the client left while the look-up waited
+    if (this.finished) {
+      // The client left while the look-up waited: a fill it would have made must not hold others.
+      if (l.kind === 'fetch') l.fill?.giveUp();
+      else if (l.kind === 'hit') l.refresh?.giveUp();
+      return;
+    }
     switch (l.kind) {
       case 'bypass':
         this.cacheOutcome = 'bypass';
