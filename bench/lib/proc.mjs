@@ -3,6 +3,7 @@
 // Ctrl-C, SIGTERM or an uncaught error. Also: CPU time of a process group from /proc.
 import { spawn, fork, execFileSync } from 'node:child_process';
 import { createWriteStream, readFileSync, readdirSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 
 /** @type {Set<import('node:child_process').ChildProcess>} */
@@ -220,4 +221,27 @@ export function boxTicks() {
 
 export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** One GET answering JSON; resolves {status, body} (body undefined when not JSON). */
+export function getJson(url, timeoutMs = 3000) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (text += d));
+      res.on('end', () => {
+        let body;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = undefined;
+        }
+        resolve({ status: res.statusCode, body });
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
 }

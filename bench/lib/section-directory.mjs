@@ -19,7 +19,7 @@
 // measured anyway).
 import http from 'node:http';
 import path from 'node:path';
-import { startNode, stop } from './proc.mjs';
+import { getJson, startNode, stop } from './proc.mjs';
 import { PEERS_DIR, readyPort, startHoming } from './peers.mjs';
 import { fmtInt, fmtNum, median, table } from './format.mjs';
 import { measureSafe, peerSummary, startPeers, stripRaw, summaryCells } from './harness.mjs';
@@ -188,29 +188,6 @@ function getWithHost(url, host, timeoutMs = 3000) {
       let length = 0;
       res.on('data', (d) => (length += d.length));
       res.on('end', () => resolve({ status: res.statusCode, length }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
-/** One GET answering JSON; resolves {status, body} (body undefined when not JSON). */
-function getJson(url, timeoutMs = 3000) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (text += d));
-      res.on('end', () => {
-        let body;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          body = undefined;
-        }
-        resolve({ status: res.statusCode, body });
-      });
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));

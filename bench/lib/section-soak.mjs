@@ -14,10 +14,9 @@
 //   members     the backend's open connections ≤ the pool's `connections` (what a pool may keep)
 // The deliberate disconnects are counted, not errors; anything else the clients saw is an error.
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { PEERS_DIR, readyPort, startHoming } from './peers.mjs';
-import { sleep, startNode, stop } from './proc.mjs';
+import { getJson, sleep, startNode, stop } from './proc.mjs';
 import { fmtInt, fmtNum, table } from './format.mjs';
 
 const SAMPLE_MS = 5000;
@@ -39,30 +38,10 @@ function rssKiB(pids) {
   return sum;
 }
 
-function getJson(url, timeoutMs = 3000) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (text += d));
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(text));
-        } catch (e) {
-          reject(e);
-        }
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
-}
-
 /** Members' in-flight counts from the admin API: { total, byMember } or { error }. */
 async function inflight(adminPort) {
   try {
-    const j = await getJson(`http://127.0.0.1:${adminPort}/api/v1/pools`);
+    const { body: j } = await getJson(`http://127.0.0.1:${adminPort}/api/v1/pools`);
     const byMember = {};
     let total = 0;
     for (const p of j.pools ?? [])
