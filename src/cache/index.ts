@@ -319,7 +319,8 @@ export class RouteCache {
     if (headers.has('range')) return BYPASS;
     // What the backend said of the caller is looked up only when it can matter: a stored answer
     // of this resource varies on a trusted header, or the shared store may hold one that does.
-    const known = q.principal !== undefined && this.needsPrincipal(q) ? this.cache.principals?.lookup(q.principal) : undefined;
+    const primary = primaryKey(q.proto, q.authority, q.uri);
+    const known = q.principal !== undefined && this.needsPrincipal(primary) ? this.cache.principals?.lookup(q.principal) : undefined;
     const build = (k: PrincipalValues | undefined): Context => {
       const ccv = headers.get('cache-control');
       return {
@@ -327,7 +328,7 @@ export class RouteCache {
         headers,
         cc: Directives.parse(ccv),
         pragmaNoCache: ccv === undefined && /no-cache/i.test(headers.get('pragma') ?? ''),
-        primary: primaryKey(q.proto, q.authority, q.uri),
+        primary,
         known: k,
       };
     };
@@ -335,11 +336,11 @@ export class RouteCache {
     return this.decide(build(known), false);
   }
 
-  private needsPrincipal(q: CacheRequest): boolean {
+  private needsPrincipal(primary: string): boolean {
     const trusted = this.cache.principals?.headers;
     if (trusted === undefined) return false;
     if (this.cache.remote !== undefined) return true;
-    const varies = this.cache.store.varies(primaryKey(q.proto, q.authority, q.uri));
+    const varies = this.cache.store.varies(primary);
     if (varies !== undefined) for (const names of varies) for (const n of names) if (trusted.has(n)) return true;
     return false;
   }
