@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { request as httpRequestRaw, type ServerResponse } from 'node:http';
 import { WebSocket, WebSocketServer } from 'ws';
 import { parseConfig, ConfigError } from '../src/config/load.js';
-import { combinedString, jsonString } from '../src/proxy/access-log.js';
+import { AccessLog, combinedString } from '../src/proxy/access-log.js';
+import { ACCESS_LOG_FIELDS } from '../src/config/schema.js';
 import { serveCli } from './support/serve.js';
 import { deadPort, httpRequest, rawRequest, startBackend, startTestHoming, until, type Backend } from './support/backends.js';
 
@@ -139,7 +140,6 @@ test('format: combined writes the nginx line tools read (query left out, quotes 
   assert.ok(m, line);
   assert.equal(Number(m[2]), r.body.length);
   assert.equal(combinedString('a\\b\u00e9'), 'a\\x5Cb\\xE9');
-  assert.equal(jsonString('a"b\n'), '"a\\"b\\n"');
 });
 
 test('sample and slowerThan thin out ordinary requests; answers homing gave itself are always written', async () => {
@@ -311,4 +311,53 @@ test('config: fields only with json; a file that cannot be opened fails the star
   );
   const dir = tempFile('dir');
   await assert.rejects(homingWith([1], `{ to: ${dir}/x/../.. }`), /accessLog\.to: cannot open/);
+});
+
+test('a JSON line reads back as exactly what was logged: escapes, non-ASCII, lone surrogates, big numbers, times, very long values', async () => {
+  const file = tempFile();
+  const log = new AccessLog({ to: file, format: 'json', sample: 1, slowerThan: 0, query: true, fields: [...ACCESS_LOG_FIELDS] });
+  const tricky = ['a"b\\c\n\t\u0001', 'caf\u00e9 \u{1F600}', 'lone \ud800 half', '\u00ff\u0080 latin1 bytes', '\u007f'];
+  const long = `/${'x'.repeat(200_000)}"`;
+  const cases: [string, number, number, number][] = [
+    // [uri, ms, upstreamMs, bytesIn]
+    ...tricky.map((t, i): [string, number, number, number] => [`/p/${t}`, i * 0.5, 1.204, 2 ** 31 + i]),
+    [long, 0, 0.0004, 0],
+    ['/', 12, 0.06, 7],
+    ['/', 123456.7894, 3.0001, 2 ** 53],
+  ];
+  for (const [uri, ms, up, bytesIn] of cases) {
+    const e = log.entry.reset();
+    e.requestId = tricky[0];
+    e.traceId = '0af7651916cd43dd8448eb211c80319c';
+    e.client = '::1';
+    e.method = 'GET';
+    e.path = e.uri = uri;
+    e.status = 200;
+    e.bytesIn = bytesIn;
+    e.bytesOut = 1024;
+    e.upstreamMs = up;
+    e.route = tricky[1];
+    e.hops = 0;
+    e.rawHeaders = ['User-Agent', tricky[3]!, 'Referer', tricky[2]!];
+    log.write(e, ms);
+  }
+  await log.close();
+  const lines = linesOf(file);
+  assert.equal(lines.length, cases.length);
+  cases.forEach(([uri, ms, up, bytesIn], i) => {
+    const l = lines[i]!;
+    assert.equal(l.path, uri);
+    assert.equal(l.id, tricky[0]);
+    assert.equal(l.route, tricky[1]);
+    assert.equal(l.userAgent, tricky[3]);
+    assert.equal(l.referer, tricky[2]);
+    assert.equal(l.bytesIn, bytesIn);
+    assert.equal(l.ms, Math.round(ms * 1000) / 1000);
+    assert.equal(l.upstreamMs, Math.round(up * 1000) / 1000);
+    assert.equal(l.hops, 0);
+    assert.equal(l.pool, undefined, 'a field without a value is left out');
+    assert.ok(Math.abs(Date.parse(String(l.time)) - Date.now()) < 60_000, String(l.time));
+    assert.match(String(l.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  });
+  assert.equal(textOf(file).split('\n').filter(Boolean)[cases.length - 1]!.includes('"ms":123456.789,'), true, 'ms: 3 decimals, trailing zeros dropped');
 });
