@@ -15,6 +15,31 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
   'proxy-authorization', 'proxy-authenticate', 'http2-settings',
 ]);
+export const HOP_BY_HOP_MASK = lengthMask(HOP_BY_HOP);
+
+/**
+ * A header name's length as one bit of a 32-bit mask (31 and longer share the top bit): a name
+ * whose length is in no mask of the names looked for is none of them, with no lower-casing or
+ * hashing. Most of a head's lines (Content-Type, Content-Length, Date…) are told apart this way.
+ */
+export function lengthBit(length: number): number {
+  return 1 << (length < 31 ? length : 31);
+}
+
+/** The length mask of `names`. */
+export function lengthMask(names: Iterable<string>): number {
+  let m = 0;
+  for (const n of names) m |= lengthBit(n.length);
+  return m;
+}
+
+const masks = new WeakMap<ReadonlySet<string>, number>();
+/** `lengthMask` of a set, computed once per set. */
+export function setLengthMask(names: ReadonlySet<string>): number {
+  let m = masks.get(names);
+  if (m === undefined) masks.set(names, (m = lengthMask(names)));
+  return m;
+}
 
 /** Headers homing sets itself on the way up; a client's copies are dropped. */
 export const FORWARDING: ReadonlySet<string> = new Set([

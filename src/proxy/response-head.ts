@@ -9,7 +9,7 @@ import type { Resolution } from '../routing/strategy.js';
 import type { Refusal } from './context.js';
 import { refusal } from './context.js';
 import type { Exchange } from './exchange.js';
-import { HOP_BY_HOP, nominatedHeaders } from './headers.js';
+import { HOP_BY_HOP, HOP_BY_HOP_MASK, lengthBit, nominatedHeaders, setLengthMask } from './headers.js';
 import { memberId, nextHop, type RedirectTarget } from './redirect.js';
 
 /** A member's response head with the parts homing consumes taken out. */
@@ -38,11 +38,17 @@ export function memberHead(raw: readonly (Buffer | string)[], redirectHeader: st
   let redirect: string | undefined;
   let owner: string | undefined;
   let foreignCoding = false;
+  // Lines whose name is none of those looked for by its length alone go straight through.
+  const mask = HOP_BY_HOP_MASK | setLengthMask(drop) | lengthBit(redirectHeader.length) | (ownerHeader === undefined ? 0 : lengthBit(ownerHeader.length));
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString();
-    const lower = name.toLowerCase();
     const v = raw[i + 1]!;
     const value = typeof v === 'string' ? v : v.toString('latin1');
+    if ((mask & lengthBit(name.length)) === 0) {
+      out.push(name, value);
+      continue;
+    }
+    const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) {
       if (upgrade && (lower === 'connection' || lower === 'upgrade')) out.push(name, value);
       else if (lower === 'connection') nominatedHeaders(value, (nominated ??= new Set()));

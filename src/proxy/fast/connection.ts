@@ -23,7 +23,7 @@ import type { Proxy } from '../proxy.js';
 import {
   consume, giveBackParser, METHODS, PAUSE, PROCEED, REQUEST, takeParser, unconsume, type HttpParser, type ParseError, type ParserCallbacks,
 } from './http-parser.js';
-import { FastRequest, type RequestOwner } from './request.js';
+import { FastRequest, type ConnectionView, type RequestOwner } from './request.js';
 import { FastResponse, type ResponseOwner } from './response.js';
 
 /** What a connection needs of its listener. */
@@ -82,7 +82,7 @@ function expectsContinue(raw: readonly string[]): boolean {
   return false;
 }
 
-export class ClientConnection implements RequestOwner, ResponseOwner {
+export class ClientConnection implements RequestOwner, ResponseOwner, ConnectionView {
   private readonly parser: HttpParser;
   /** The answer in progress. */
   private current: FastResponse | undefined;
@@ -112,11 +112,14 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
   headStart: number;
   requestStart: number;
   idleSince = 0;
+  /** The peer's address, read once (node:net asks the kernel on the first read of it). */
+  readonly remoteAddress: string | undefined;
 
   constructor(
     private readonly host: ConnectionHost,
     readonly socket: Socket,
   ) {
+    this.remoteAddress = socket.remoteAddress;
     // A new connection is a head on its way (its first request is coming): not idle, and timed as a head.
     this.headStart = this.requestStart = Date.now();
     this.parser = takeParser(REQUEST, CALLBACKS, this);
@@ -216,7 +219,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
 
   /** Act on a request: the phases take it from here. */
   private begin(major: number, minor: number, headers: string[], method: number, url: string, upgrade: boolean, keepAlive: boolean): void {
-    const req = new FastRequest(this, this.socket, METHODS[method] ?? 'GET', url, headers, major, minor);
+    const req = new FastRequest(this, this, METHODS[method] ?? 'GET', url, headers, major, minor);
     if (upgrade) {
       this.upgrade = req;
       return;
@@ -293,8 +296,9 @@ export class ClientConnection implements RequestOwner, ResponseOwner {
     p.length = 0;
     this.pendingBytes = 0;
     if (done === undefined || s.destroyed) return;
-    // Everything went to the kernel at once (the usual case): done; else once what waits is out.
-    if (s.writableLength === 0) process.nextTick(done);
+    // Everything went to the kernel at once (the usual case): done, once this callback is over (a
+    // microtask, not a tick: no tick queue to run per answer); else once what waits is out.
+    if (s.writableLength === 0) queueMicrotask(done);
     else s.write('', 'latin1', (err) => err || done());
   }
 

@@ -7,9 +7,16 @@
  * request refused on its head (413) never invites the body.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { ClientRequest } from '../transport.js';
+
+/**
+ * What the phases see as the request's socket: the connection itself, whose identity marks it
+ * closing (respond.ts) and whose peer address was read once, when it was accepted.
+ */
+export interface ConnectionView {
+  readonly remoteAddress: string | undefined;
+}
 
 /** What the request asks of its connection. */
 export interface RequestOwner {
@@ -53,7 +60,7 @@ export class FastRequest extends Readable implements ClientRequest {
 
   constructor(
     private readonly owner: RequestOwner,
-    readonly socket: Socket,
+    readonly socket: ConnectionView,
     readonly method: string,
     readonly url: string,
     readonly rawHeaders: string[],

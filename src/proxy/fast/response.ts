@@ -121,8 +121,8 @@ export class FastResponse implements ClientResponse {
         head += 'Transfer-Encoding: chunked\r\n';
       } else keep = false; // an HTTP/1.0 client reads this body until the connection closes
     }
-    const socket = this.owner.socket;
-    this.last = !keep || isClosing(socket);
+    // The phases mark the connection (the request's `socket`) closing.
+    this.last = !keep || isClosing(this.owner);
     if (this.last) head += 'Connection: close\r\n\r\n';
     else head += this.owner.keepAliveLines;
     this.owner.send(head);
