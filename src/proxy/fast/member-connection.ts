@@ -25,6 +25,7 @@ import type { Dispatcher } from 'undici';
 import {
   consume, giveBackParser, PAUSE, PROCEED, RESPONSE, SKIP_BODY, takeParser, unconsume, type HttpParser, type ParseError, type ParserCallbacks,
 } from './http-parser.js';
+import { Deadline } from './deadline.js';
 
 /** What a member connection needs of its pool. */
 export interface ConnectionPool {
@@ -115,11 +116,9 @@ export class MemberConnection {
   private declared = -1;
   /** What the connection waits for now (a timer that fires for anything else does nothing). */
   private waiting = Timer.None;
-  /** One timer for the connect and the head, one for the body: each refreshed, not made anew, per request. */
-  private headTimer: NodeJS.Timeout | undefined;
-  private headMs = 0;
-  private bodyTimer: NodeJS.Timeout | undefined;
-  private bodyMs = 0;
+  /** One deadline for the connect and the head, one for the body: each moved, not made anew, per request. */
+  private readonly headDeadline: Deadline;
+  private readonly bodyDeadline: Deadline;
   private bodyTimeoutMs = 0;
 
   constructor(
@@ -129,6 +128,8 @@ export class MemberConnection {
   ) {
     this.options = options;
     this.handler = handler;
+    this.headDeadline = new Deadline(this.headTimedOut);
+    this.bodyDeadline = new Deadline(this.bodyTimedOut);
     this.parser = takeParser(RESPONSE, CALLBACKS, this);
     const s = connect({ host: pool.host, port: pool.port, noDelay: true });
     this.socket = s;
@@ -342,7 +343,7 @@ export class MemberConnection {
   body(chunk: Buffer): void {
     const h = this.handler;
     if (h === undefined || !this.final || this.done) return;
-    if (this.waiting === Timer.Body) this.bodyTimer!.refresh();
+    if (this.waiting === Timer.Body) this.bodyDeadline.set(this.bodyTimeoutMs);
     if (!h.onData!(chunk)) this.pause();
   }
 
@@ -357,7 +358,7 @@ export class MemberConnection {
     return () => {
       if (seq !== this.seq || !this.paused) return;
       this.paused = false;
-      if (this.waiting === Timer.Body) this.bodyTimer!.refresh();
+      if (this.waiting === Timer.Body) this.bodyDeadline.set(this.bodyTimeoutMs);
       if (!this.parser.consuming) this.socket.resume();
     };
   }
@@ -432,8 +433,8 @@ export class MemberConnection {
   /** Close the connection; it no longer counts in its pool. */
   kill(): void {
     this.waiting = Timer.None;
-    clearTimeout(this.headTimer);
-    clearTimeout(this.bodyTimer);
+    this.headDeadline.dispose();
+    this.bodyDeadline.dispose();
     if (!this.dead) {
       this.dead = true;
       this.pool.gone(this);
@@ -449,19 +450,8 @@ export class MemberConnection {
       return;
     }
     this.waiting = kind;
-    if (kind === Timer.Body) {
-      if (this.bodyTimer !== undefined && this.bodyMs === ms) return void this.bodyTimer.refresh();
-      clearTimeout(this.bodyTimer);
-      this.bodyMs = ms;
-      this.bodyTimer = setTimeout(this.bodyTimedOut, ms);
-      this.bodyTimer.unref();
-    } else {
-      if (this.headTimer !== undefined && this.headMs === ms) return void this.headTimer.refresh();
-      clearTimeout(this.headTimer);
-      this.headMs = ms;
-      this.headTimer = setTimeout(this.headTimedOut, ms);
-      this.headTimer.unref();
-    }
+    if (kind === Timer.Body) this.bodyDeadline.set(ms);
+    else this.headDeadline.set(ms);
   }
 
   private readonly headTimedOut = (): void => {
