@@ -4,6 +4,7 @@
  * and redirect hops. The transports (`forward.ts`, `upgrade.ts`) extend it; the phases
  * (`resolve.ts`, `response-head.ts`, `redirect.ts`, `log.ts`) read and update it.
  */
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { ErrorCode } from '../errors.js';
 import type { Metrics } from '../admin/metrics.js';

@@ -3,6 +3,7 @@
  * for a member's answer, an error counter (and a warning once a member was involved) for an
  * answer homing gave itself, and, once the request is over, its access-log line and its span.
  */
+import { performance } from 'node:perf_hooks';
 import type { ErrorCode } from '../errors.js';
 import type { Route } from '../routing/route.js';
 import type { ClientHead, RequestHead } from './context.js';

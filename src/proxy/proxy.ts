@@ -5,6 +5,7 @@
  * types (`context.ts`); this file only adapts `node:http` to them and picks how the request body
  * travels. Upgrades (`upgrade.ts`) go through the same phases.
  */
+import { performance } from 'node:perf_hooks';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestView } from '../routing/keys.js';
 import { rawHeaderValue } from '../routing/keys.js';

@@ -25,6 +25,7 @@ import {
 } from './http-parser.js';
 import { FastRequest, type ConnectionView, type RequestOwner } from './request.js';
 import { FastResponse, type ResponseOwner } from './response.js';
+import { atTurnEnd, turnNow } from './turn.js';
 
 /** What a connection needs of its listener. */
 export interface ConnectionHost {
@@ -108,7 +109,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner, Connection
   /** Head lines and target of a head that came in pieces. */
   private headLines: string[] = [];
   private headUrl = '';
-  /** Date.now() when the head being read began, the request being read began, the connection went idle (0: not). */
+  /** Date.now() (as of this turn) when the head being read began, the request being read began, the connection went idle (0: not). */
   headStart: number;
   requestStart: number;
   idleSince = 0;
@@ -121,7 +122,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner, Connection
   ) {
     this.remoteAddress = socket.remoteAddress;
     // A new connection is a head on its way (its first request is coming): not idle, and timed as a head.
-    this.headStart = this.requestStart = Date.now();
+    this.headStart = this.requestStart = turnNow();
     this.parser = takeParser(REQUEST, CALLBACKS, this);
     socket.on('data', (chunk: Buffer) => this.data(chunk));
     socket.on('end', () => this.peerEnd());
@@ -184,7 +185,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner, Connection
   messageBegin(): void {
     this.inExecute = true;
     this.idleSince = 0;
-    if (this.headStart === 0) this.headStart = this.requestStart = Date.now();
+    if (this.headStart === 0) this.headStart = this.requestStart = turnNow();
   }
 
   headPart(headers: string[], url: string): void {
@@ -251,7 +252,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner, Connection
       this.pausedForBody = false;
       if (this.held === undefined && !this.parser.consuming) this.socket.resume();
     }
-    if (this.current === undefined && this.held === undefined && !this.closing) this.idleSince = Date.now();
+    if (this.current === undefined && this.held === undefined && !this.closing) this.idleSince = turnNow();
   }
 
   bodyWanted(req: FastRequest): void {
@@ -275,7 +276,7 @@ export class ClientConnection implements RequestOwner, ResponseOwner, Connection
     if (this.pendingBytes >= COALESCE) this.flush();
     else if (!this.flushQueued) {
       this.flushQueued = true;
-      flushAtTurnEnd(this);
+      atTurnEnd(this.turnEnded);
     }
   }
 
@@ -303,10 +304,10 @@ export class ClientConnection implements RequestOwner, ResponseOwner, Connection
   }
 
   /** The turn is over: what it wrote leaves. */
-  turnEnded(): void {
+  private readonly turnEnded = (): void => {
     this.flushQueued = false;
     if (this.pending.length > 0 && !this.socket.destroyed) this.flush();
-  }
+  };
 
   cut(): void {
     // What was written goes first: the head and part of a body show the client an answer cut short.
@@ -347,13 +348,13 @@ export class ClientConnection implements RequestOwner, ResponseOwner, Connection
     if (failed !== undefined) return this.refuse(failed);
     const h = this.held;
     if (h === undefined) {
-      this.idleSince = Date.now();
+      this.idleSince = turnNow();
       return;
     }
     this.held = undefined;
     const rest = this.rest;
     this.rest = undefined;
-    this.requestStart = Date.now();
+    this.requestStart = turnNow();
     this.begin(h.major, h.minor, h.headers, h.method, h.url, h.upgrade, h.keepAlive);
     if (this.upgrade !== undefined) return this.handOver(rest ?? Buffer.alloc(0));
     this.parser.resume();
@@ -444,20 +445,3 @@ export class ClientConnection implements RequestOwner, ResponseOwner, Connection
 }
 
 function noop(): void {}
-
-/** Connections with writes waiting for the end of this turn: one setImmediate for them all. */
-let waiting: ClientConnection[] = [];
-let spare: ClientConnection[] = [];
-
-function flushAtTurnEnd(c: ClientConnection): void {
-  if (waiting.length === 0) setImmediate(flushWaiting);
-  waiting.push(c);
-}
-
-function flushWaiting(): void {
-  const list = waiting;
-  waiting = spare;
-  for (const c of list) c.turnEnded();
-  list.length = 0;
-  spare = list;
-}

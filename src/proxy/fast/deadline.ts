@@ -4,6 +4,7 @@
  * it fires early (the deadline moved on since) it is armed again for what is left. Refreshing a
  * Node timer instead re-links it in the timer lists each time, several times per request.
  */
+import { performance } from 'node:perf_hooks';
 export class Deadline {
   /** performance.now() by which `expire` runs; 0: none. */
   private at = 0;

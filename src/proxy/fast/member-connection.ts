@@ -116,6 +116,8 @@ export class MemberConnection {
   private declared = -1;
   /** What the connection waits for now (a timer that fires for anything else does nothing). */
   private waiting = Timer.None;
+  /** The body deadline was set in this read (by the head): the body's first bytes leave it be. */
+  private bodyFresh = false;
   /** One deadline for the connect and the head, one for the body: each moved, not made anew, per request. */
   private readonly headDeadline: Deadline;
   private readonly bodyDeadline: Deadline;
@@ -285,6 +287,7 @@ export class MemberConnection {
 
   /** llhttp parsed a read: the exchange ends, fails or goes on. */
   executed(r: number | ParseError): void {
+    this.bodyFresh = false;
     if (this.dead) return;
     if (typeof r !== 'number' && r.code !== 'HPE_PAUSED') {
       this.unasked = true;
@@ -334,6 +337,7 @@ export class MemberConnection {
     this.final = true;
     this.keepAlive = keepAlive;
     this.wait(Timer.Body, this.bodyTimeoutMs);
+    this.bodyFresh = true;
     const go = h.onHeaders!(status, raw, this.resumer(), message);
     if (this.handler !== h) return PAUSE; // the handler aborted (an impossible status, a head it refused)
     if (!go) this.pause();
@@ -343,7 +347,7 @@ export class MemberConnection {
   body(chunk: Buffer): void {
     const h = this.handler;
     if (h === undefined || !this.final || this.done) return;
-    if (this.waiting === Timer.Body) this.bodyDeadline.set(this.bodyTimeoutMs);
+    if (this.waiting === Timer.Body && !this.bodyFresh) this.bodyDeadline.set(this.bodyTimeoutMs);
     if (!h.onData!(chunk)) this.pause();
   }
 

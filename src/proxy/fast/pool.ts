@@ -17,6 +17,7 @@ import { Dispatcher } from 'undici';
 import { formatHostPort } from '../../config/units.js';
 import type { UpstreamOptions, UpstreamPool } from '../upstreams.js';
 import { codedError, MemberConnection, type ConnectionPool } from './member-connection.js';
+import { turnNow } from './turn.js';
 
 interface Waiting {
   options: Dispatcher.DispatchOptions;
@@ -65,7 +66,7 @@ export class FastPool extends DispatcherBase implements UpstreamPool, Connection
     const w = this.nextWaiting();
     if (w !== undefined) return c.start(w.options, w.handler);
     if (this.closed) return c.kill();
-    c.idleSince = Date.now();
+    c.idleSince = turnNow();
     c.inIdle = true;
     c.next = undefined;
     c.prev = this.tail;

@@ -15,6 +15,7 @@ import type { Socket } from 'node:net';
 import { isClosing } from '../respond.js';
 import type { ClientResponse } from '../transport.js';
 import type { FastRequest } from './request.js';
+import { turnNow } from './turn.js';
 
 /** What a response needs of its connection. */
 export interface ResponseOwner {
@@ -35,7 +36,7 @@ let dateSecond = -1;
 let dateText = '';
 /** The Date header's value, made once a second. */
 function httpDate(): string {
-  const now = Date.now();
+  const now = turnNow();
   const s = Math.floor(now / 1000);
   if (s !== dateSecond) {
     dateSecond = s;
