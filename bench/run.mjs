@@ -60,6 +60,8 @@ function parseArgs(argv) {
   const o = {
     quick,
     rounds: quick ? 1 : 3,
+    // The http section's ratios carry its targets: 5 rounds by default, for a steadier median.
+    httpRounds: quick ? 1 : 5,
     seconds: quick ? 2 : 5,
     warmupS: 1, // wrk takes whole seconds
     conns: 64,
@@ -93,7 +95,7 @@ function parseArgs(argv) {
       case '--quick':
         break;
       case '--rounds':
-        o.rounds = o.respRounds = Math.round(num());
+        o.rounds = o.respRounds = o.httpRounds = Math.round(num());
         break;
       case '--seconds':
         o.seconds = num();

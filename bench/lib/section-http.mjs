@@ -26,16 +26,18 @@ const FAST_TARGETS = {
 
 export async function httpSection(h) {
   const o = h.opts;
+  // The order of passes in a round: each pair a target compares (nginx and homing-fast-1,
+  // homing-1 and homing-1-log) measured back to back, so the two share the box's conditions.
   const starters = [
     ['direct', async () => directPeer(h)],
     ['nginx', () => startNginx(h, { keepalive: 512 })],
-    ['http-proxy', () => startHttpProxy(h)],
-    ['homing-1', () => startHoming(h, { name: 'homing-1', label: 'homing, engine: node, workers: 1, hash ring', workers: 1, engine: 'node' })],
     ['homing-fast-1', () => startHoming(h, { name: 'homing-fast-1', label: 'homing, engine: fast, workers: 1, hash ring', workers: 1, engine: 'fast' })],
+    ['homing-1', () => startHoming(h, { name: 'homing-1', label: 'homing, engine: node, workers: 1, hash ring', workers: 1, engine: 'node' })],
     [
       'homing-1-log',
       () => startHoming(h, { name: 'homing-1-log', label: 'homing-1 with the access log on (JSON to a file)', workers: 1, engine: 'node', extra: { accessLog: { to: accessLogFile(h) } } }),
     ],
+    ['http-proxy', () => startHttpProxy(h)],
     ['homing-auto', () => startHoming(h, { name: 'homing-auto', label: `homing, engine: node, workers: auto, hash ring`, workers: 'auto', engine: 'node' })],
   ];
   const { peers, skipped } = await startPeers(h, 'http', starters);
@@ -56,11 +58,12 @@ export async function httpSection(h) {
 
     // Interleaved rounds at c64; the starting peer rotates from round to round.
     const rounds = [];
-    for (let r = 0; r < o.rounds; r++) {
+    const nRounds = o.httpRounds ?? o.rounds;
+    for (let r = 0; r < nRounds; r++) {
       const order = peers.map((_, i) => peers[(i + r) % peers.length]);
       const runs = {};
       for (const p of order) {
-        h.log(`round ${r + 1}/${o.rounds}: ${p.name} c${o.conns} ${o.seconds}s`);
+        h.log(`round ${r + 1}/${nRounds}: ${p.name} c${o.conns} ${o.seconds}s`);
         runs[p.name] = await measureSafe(h, 'http', p, { conns: o.conns, seconds: o.seconds, warmupS: o.warmupS });
       }
       rounds.push(runs);
@@ -75,7 +78,7 @@ export async function httpSection(h) {
 
     const summary = summarize(peers, rounds);
     const result = {
-      method: { tool: 'wrk', threads: 1, conns: o.conns, connsHigh: o.connsHigh, rounds: o.rounds, seconds: o.seconds, warmupS: o.warmupS, body: 1024 },
+      method: { tool: 'wrk', threads: 1, conns: o.conns, connsHigh: o.connsHigh, rounds: nRounds, seconds: o.seconds, warmupS: o.warmupS, body: 1024 },
       peers: peers.map((p) => ({ name: p.name, label: p.label, url: p.url, config: p.config })),
       skipped,
       preflight,
@@ -182,7 +185,7 @@ function checkTargets(result) {
 function print(h, r) {
   const o = h.opts;
   const s = r.summary;
-  console.log(`\n== HTTP: 1 KiB GET, wrk -t1 -c${o.conns}, ${o.rounds} round(s) × ${o.seconds}s (+${o.warmupS}s warm-up each), peers interleaved; medians; ratios = median of per-round ratios`);
+  console.log(`\n== HTTP: 1 KiB GET, wrk -t1 -c${o.conns}, ${r.method.rounds} round(s) × ${o.seconds}s (+${o.warmupS}s warm-up each), peers interleaved; medians; ratios = median of per-round ratios`);
   const rows = Object.entries(s).map(([name, x]) => [
     ...summaryCells(name, x),
     fmtNum(x.vsDirect),
