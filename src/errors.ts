@@ -30,6 +30,7 @@ export const ERRORS = {
   HOMING_ERR_DIRECTORY_UNKNOWN_KEY: { status: 404, when: 'The directory says it knows no such key (cached for `negativeTtl`).', retryable: false },
   HOMING_ERR_DIRECTORY_UNAVAILABLE: { status: 503, when: 'The directory is down or timed out and nothing is cached for the key.', retryable: false },
   HOMING_ERR_DIRECTORY_BAD_ANSWER: { status: 502, when: 'The directory answered a target that is not a known pool or member.', retryable: false },
+  HOMING_ERR_NOT_REVALIDATED: { status: 504, when: 'The cache holds an answer it may serve only once a backend confirms it (`must-revalidate`, `proxy-revalidate`, `s-maxage`, `no-cache`), and no backend could be reached to confirm it.', retryable: false },
   HOMING_ERR_NOT_CACHED: { status: 504, when: 'The request said `Cache-Control: only-if-cached` and the cache holds nothing that answers it without asking a backend.', retryable: false },
   HOMING_ERR_SERVICE_UNAVAILABLE: { status: 503, when: 'homing is shutting down or not ready.', retryable: false },
   HOMING_ERR_INTERNAL: { status: 500, when: 'An unexpected error inside homing (a bug: please report it).', retryable: false },

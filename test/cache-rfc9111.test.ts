@@ -855,13 +855,15 @@ describe('RFC 5861: serving stale', () => {
     assert.notEqual(late.cache, 'stale');
   });
 
-  test('RFC 5861 §4: stale-if-error (the response’s or the request’s) serves the stale entry while the origin is down, within its window only', async () => {
+  test('RFC 5861 §4, RFC 9111 §5.2.2.2: stale-if-error serves the stale entry while the origin is down, within its window only; an answer that needs confirmation gets a 504', async () => {
     const r = await rig({
       '/sie': answer({ 'cache-control': 'max-age=10, stale-if-error=60' }),
       '/asked': answer({ 'cache-control': 'max-age=10' }),
       '/must': answer({ 'cache-control': 'max-age=10, must-revalidate, stale-if-error=60' }),
+      // Stored only with a validator (an answer to revalidate each time is useless without one).
+      '/no-cache': validating('"v1"', { 'cache-control': 'max-age=60, no-cache' }),
     });
-    for (const p of ['/sie', '/asked', '/must']) await r.get(p);
+    for (const p of ['/sie', '/asked', '/must', '/no-cache']) await r.get(p);
     await r.o.b.close();
     r.c.advance(20);
     const a = await r.get('/sie');
@@ -871,7 +873,14 @@ describe('RFC 5861: serving stale', () => {
     // The request's own stale-if-error (RFC 5861 §4) allows it as well; must-revalidate never.
     assert.equal((await r.get('/asked', { 'cache-control': 'stale-if-error=60' })).cache, 'stale');
     assert.equal((await r.get('/asked')).status, 502);
-    assert.equal((await r.get('/must', { 'cache-control': 'stale-if-error=60' })).status, 502);
+    // RFC 9111 §5.2.2.2: an answer that may not be served unconfirmed, with no backend to confirm
+    // it, is a 504 of its own (not the connect failure's 502), whatever the request allows.
+    for (const p of ['/must', '/no-cache']) {
+      const e = await r.get(p, { 'cache-control': 'stale-if-error=60, max-stale=3600' });
+      assert.equal(e.status, 504, p);
+      assert.equal(errorCode(e.body), 'HOMING_ERR_NOT_REVALIDATED', p);
+      assert.notEqual(e.text, '#1', p);
+    }
     r.c.advance(60);
     const late = await r.get('/sie');
     assert.equal(late.status, 502);

@@ -530,6 +530,15 @@ export class RouteCache {
     if (status < 500) this.cache.drop(e);
   }
 
+  /**
+   * Whether a stored answer may never be served without a backend's confirmation (must-revalidate,
+   * proxy-revalidate, s-maxage, no-cache): when none can be reached, the answer is a 504 (RFC 9111
+   * §5.2.2.2), never the stored one.
+   */
+  needsConfirmation(e: StoredResponse): boolean {
+    return e.policy.neverStale;
+  }
+
   /** Whether a stored answer may stand in for a failed backend (stale-if-error). */
   staleIfError(e: StoredResponse, ctx: Context): boolean {
     return staleIfError(e.policy, ctx.cc);

@@ -26,6 +26,8 @@ import { debugValue, dropHomingCacheControl, judgeResponseHead, memberHead } fro
 
 /** Errors where undici had not written anything: safe to try another member. */
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
+/** homing's own answers for a backend it could not get an answer from (no member, connect, reset, timeout). */
+const UNREACHABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['HOMING_ERR_NO_LIVE_MEMBER', 'HOMING_ERR_UPSTREAM_CONNECT', 'HOMING_ERR_UPSTREAM_RESET', 'HOMING_ERR_UPSTREAM_TIMEOUT']);
 /** The member closed or reset the connection after the request went out, before any answer. */
 const RESET_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED']);
 
@@ -447,10 +449,18 @@ export class HttpExchange extends Exchange implements Dispatcher.DispatchHandler
     this.fill?.giveUp();
     this.fill = undefined;
     const stored = this.stored;
-    if (stored !== undefined && ERRORS[code].status >= 500 && code !== 'HOMING_ERR_NOT_CACHED' && !this.res.headersSent && this.route.cache!.staleIfError(stored, this.cacheCtx!)) {
-      // The backend failed and the stored answer may stand in for it (stale-if-error).
-      logError(this.deps, this.route, code, `${message}; answered from the cache (stale-if-error)`, this);
-      return this.serveStored(this.route.cache!, stored, this.cacheCtx!, 'stale');
+    if (stored !== undefined && ERRORS[code].status >= 500 && code !== 'HOMING_ERR_NOT_CACHED' && !this.res.headersSent) {
+      const rc = this.route.cache!;
+      if (rc.staleIfError(stored, this.cacheCtx!)) {
+        // The backend failed and the stored answer may stand in for it (stale-if-error).
+        logError(this.deps, this.route, code, `${message}; answered from the cache (stale-if-error)`, this);
+        return this.serveStored(rc, stored, this.cacheCtx!, 'stale');
+      }
+      if (UNREACHABLE.has(code) && rc.needsConfirmation(stored)) {
+        // RFC 9111 §5.2.2.2: a cache that cannot reach the origin for such an answer says so (504).
+        message = `${message}; the stored answer may not be served unconfirmed`;
+        code = 'HOMING_ERR_NOT_REVALIDATED';
+      }
     }
     this.finished = true;
     this.errorCode = code;
