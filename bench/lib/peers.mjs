@@ -233,9 +233,9 @@ export async function startNginx(h, { name = 'nginx', label, keepalive = 512, er
  * is not built.
  */
 /** A homing peer (`homing serve` from the build); `engine` written into its config when given, else HOMING_ENGINE or node decides. */
-export async function startHoming(h, { name = 'homing', label, workers = 1, engine, routes, pools, extra = {}, logLevel = 'warn' } = {}) {
+export async function startHoming(h, { name = 'homing', label, workers = 1, engine, routes, pools, extra = {}, logLevel = 'warn', cli = HOMING_CLI } = {}) {
   label ??= `homing, workers: ${workers}`;
-  if (!existsSync(HOMING_CLI)) return { name, label, skipped: `${path.relative(REPO, HOMING_CLI)} does not exist (npm run build; the CLI may not be written yet)` };
+  if (!existsSync(cli)) return { name, label, skipped: `${path.relative(REPO, cli)} does not exist (npm run build; the CLI may not be written yet)` };
   const port = await freePort();
   const adminPort = await freePort();
   const cfg = {
@@ -253,7 +253,7 @@ export async function startHoming(h, { name = 'homing', label, workers = 1, engi
   const cfgFile = path.join(dir, 'homing.yaml');
   writeFileSync(cfgFile, YAML.stringify(cfg));
   const logFile = path.join(dir, 'homing.log');
-  const child = start(name, process.execPath, [HOMING_CLI, 'serve', '-c', cfgFile], { logFile, cwd: REPO });
+  const child = start(name, process.execPath, [cli, 'serve', '-c', cfgFile], { logFile, cwd: REPO });
   const url = `http://127.0.0.1:${port}/bench`;
   try {
     await waitHttp(url, child, name, 20_000);
