@@ -34,7 +34,10 @@ export function lengthMask(names: Iterable<string>): number {
 }
 
 const masks = new WeakMap<ReadonlySet<string>, number>();
-/** `lengthMask` of a set, computed once per set. */
+/**
+ * `lengthMask` of a set, computed once per set: the set must not change after its first use (the
+ * header sets of a config generation are built once, before any request).
+ */
 export function setLengthMask(names: ReadonlySet<string>): number {
   let m = masks.get(names);
   if (m === undefined) masks.set(names, (m = lengthMask(names)));
