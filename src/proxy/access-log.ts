@@ -321,6 +321,8 @@ export class AccessLog {
     b.byte(123); // {
     for (let i = 0; i < f.length; i++) {
       const code = f[i]!;
+      // Referer and User-Agent, looked up once when listed.
+      const header = code === 19 ? rawValue(e.rawHeaders, 'referer') : code === 20 ? rawValue(e.rawHeaders, 'user-agent') : undefined;
       // Fields without a value this time: nothing at all, not even the key.
       switch (code) {
         case 1: if (e.requestId === undefined) continue; break;
@@ -334,8 +336,8 @@ export class AccessLog {
         case 16: if (e.hops < 0) continue; break;
         case 17: if (e.error === undefined) continue; break;
         case 18: if (e.aborted === undefined) continue; break;
-        case 19: if (rawValue(e.rawHeaders, 'referer') === undefined) continue; break;
-        case 20: if (rawValue(e.rawHeaders, 'user-agent') === undefined) continue; break;
+        case 19:
+        case 20: if (header === undefined) continue; break;
       }
       if (b.off !== start + 1) b.byte(44); // ,
       b.ascii(KEYS[code]!);
@@ -359,8 +361,7 @@ export class AccessLog {
         case 16: b.int(e.hops); break;
         case 17: b.json(e.error!); break;
         case 18: b.json(e.aborted!); break;
-        case 19: b.json(rawValue(e.rawHeaders, 'referer')!); break;
-        default: b.json(rawValue(e.rawHeaders, 'user-agent')!);
+        default: b.json(header!); // 19, 20
       }
     }
     b.ascii('}\n');
