@@ -412,6 +412,35 @@ shared: { redis: { url: '${redis.url}' } }`;
   await until(async () => (await redisGet(redis.port, 'homing:cache:e:*')) === 0 && two.h.runtime.cache!.store.entries === 0);
 });
 
+test('store: redis writes an answer after its indexes, so a purge that can see the answer also finds it', async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const o = await startOrigin();
+  o.script('/w', (_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'cache-tag': 'a, b' });
+    res.end('w');
+  });
+  const one = await startCachedHoming(o, 'true', `cache: { store: redis }
+shared: { redis: { url: '${redis.url}' } }`);
+  await until(() => one.h.runtime.sharedRedis!.up);
+  // Every command the real Redis runs, in its order.
+  const watcher = new Redis({ port: redis.port, host: '127.0.0.1' });
+  t.after(() => watcher.disconnect());
+  const monitor = await watcher.monitor();
+  t.after(() => monitor.disconnect());
+  const seen: string[][] = [];
+  monitor.on('monitor', (_time: string, args: string[]) => seen.push(args));
+  assert.equal(cacheOf(await httpRequest(`${one.url}/w`)), 'miss');
+  await until(async () => (await redisGet(redis.port, 'homing:cache:e:*')) === 1);
+  await until(() => seen.some(([cmd, key]) => cmd!.toLowerCase() === 'set' && key!.startsWith('homing:cache:e:')));
+  const at = (cmd: string, prefix: string): number[] => seen.flatMap(([c, key], i) => (c!.toLowerCase() === cmd && key!.startsWith(prefix) ? [i] : []));
+  const entry = at('set', 'homing:cache:e:');
+  assert.equal(entry.length, 1);
+  assert.equal(at('hset', 'homing:cache:r:').length, 1);
+  assert.equal(at('sadd', 'homing:cache:t:').length, 2);
+  for (const i of [...at('hset', 'homing:cache:r:'), ...at('sadd', 'homing:cache:t:')]) assert.ok(i < entry[0]!, `an index written after the answer: ${JSON.stringify(seen)}`);
+});
+
 /** How many keys match `pattern` in the Redis on `port`. */
 async function redisGet(port: number, pattern: string): Promise<number> {
   const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true });

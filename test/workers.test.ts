@@ -30,7 +30,8 @@ async function ok(url: string): Promise<boolean> {
   }
 }
 
-test('workers: 2 processes share the listener, metrics are aggregated, a dead worker is replaced', async () => {
+/** A backend and `homing serve` with workers: 2 on it (a hash route), stopped after the tests. */
+async function startBox(): Promise<{ port: number; adminPort: number; proc: ChildProcess; stderr: () => string }> {
   const b = await startBackend('b');
   cleanups.push(() => b.close());
   const port = await deadPort();
@@ -55,6 +56,11 @@ routes: [ { name: r, pool: p, hash: { key: path } } ]
   cleanups.push(() => {
     proc.kill('SIGTERM');
   });
+  return { port, adminPort, proc, stderr: () => stderr };
+}
+
+test('workers: 2 processes share the listener, metrics are aggregated, a dead worker is replaced', async () => {
+  const { port, adminPort, proc, stderr } = await startBox();
   await until(() => children(proc.pid!).length === 2 && ok(`http://127.0.0.1:${port}/`), WAIT, 100);
   for (let i = 0; i < 40; i++) assert.ok(await ok(`http://127.0.0.1:${port}/k${i}`));
   const metrics = await (await request(`http://127.0.0.1:${adminPort}/metrics`)).body.text();
@@ -67,5 +73,40 @@ routes: [ { name: r, pool: p, hash: { key: path } } ]
     return now.length === 2 && !now.includes(first!);
   }, WAIT, 100);
   await until(() => ok(`http://127.0.0.1:${port}/after`), WAIT, 50);
-  for (let i = 0; i < 10; i++) assert.ok(await ok(`http://127.0.0.1:${port}/again${i}`), stderr);
+  for (let i = 0; i < 10; i++) assert.ok(await ok(`http://127.0.0.1:${port}/again${i}`), stderr());
+});
+
+test('workers: 2 — /metrics scraped while the workers start answers 200 every time (a starting worker is not asked)', async () => {
+  const { port, adminPort, stderr } = await startBox();
+  const admin = `http://127.0.0.1:${adminPort}`;
+  /** The status of a scrape, or undefined while the admin does not listen yet. */
+  const scrape = async (): Promise<{ status: number; body: string } | undefined> => {
+    try {
+      const r = await request(`${admin}/metrics`);
+      return { status: r.statusCode, body: await r.body.text() };
+    } catch {
+      return undefined;
+    }
+  };
+  const readyWorkers = async (): Promise<number> => {
+    const r = await request(`${admin}/status`);
+    const s = (await r.body.json()) as { workers?: { ready: boolean }[] };
+    return (s.workers ?? []).filter((w) => w.ready).length;
+  };
+  // From the admin's first answer until both workers serve, and a little after: scrape in a loop.
+  let scrapes = 0;
+  for (let after = 0; after < 5; ) {
+    const s = await scrape();
+    if (s === undefined) {
+      await new Promise((r) => setTimeout(r, 10));
+      continue;
+    }
+    scrapes++;
+    assert.equal(s.status, 200, `scrape ${scrapes}: ${s.body}\n${stderr()}`);
+    if ((await readyWorkers()) === 2) after++;
+  }
+  assert.ok(scrapes >= 5);
+  assert.ok(await ok(`http://127.0.0.1:${port}/x`));
+  const s = await scrape();
+  assert.match(s!.body, /^homing_requests_total\{[^}]*\} 1$/m);
 });

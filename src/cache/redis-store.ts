@@ -82,13 +82,16 @@ export class RedisResponseStore {
     return undefined;
   }
 
-  /** Write an answer through (fire and forget), to expire after `ttlMs`. */
+  /**
+   * Write an answer through (fire and forget), to expire after `ttlMs`. The indexes (its resource,
+   * its tags) are written before the answer itself: whoever can read the answer can also find it
+   * to purge it, so a purge that runs once the answer is readable never leaves it behind.
+   */
   write(e: StoredResponse, ttlMs: number): void {
     const ttl = Math.max(1000, Math.ceil(ttlMs));
     const p = this.p;
     void this.redis.run('cache write', this.timeout, async (c) => {
       const r = `${p}r:${e.primary}`;
-      await c.set(`${p}e:${e.key}`, encode(e), 'PX', ttl);
       await c.hset(r, 'url', e.url, `v:${e.vary.join(',')}`, JSON.stringify(e.vary), `k:${e.key}`, '1');
       // The resource lives as long as its longest-lived variant.
       const left = await c.pttl(r);
@@ -97,6 +100,7 @@ export class RedisResponseStore {
         await c.sadd(`${p}t:${t}`, e.key);
         await c.pexpire(`${p}t:${t}`, Math.max(ttl, 86_400_000));
       }
+      await c.set(`${p}e:${e.key}`, encode(e), 'PX', ttl);
     });
   }
 

@@ -8,7 +8,6 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../config/schema.js';
 import { checkConfigText, describeProblems, loadConfig } from '../config/load.js';
 import { createLogger, relayReopenSignal, startHoming, type Homing } from '../app.js';
@@ -21,6 +20,7 @@ import { ClusterBus } from '../state/cluster.js';
 import { DirectoryBus } from '../state/directory.js';
 import { PoolStatePublisher, PoolStateReplica } from '../state/pools.js';
 import { ConfigPublisher, ConfigReplica, type ConfigText } from '../state/config-bus.js';
+import { MetricsCollector, answerMetrics } from '../state/metrics-bus.js';
 import { ConfigReloads, restartNeeded, type ReloadOutcome, type WorkerVersion } from '../reload.js';
 
 export function workerCount(cfg: Config): number {
@@ -101,9 +101,8 @@ async function worker(file: string): Promise<void> {
   const cfg = checked.config;
   const log = createLogger(cfg);
   const metrics = new Metrics();
-  // Constructing one installs prom-client's worker-side listener that answers the primary.
-  new AggregatorRegistry();
-  AggregatorRegistry.setRegistries([metrics.registry]);
+  // The primary's /metrics sums what each worker answers (src/state/metrics-bus.ts).
+  answerMetrics([metrics.registry], log);
   // Affinity learned in this worker reaches the others through the primary; members and their
   // health come from the primary, before this worker serves.
   let h: Homing;
@@ -137,6 +136,7 @@ async function primary(source: ReturnType<typeof loadConfig>, n: number, log: Re
   const metrics = new Metrics(false);
   const rt = await Runtime.create(cfg, { log, metrics, cluster: bus, pools, directoryBus: new DirectoryBus(true, log) });
   let admin: AdminServer | undefined;
+  let collector: MetricsCollector | undefined;
   // A reload: validated here, once; applied to the primary's runtime (pools, health, discovery and
   // the tables the workers ask), then to every worker.
   const reloads = new ConfigReloads({
@@ -212,10 +212,11 @@ async function primary(source: ReturnType<typeof loadConfig>, n: number, log: Re
       }
     })());
   if (cfg.admin) {
-    const aggregator = new AggregatorRegistry();
-    // The workers' sum, and the reloads, which only the primary counts.
+    // The serving workers' sum, and the reloads, which only the primary counts.
+    collector = new MetricsCollector(() => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w?.process.pid && readyPids.has(w.process.pid))).start();
+    const sum = collector;
     const own = (): Promise<string> => metrics.registry.getSingleMetricAsString('homing_config_reloads_total');
-    metrics.registry.metrics = async () => `${((await aggregator.clusterMetrics()) as string).replace(/\n*$/, '\n')}${await own()}\n`;
+    metrics.registry.metrics = async () => `${(await sum.collect()).replace(/\n*$/, '\n')}${await own()}\n`;
     const workers = (): ({ ready: boolean } & WorkerVersion)[] =>
       Object.values(cluster.workers ?? {}).flatMap((w) => (w?.process.pid ? [{ pid: w.process.pid, ready: readyPids.has(w.process.pid), ...configs.versionOf(w.process.pid) }] : []));
     admin = new AdminServer(rt, {
@@ -245,6 +246,7 @@ async function primary(source: ReturnType<typeof loadConfig>, n: number, log: Re
     await reloads.close();
     configs.close();
     bus.close();
+    collector?.close();
     admin?.server.close();
     await rt.close();
   };

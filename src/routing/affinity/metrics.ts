@@ -8,7 +8,7 @@
  * AffinityMetrics has the shape of the proxy's `AffinityObserver` (hit, miss, redirect with a
  * route), so the runtime can pass it as is.
  *
- * In a node:cluster, the primary sums counters from the workers (AggregatorRegistry); the
+ * In a node:cluster, the primary sums counters from the workers (prom-client's aggregators); the
  * entries gauge takes the max (every worker holds the whole box's table) and the Redis up gauge
  * the min (1 only when every worker reaches Redis).
  */
