@@ -9,14 +9,13 @@
 // passes hide. Prints each round and the medians of the per-round ratios (working tree ÷ base; below
 // 1 is cheaper). The absolute figures are not the bench's: two proxies share the box here.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHarness } from './lib/harness.mjs';
 import { REPO, startHoming } from './lib/peers.mjs';
-import { groupTicks, CLK_TCK, installExitHandlers, onCleanup, stopAll } from './lib/proc.mjs';
-import { wrk } from './lib/wrk.mjs';
-import { median } from './lib/format.mjs';
+import { installExitHandlers, onCleanup, stopAll } from './lib/proc.mjs';
+import { sideBySide } from './lib/side-by-side.mjs';
 
 function parseArgs(argv) {
   const o = { base: 'HEAD', engine: 'fast', rounds: 9, seconds: 5, conns: 32 };
@@ -62,43 +61,22 @@ try {
   const work = await startHoming(h, { name: 'work', label: 'homing, working tree', engine: o.engine });
   for (const p of [base, work]) if (p.skipped) throw new Error(`${p.name}: ${p.skipped}`);
   const pair = [base, work];
-  // Warm both (JIT, pools) before anything counts.
-  await Promise.all(pair.map((p) => wrk(p.url, { conns: o.conns, seconds: 3 })));
-  const total = [];
-  const user = [];
   console.log(`== A/B, engine: ${o.engine}: ${rev} (base) and the working tree, wrk -t1 -c${o.conns} on each at once, ${o.rounds} round(s) × ${o.seconds}s`);
-  for (let r = 0; r < o.rounds; r++) {
-    const t0 = pair.map((p) => groupTicks(p.pgids));
-    const u0 = pair.map((p) => userTicks(p.pgids));
-    const runs = await Promise.all(pair.map((p) => wrk(p.url, { conns: o.conns, seconds: o.seconds })));
-    const t1 = pair.map((p) => groupTicks(p.pgids));
-    const u1 = pair.map((p) => userTicks(p.pgids));
-    const cpu = pair.map((_, i) => ((t1[i].ticks - t0[i].ticks) / CLK_TCK / runs[i].requests) * 1e6);
-    const usr = pair.map((_, i) => ((u1[i] - u0[i]) / CLK_TCK / runs[i].requests) * 1e6);
-    total.push(cpu[1] / cpu[0]);
-    user.push(usr[1] / usr[0]);
-    console.log(
-      `round ${r + 1}: base ${Math.round(runs[0].rps)} req/s ${cpu[0].toFixed(1)} µs/req (user ${usr[0].toFixed(1)}) | ` +
-        `working tree ${Math.round(runs[1].rps)} req/s ${cpu[1].toFixed(1)} µs/req (user ${usr[1].toFixed(1)}) | ratio ${(cpu[1] / cpu[0]).toFixed(3)}`,
-    );
-    for (const x of runs) if (x.errors.total > 0) console.log(`  errors: ${JSON.stringify(x.errors)}`);
-  }
-  console.log(`working tree ÷ base, median of ${o.rounds}: CPU per request ${median(total).toFixed(3)}, user CPU per request ${median(user).toFixed(3)}`);
+  const ab = await sideBySide(pair, {
+    conns: o.conns,
+    seconds: o.seconds,
+    rounds: o.rounds,
+    onRound: (r, x) => {
+      console.log(
+        `round ${r + 1}: base ${Math.round(x.rps[0])} req/s ${x.cpuUsPerReq[0].toFixed(1)} µs/req (user ${x.userUsPerReq[0].toFixed(1)}) | ` +
+          `working tree ${Math.round(x.rps[1])} req/s ${x.cpuUsPerReq[1].toFixed(1)} µs/req (user ${x.userUsPerReq[1].toFixed(1)}) | ratio ${x.cpuRatio.toFixed(3)}`,
+      );
+      for (const e of x.errors) if (e.total > 0) console.log(`  errors: ${JSON.stringify(e)}`);
+    },
+  });
+  console.log(`working tree ÷ base, median of ${o.rounds}: CPU per request ${ab.cpuRatio.toFixed(3)}, user CPU per request ${ab.userRatio.toFixed(3)}`);
 } finally {
   await stopAll();
 }
 process.exit(0);
 
-/** User-mode clock ticks of every process in `pgids`' groups. */
-function userTicks(pgids) {
-  let n = 0;
-  for (const pid of groupTicks(pgids).pids) {
-    try {
-      const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      n += Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[11]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return n;
-}
