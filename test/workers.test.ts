@@ -30,6 +30,17 @@ async function ok(url: string): Promise<boolean> {
   }
 }
 
+/** How many workers the primary on `adminPort` says serve. */
+async function readyWorkers(adminPort: number): Promise<number> {
+  try {
+    const r = await request(`http://127.0.0.1:${adminPort}/status`);
+    const s = (await r.body.json()) as { workers?: { ready: boolean }[] };
+    return (s.workers ?? []).filter((w) => w.ready).length;
+  } catch {
+    return 0;
+  }
+}
+
 /** A backend and `homing serve` with workers: 2 on it (a hash route), stopped after the tests. */
 async function startBox(): Promise<{ port: number; adminPort: number; proc: ChildProcess; stderr: () => string }> {
   const b = await startBackend('b');
@@ -61,7 +72,8 @@ routes: [ { name: r, pool: p, hash: { key: path } } ]
 
 test('workers: 2 processes share the listener, metrics are aggregated, a dead worker is replaced', async () => {
   const { port, adminPort, proc, stderr } = await startBox();
-  await until(() => children(proc.pid!).length === 2 && ok(`http://127.0.0.1:${port}/`), WAIT, 100);
+  // Both workers serve, and the primary knows it (it sums only the workers that said so).
+  await until(async () => (await readyWorkers(adminPort)) === 2 && ok(`http://127.0.0.1:${port}/`), WAIT, 100);
   for (let i = 0; i < 40; i++) assert.ok(await ok(`http://127.0.0.1:${port}/k${i}`));
   const metrics = await (await request(`http://127.0.0.1:${adminPort}/metrics`)).body.text();
   const total = [...metrics.matchAll(/^homing_requests_total\{[^}]*\} (\d+)/gm)].reduce((s, m) => s + Number(m[1]), 0);
@@ -88,11 +100,6 @@ test('workers: 2 — /metrics scraped while the workers start answers 200 every 
       return undefined;
     }
   };
-  const readyWorkers = async (): Promise<number> => {
-    const r = await request(`${admin}/status`);
-    const s = (await r.body.json()) as { workers?: { ready: boolean }[] };
-    return (s.workers ?? []).filter((w) => w.ready).length;
-  };
   // From the admin's first answer until both workers serve, and a little after: scrape in a loop.
   let scrapes = 0;
   for (let after = 0; after < 5; ) {
@@ -103,7 +110,7 @@ test('workers: 2 — /metrics scraped while the workers start answers 200 every 
     }
     scrapes++;
     assert.equal(s.status, 200, `scrape ${scrapes}: ${s.body}\n${stderr()}`);
-    if ((await readyWorkers()) === 2) after++;
+    if ((await readyWorkers(adminPort)) === 2) after++;
   }
   assert.ok(scrapes >= 5);
   assert.ok(await ok(`http://127.0.0.1:${port}/x`));
