@@ -10,16 +10,17 @@ import { wrk } from './wrk.mjs';
 
 /**
  * Measure `pair` ([a, b], peers with `url` and `pgids`) side by side: a warm-up of both, then
- * `rounds` rounds of `seconds` at `conns` connections each. `onRound(i, round)` hears each round.
- * Returns the rounds and the medians of the per-round ratios b ÷ a (below 1: b is cheaper).
+ * `rounds` rounds of `seconds` at `conns` connections each (`wrkOptions`, e.g. a Lua script, go to
+ * every wrk). `onRound(i, round)` hears each round. Returns the rounds and the medians of the
+ * per-round ratios b ÷ a: CPU per request (below 1: b is cheaper), user CPU, and req/s.
  */
-export async function sideBySide(pair, { conns, seconds, rounds, warmupS = 3, onRound = () => {} }) {
-  await Promise.all(pair.map((p) => wrk(p.url, { conns, seconds: warmupS })));
+export async function sideBySide(pair, { conns, seconds, rounds, warmupS = 3, wrkOptions = {}, onRound = () => {} }) {
+  await Promise.all(pair.map((p) => wrk(p.url, { ...wrkOptions, conns, seconds: warmupS })));
   const out = [];
   for (let r = 0; r < rounds; r++) {
     const t0 = pair.map((p) => groupTicks(p.pgids).ticks);
     const u0 = pair.map((p) => userTicks(p.pgids));
-    const runs = await Promise.all(pair.map((p) => wrk(p.url, { conns, seconds })));
+    const runs = await Promise.all(pair.map((p) => wrk(p.url, { ...wrkOptions, conns, seconds })));
     const t1 = pair.map((p) => groupTicks(p.pgids).ticks);
     const u1 = pair.map((p) => userTicks(p.pgids));
     const perReq = (ticks, i) => (ticks / CLK_TCK / runs[i].requests) * 1e6;
@@ -31,10 +32,11 @@ export async function sideBySide(pair, { conns, seconds, rounds, warmupS = 3, on
     };
     round.cpuRatio = round.cpuUsPerReq[1] / round.cpuUsPerReq[0];
     round.userRatio = round.userUsPerReq[1] / round.userUsPerReq[0];
+    round.rpsRatio = round.rps[1] / round.rps[0];
     out.push(round);
     onRound(r, round);
   }
-  return { rounds: out, cpuRatio: median(out.map((x) => x.cpuRatio)), userRatio: median(out.map((x) => x.userRatio)) };
+  return { rounds: out, cpuRatio: median(out.map((x) => x.cpuRatio)), userRatio: median(out.map((x) => x.userRatio)), rpsRatio: median(out.map((x) => x.rpsRatio)) };
 }
 
 /** User-mode clock ticks of every process in `pgids`' groups. */
