@@ -102,7 +102,9 @@ test('workers: 2 — /metrics scraped while the workers start answers 200 every 
   };
   // From the admin's first answer until both workers serve, and a little after: scrape in a loop.
   let scrapes = 0;
+  const end = Date.now() + WAIT;
   for (let after = 0; after < 5; ) {
+    assert.ok(Date.now() < end, `the workers did not both serve within ${WAIT} ms:\n${stderr()}`);
     const s = await scrape();
     if (s === undefined) {
       await new Promise((r) => setTimeout(r, 10));
