@@ -357,8 +357,11 @@ describe('SharedAffinityStore over Sentinel and over Cluster', () => {
 
   test('with { cluster }: keys spread over three masters and state is shared', async () => {
     const ports = await freePorts(3);
-    for (const p of ports) {
-      const node = new RedisProcess(p, { extra: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'] });
+    // Each node's cluster bus gets a port of its own: by default it is the client port + 10000,
+    // which nothing reserved (a port another process may hold).
+    const buses = await freePorts(3);
+    for (const [i, p] of ports.entries()) {
+      const node = new RedisProcess(p, { extra: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(buses[i])] });
       servers.push(node);
       await node.start();
     }

@@ -4,6 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config/load.js';
 import { startHoming, type Homing } from '../../src/app.js';
+import { freePort } from './services.js';
 
 export interface Backend {
   name: string;
@@ -62,13 +63,9 @@ export async function startBackend(name: string, handler: Handler = echo, opts: 
   return b;
 }
 
-/** A port that refuses connections (bound, then closed). */
-export async function deadPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
+/** A port that refuses connections (nothing listens on it; see freePort for why it stays so). */
+export function deadPort(): Promise<number> {
+  return freePort();
 }
 
 export const silentLog = pino({ level: 'silent' });

@@ -29,8 +29,39 @@ export interface Service {
 
 const LOOPBACK = '127.0.0.1';
 
-/** A TCP port free on 127.0.0.1 right now (bind to port 0, read it, close). Racy by nature: callers retry on conflict. */
-export function freePort(host = LOOPBACK): Promise<number> {
+/**
+ * Where freePort looks: the ports just below the kernel's ephemeral range
+ * (net.ipv4.ip_local_port_range). A port the kernel picks for a socket bound to port 0 or for a
+ * connection out (this process's, or another test file's running at the same time) is never one
+ * of them, so a port handed out here stays free between the check and its use. Each test process
+ * starts at its own place in the range (from its pid) and moves on from there. Undefined when the
+ * range leaves too little room below it: the kernel then picks.
+ */
+const BELOW_EPHEMERAL = ((): { bottom: number; span: number } | undefined => {
+  let low = 32768;
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+  } catch {
+    // not Linux: the usual default
+  }
+  const bottom = Math.max(1024, low - 12000);
+  const span = low - bottom;
+  return span >= 1000 ? { bottom, span } : undefined;
+})();
+let nextPort = BELOW_EPHEMERAL ? BELOW_EPHEMERAL.bottom + ((process.pid * 7919) % BELOW_EPHEMERAL.span) : 0;
+
+/** Whether `port` can be listened on at `host` right now. */
+function bindable(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, host, () => srv.close(() => resolve(true)));
+  });
+}
+
+/** A port the kernel picks (bind to port 0, read it, close). */
+function kernelPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
@@ -40,6 +71,21 @@ export function freePort(host = LOOPBACK): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * A TCP port free on 127.0.0.1 now, for a server a test starts next (or, unused, a port that
+ * refuses connections), taken from below the ephemeral range (see BELOW_EPHEMERAL).
+ */
+export async function freePort(host = LOOPBACK): Promise<number> {
+  const r = BELOW_EPHEMERAL;
+  if (r === undefined) return kernelPort(host);
+  for (let tries = 0; tries < 200; tries++) {
+    const port = nextPort;
+    nextPort = nextPort + 1 < r.bottom + r.span ? nextPort + 1 : r.bottom;
+    if (await bindable(port, host)) return port;
+  }
+  return kernelPort(host);
 }
 
 /** Several distinct free ports. */
