@@ -213,8 +213,8 @@ async function primary(source: ReturnType<typeof loadConfig>, n: number, log: Re
     })());
   if (cfg.admin) {
     // The serving workers' sum, and the reloads, which only the primary counts.
-    collector = new MetricsCollector(() => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w?.process.pid && readyPids.has(w.process.pid))).start();
-    const sum = collector;
+    const sum = new MetricsCollector(() => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w?.process.pid && readyPids.has(w.process.pid))).start();
+    collector = sum;
     const own = (): Promise<string> => metrics.registry.getSingleMetricAsString('homing_config_reloads_total');
     metrics.registry.metrics = async () => `${(await sum.collect()).replace(/\n*$/, '\n')}${await own()}\n`;
     const workers = (): ({ ready: boolean } & WorkerVersion)[] =>

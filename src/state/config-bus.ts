@@ -16,9 +16,9 @@
  * A worker that started from an older text than the primary's (it asked just before a reload) says
  * so in its first 'generation' message and is sent the current one at once.
  */
-import cluster, { type Worker } from 'node:cluster';
+import type { Worker } from 'node:cluster';
 import type { Logger } from 'pino';
-import { kind, sendToPrimary } from './ipc.js';
+import { kind, listenToWorkers, sendToPrimary } from './ipc.js';
 import type { ConfigVersion, WorkerVersion } from '../reload.js';
 
 /** A config's text, as the primary hands it over. */
@@ -58,7 +58,8 @@ export class ConfigPublisher {
   private readonly states = new Map<Worker, WorkerState>();
   /** Re-checked after every report and exit (publish waits on them). */
   private readonly watchers = new Set<() => void>();
-  private listening = false;
+  /** Stops listening to the workers (set while it listens). */
+  private unlisten: (() => void) | undefined;
 
   constructor(
     initial: ConfigText,
@@ -69,11 +70,7 @@ export class ConfigPublisher {
 
   /** Listen to the workers. Call before forking. */
   start(): this {
-    if (!this.listening) {
-      this.listening = true;
-      cluster.on('message', this.onMessage);
-      cluster.on('exit', this.onExit);
-    }
+    this.unlisten ??= listenToWorkers(this.onMessage, this.onExit);
     return this;
   }
 
@@ -163,10 +160,8 @@ export class ConfigPublisher {
   };
 
   close(): void {
-    if (!this.listening) return;
-    this.listening = false;
-    cluster.off('message', this.onMessage);
-    cluster.off('exit', this.onExit);
+    this.unlisten?.();
+    this.unlisten = undefined;
   }
 }
 

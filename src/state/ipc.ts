@@ -1,5 +1,19 @@
-/** What the box's IPC channels (pools, config) share: a message's kind, and a worker's send to the primary. */
+/**
+ * What the box's IPC channels (pools, config, metrics) share: a message's kind, a worker's send to
+ * the primary, and the primary's listening to its workers.
+ */
+import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
+
+/** The primary hears its workers' messages and exits until the function returned is called. */
+export function listenToWorkers(onMessage: (w: Worker, msg: unknown) => void, onExit: (w: Worker) => void): () => void {
+  cluster.on('message', onMessage);
+  cluster.on('exit', onExit);
+  return () => {
+    cluster.off('message', onMessage);
+    cluster.off('exit', onExit);
+  };
+}
 
 /** The `homing` field that names a message's kind (undefined for anything else). */
 export function kind(msg: unknown): unknown {

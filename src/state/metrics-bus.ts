@@ -16,10 +16,10 @@
  * does not answer within `timeout` ms, or answers an error, fails the scrape: a sum that silently
  * missed a live worker would make its counters go backwards.
  */
-import cluster, { type Worker } from 'node:cluster';
+import type { Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import { kind, sendToPrimary } from './ipc.js';
+import { kind, listenToWorkers, sendToPrimary } from './ipc.js';
 
 interface Ask {
   waiting: Set<Worker>;
@@ -32,7 +32,8 @@ interface Ask {
 export class MetricsCollector {
   private seq = 0;
   private readonly asks = new Map<number, Ask>();
-  private listening = false;
+  /** Stops listening to the workers (set while it listens). */
+  private unlisten: (() => void) | undefined;
 
   constructor(
     /** The workers that serve now. */
@@ -42,18 +43,13 @@ export class MetricsCollector {
 
   /** Listen to the workers' answers. */
   start(): this {
-    if (!this.listening) {
-      this.listening = true;
-      cluster.on('message', this.onMessage);
-      cluster.on('exit', this.onExit);
-    }
+    this.unlisten ??= listenToWorkers(this.onMessage, this.onExit);
     return this;
   }
 
   close(): void {
-    this.listening = false;
-    cluster.off('message', this.onMessage);
-    cluster.off('exit', this.onExit);
+    this.unlisten?.();
+    this.unlisten = undefined;
     for (const ask of this.asks.values()) ask.settle(new Error('metrics collection stopped'));
   }
 
