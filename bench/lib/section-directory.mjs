@@ -25,7 +25,7 @@ import { getJson, startNode, stop } from './proc.mjs';
 import { PEERS_DIR, readyPort, startHoming } from './peers.mjs';
 import { fmtInt, fmtNum, median, table } from './format.mjs';
 import { measureSafe, peerSummary, startPeers, stripRaw, summaryCells } from './harness.mjs';
-import { sideBySide } from './side-by-side.mjs';
+import { measureTogether } from './side-by-side.mjs';
 
 const SECTION = 'directory';
 const HOSTS = 100;
@@ -141,27 +141,16 @@ export async function directorySection(h) {
 
       // The target's figure: both peers under load at the same time (half the connections each),
       // so both see the same noise (passes one after the other moved by ±15% on a shared box).
-      let together;
-      const pair = ['homing-balance', 'homing-directory'].map((n) => peers.find((p) => p.name === n));
-      if (pair[0] && pair[1]) {
-        const conns = Math.max(1, Math.round(o.conns / 2));
-        try {
-          const before = await dir.count();
-          together = await sideBySide(pair, {
-            conns,
-            seconds: o.seconds,
-            rounds: o.rounds,
-            warmupS: o.warmupS,
-            wrkOptions: { script: LUA, scriptArgs: [HOSTS, DOMAIN] },
-            onRound: (i, x) => h.log(`directory side by side ${i + 1}/${o.rounds}: c${conns} each, req/s ${x.rps.map((v) => Math.round(v)).join(' / ')} (${x.rpsRatio.toFixed(3)} ×)`),
-          });
-          together.conns = conns;
-          together.directoryCalls = (await dir.count()).calls - before.calls;
-          if (together.directoryCalls > 0) h.problem(SECTION, `side by side: ${together.directoryCalls} directory look-ups (want 0: every host is cached for ${plan.ttl})`);
-          for (const x of together.rounds) for (const e of x.errors) if (e.total > 0) h.problem(SECTION, `side by side: ${JSON.stringify(e)} errors`);
-        } catch (e) {
-          h.problem(SECTION, `side by side: ${e.message}`);
-        }
+      const before = await dir.count();
+      const together = await measureTogether(h, SECTION, peers, ['homing-balance', 'homing-directory'], {
+        rounds: o.rounds,
+        label: 'directory side by side',
+        describe: (x) => `req/s ${x.rps.map((v) => Math.round(v)).join(' / ')} (${x.rpsRatio.toFixed(3)} ×)`,
+        wrkOptions: { script: LUA, scriptArgs: [HOSTS, DOMAIN] },
+      });
+      if (together) {
+        together.directoryCalls = (await dir.count()).calls - before.calls;
+        if (together.directoryCalls > 0) h.problem(SECTION, `side by side: ${together.directoryCalls} directory look-ups (want 0: every host is cached for ${plan.ttl})`);
       }
 
       const summary = summarize(peers, rounds);

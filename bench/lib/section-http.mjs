@@ -10,7 +10,7 @@ import path from 'node:path';
 import { directPeer, httpGet, startHoming, startHttpProxy, startNginx } from './peers.mjs';
 import { fmtInt, fmtNum, median, table } from './format.mjs';
 import { measureSafe, peerSummary, startPeers, stripRaw, summaryCells } from './harness.mjs';
-import { sideBySide } from './side-by-side.mjs';
+import { measureTogether } from './side-by-side.mjs';
 
 const TARGETS = {
   vsHttpProxy: 1.5, // homing 1 worker ≥ 1.5 × http-proxy req/s
@@ -73,24 +73,11 @@ export async function httpSection(h) {
 
     // The access log's cost, homing-1 and homing-1-log under load at the same time (half the
     // connections each), so both see the same noise: the figure the target is checked on.
-    let accessLog;
-    const [plain, logged] = ['homing-1', 'homing-1-log'].map((n) => peers.find((p) => p.name === n));
-    if (plain && logged) {
-      const conns = Math.max(1, Math.round(o.conns / 2));
-      try {
-        accessLog = await sideBySide([plain, logged], {
-          conns,
-          seconds: o.seconds,
-          rounds: nRounds,
-          warmupS: o.warmupS,
-          onRound: (i, x) => h.log(`access log side by side ${i + 1}/${nRounds}: c${conns} each, CPU/request ${x.cpuUsPerReq.map((v) => v.toFixed(1)).join(' → ')} µs (${x.cpuRatio.toFixed(3)} ×)`),
-        });
-        accessLog.conns = conns;
-        for (const x of accessLog.rounds) for (const e of x.errors) if (e.total > 0) h.problem('http', `access log side by side: ${JSON.stringify(e)} errors`);
-      } catch (e) {
-        h.problem('http', `access log side by side: ${e.message}`);
-      }
-    }
+    const accessLog = await measureTogether(h, 'http', peers, ['homing-1', 'homing-1-log'], {
+      rounds: nRounds,
+      label: 'access log side by side',
+      describe: (x) => `CPU/request ${x.cpuUsPerReq.map((v) => v.toFixed(1)).join(' → ')} µs (${x.cpuRatio.toFixed(3)} ×)`,
+    });
 
     // One high-concurrency pass per proxy peer: upstream connection churn.
     const high = {};

@@ -39,6 +39,28 @@ export async function sideBySide(pair, { conns, seconds, rounds, warmupS = 3, wr
   return { rounds: out, cpuRatio: median(out.map((x) => x.cpuRatio)), userRatio: median(out.map((x) => x.userRatio)), rpsRatio: median(out.map((x) => x.rpsRatio)) };
 }
 
+/**
+ * A bench section's side-by-side measure of the two peers named `names` (when both run): half the
+ * section's connections each, its seconds and warm-up, `rounds` rounds, each round logged with
+ * `describe(round)`; errors and failures become the section's problems, under `label`. Returns
+ * sideBySide's result with `conns`, or undefined (a peer missing, or the measure failed).
+ */
+export async function measureTogether(h, section, peers, names, { rounds, label, describe, wrkOptions }) {
+  const pair = names.map((n) => peers.find((p) => p.name === n));
+  if (!pair[0] || !pair[1]) return undefined;
+  const o = h.opts;
+  const conns = Math.max(1, Math.round(o.conns / 2));
+  try {
+    const r = await sideBySide(pair, { conns, seconds: o.seconds, rounds, warmupS: o.warmupS, wrkOptions, onRound: (i, x) => h.log(`${label} ${i + 1}/${rounds}: c${conns} each, ${describe(x)}`) });
+    r.conns = conns;
+    for (const x of r.rounds) for (const e of x.errors) if (e.total > 0) h.problem(section, `${label}: ${JSON.stringify(e)} errors`);
+    return r;
+  } catch (e) {
+    h.problem(section, `${label}: ${e.message}`);
+    return undefined;
+  }
+}
+
 /** User-mode clock ticks of every process in `pgids`' groups. */
 function userTicks(pgids) {
   let n = 0;
