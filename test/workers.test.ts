@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { startBackend, until, deadPort, WAIT } from './support/backends.js';
+import { startBackend, until, WAIT } from './support/backends.js';
+import { freePorts } from './support/services.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -45,8 +46,7 @@ async function readyWorkers(adminPort: number): Promise<number> {
 async function startBox(): Promise<{ port: number; adminPort: number; proc: ChildProcess; stderr: () => string }> {
   const b = await startBackend('b');
   cleanups.push(() => b.close());
-  const port = await deadPort();
-  const adminPort = await deadPort();
+  const [port, adminPort] = (await freePorts(2)) as [number, number];
   const dir = mkdtempSync(join(tmpdir(), 'homing-workers-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'homing.yaml');

@@ -4,7 +4,6 @@ import { connect, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config/load.js';
 import { startHoming, type Homing } from '../../src/app.js';
-import { freePort } from './services.js';
 
 export interface Backend {
   name: string;
@@ -63,10 +62,7 @@ export async function startBackend(name: string, handler: Handler = echo, opts: 
   return b;
 }
 
-/** A port that refuses connections (nothing listens on it; see freePort for why it stays so). */
-export function deadPort(): Promise<number> {
-  return freePort();
-}
+export { deadPort } from './services.js';
 
 export const silentLog = pino({ level: 'silent' });
 

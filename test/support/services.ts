@@ -29,15 +29,38 @@ export interface Service {
 
 const LOOPBACK = '127.0.0.1';
 
+/** Ports `bottom` … `bottom + span - 1`, walked from a place of this process's own (its pid). */
+class PortWalk {
+  private next: number;
+  constructor(
+    private readonly bottom: number,
+    private readonly span: number,
+  ) {
+    this.next = bottom + ((process.pid * 7919) % span);
+  }
+
+  /** The first port from here on that `host` can listen on now; the kernel's pick after 200 taken ones. */
+  async take(host: string): Promise<number> {
+    for (let tries = 0; tries < 200; tries++) {
+      const port = this.next;
+      this.next = port + 1 < this.bottom + this.span ? port + 1 : this.bottom;
+      if (await bindable(port, host)) return port;
+    }
+    return kernelPort(host);
+  }
+}
+
 /**
- * Where freePort looks: the ports just below the kernel's ephemeral range
+ * Where freePort and deadPort look: the ports just below the kernel's ephemeral range
  * (net.ipv4.ip_local_port_range). A port the kernel picks for a socket bound to port 0 or for a
  * connection out (this process's, or another test file's running at the same time) is never one
- * of them, so a port handed out here stays free between the check and its use. Each test process
- * starts at its own place in the range (from its pid) and moves on from there. Undefined when the
- * range leaves too little room below it: the kernel then picks.
+ * of them, so a port handed out here stays free between the check and its use. The lower half is
+ * for servers (freePort), the upper half for ports that must refuse connections (deadPort): a
+ * port one test holds as dead is never given to a server by another test file running at the
+ * same time. Each test process starts at its own place in each half (from its pid) and moves on
+ * from there. Undefined when the range leaves too little room below it: the kernel then picks.
  */
-const BELOW_EPHEMERAL = ((): { bottom: number; span: number } | undefined => {
+const BELOW_EPHEMERAL = ((): { servers: PortWalk; dead: PortWalk } | undefined => {
   let low = 32768;
   try {
     low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
@@ -45,10 +68,10 @@ const BELOW_EPHEMERAL = ((): { bottom: number; span: number } | undefined => {
     // not Linux: the usual default
   }
   const bottom = Math.max(1024, low - 12000);
-  const span = low - bottom;
-  return span >= 1000 ? { bottom, span } : undefined;
+  const half = Math.floor((low - bottom) / 2);
+  if (half < 500) return undefined;
+  return { servers: new PortWalk(bottom, half), dead: new PortWalk(bottom + half, half) };
 })();
-let nextPort = BELOW_EPHEMERAL ? BELOW_EPHEMERAL.bottom + ((process.pid * 7919) % BELOW_EPHEMERAL.span) : 0;
 
 /** Whether `port` can be listened on at `host` right now. */
 function bindable(port: number, host: string): Promise<boolean> {
@@ -73,19 +96,17 @@ function kernelPort(host: string): Promise<number> {
   });
 }
 
+/** A TCP port free on 127.0.0.1 now, for a server a test starts next (see BELOW_EPHEMERAL). */
+export function freePort(host = LOOPBACK): Promise<number> {
+  return BELOW_EPHEMERAL ? BELOW_EPHEMERAL.servers.take(host) : kernelPort(host);
+}
+
 /**
- * A TCP port free on 127.0.0.1 now, for a server a test starts next (or, unused, a port that
- * refuses connections), taken from below the ephemeral range (see BELOW_EPHEMERAL).
+ * A port nothing listens on, that no test starts a server on (see BELOW_EPHEMERAL): connecting
+ * to it is refused.
  */
-export async function freePort(host = LOOPBACK): Promise<number> {
-  const r = BELOW_EPHEMERAL;
-  if (r === undefined) return kernelPort(host);
-  for (let tries = 0; tries < 200; tries++) {
-    const port = nextPort;
-    nextPort = nextPort + 1 < r.bottom + r.span ? nextPort + 1 : r.bottom;
-    if (await bindable(port, host)) return port;
-  }
-  return kernelPort(host);
+export function deadPort(host = LOOPBACK): Promise<number> {
+  return BELOW_EPHEMERAL ? BELOW_EPHEMERAL.dead.take(host) : kernelPort(host);
 }
 
 /** Several distinct free ports. */
