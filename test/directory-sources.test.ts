@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { ManualClock } from '../src/clock.js';
 import { DirectoryKeyError, DirectoryTable, type DirectoryAnswer } from '../src/routing/directory/index.js';
 import { cacheTtl, HttpDirectorySource, parseAnswer, RedisDirectorySource, SeedFile } from '../src/directory/index.js';
-import { freePort, startRedis, type RedisService } from './support/services.js';
+import { deadPort, startRedis, type RedisService } from './support/services.js';
 import { failOnUnhandledRejections } from './support/unhandled.js';
 
 failOnUnhandledRejections();
@@ -527,9 +527,9 @@ describe('RedisDirectorySource', () => {
   });
 
   test('nothing listening: the first look-up rejects at once, not after the timeout', async () => {
-    const src = source({ url: `redis://127.0.0.1:${await freePort()}`, timeout: 3000 });
+    const src = source({ url: `redis://127.0.0.1:${await deadPort()}`, timeout: 3000 });
     const errors: Error[] = [];
-    const quiet = source({ url: `redis://127.0.0.1:${await freePort()}`, timeout: 3000, onError: (e) => errors.push(e) });
+    const quiet = source({ url: `redis://127.0.0.1:${await deadPort()}`, timeout: 3000, onError: (e) => errors.push(e) });
     const { ms } = await timed(rejectsPlain(src.lookup('a', never), /directory redis redis:\/\/127\.0\.0\.1:\d+: /));
     assert.ok(ms < 1000, `rejected after ${ms} ms`);
     await rejectsPlain(quiet.lookup('a', never), /./);
@@ -551,7 +551,7 @@ describe('RedisDirectorySource', () => {
       const { ms, result } = await timed(src.lookup('x', never));
       assert.ok(result.status === 'rejected' && result.reason instanceof Error);
       messages.push(result.reason.message);
-      assert.ok(ms < 500, `rejected after ${ms} ms, not after the 3000 ms timeout`);
+      assert.ok(ms < 1500, `rejected after ${ms} ms, not after the 3000 ms timeout`);
     }
     // Refused on the spot while ioredis reconnects, rather than waiting for the next attempt.
     assert.ok(messages.some((m) => /not connected \(reconnecting\)/.test(m)), messages.join('; '));
