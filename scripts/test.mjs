@@ -35,7 +35,7 @@ const runner = ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-tim
 const failuresDir = mkdtempSync(join(tmpdir(), 'homing-test-failures-'));
 const reporters = (file) => [
   '--test-reporter=tap', '--test-reporter-destination=stdout',
-  '--test-reporter=./scripts/failures-reporter.mjs', `--test-reporter-destination=${file}`,
+  `--test-reporter=${new URL('./failures-reporter.mjs', import.meta.url).href}`, `--test-reporter-destination=${file}`,
 ];
 const passes = process.env.HOMING_ENGINE
   ? [{ engine: process.env.HOMING_ENGINE, files }]
