@@ -361,3 +361,24 @@ test('a JSON line reads back as exactly what was logged: escapes, non-ASCII, lon
   });
   assert.equal(textOf(file).split('\n').filter(Boolean)[cases.length - 1]!.includes('"ms":123456.789,'), true, 'ms: 3 decimals, trailing zeros dropped');
 });
+
+test('lines wait as entries and are formatted in batches: each keeps its own values, in order, whether handed over by count, by timer or at close', async () => {
+  const file = tempFile();
+  const log = new AccessLog({ to: file, format: 'json', sample: 1, slowerThan: 0, query: false, fields: ['path', 'status', 'ms'] });
+  const write = (i: number): void => {
+    const e = log.entry.reset();
+    e.path = e.uri = `/n/${i}`;
+    e.status = 200 + (i % 7);
+    log.write(e, i);
+  };
+  // More than one batch by count at once, then a few that only the timer hands over.
+  for (let i = 0; i < 700; i++) write(i);
+  await until(() => linesOf(file).length >= 512);
+  for (let i = 700; i < 705; i++) write(i);
+  await until(() => linesOf(file).length === 705);
+  for (let i = 705; i < 710; i++) write(i);
+  await log.close();
+  const lines = linesOf(file);
+  assert.equal(lines.length, 710);
+  lines.forEach((l, i) => assert.deepEqual(l, { path: `/n/${i}`, status: 200 + (i % 7), ms: i }));
+});
