@@ -42,6 +42,9 @@ export class AccessEntry {
   error: string | undefined;
   aborted: 'client' | 'upstream' | undefined;
   rawHeaders: readonly string[] | undefined;
+  /** Referer and User-Agent, taken from `rawHeaders` for a JSON line that lists them (`write`). */
+  referer: string | undefined;
+  userAgent: string | undefined;
   /** How long the request took (ms), and Date.now() when it ended: set by `AccessLog.write`. */
   ms = 0;
   now = 0;
@@ -49,7 +52,7 @@ export class AccessEntry {
   /** Clear what differs from one request to the next (the caller sets the rest). */
   reset(): this {
     this.requestId = this.traceId = this.route = this.pool = this.member = this.by = this.cache = this.error = this.aborted = undefined;
-    this.rawHeaders = undefined;
+    this.rawHeaders = this.referer = this.userAgent = undefined;
     this.upstreamMs = -1;
     this.hops = -1;
     this.bytesIn = this.bytesOut = 0;
@@ -228,6 +231,8 @@ export class AccessLog {
   private readonly queued: AccessEntry[] = [];
   private count = 0;
   private readonly fields: Uint8Array;
+  /** The JSON fields include Referer or User-Agent. */
+  private readonly headerFields: boolean;
   private readonly combined: boolean;
   private readonly sample: number;
   private readonly slowerThan: number;
@@ -256,6 +261,7 @@ export class AccessLog {
 
   constructor(o: AccessLogOptions) {
     this.fields = Uint8Array.from((o.fields ?? DEFAULT_ACCESS_LOG_FIELDS).map((f) => FIELD_CODES[f]));
+    this.headerFields = this.fields.includes(FIELD_CODES.referer) || this.fields.includes(FIELD_CODES.userAgent);
     this.combined = o.format === 'combined';
     this.sample = o.sample;
     this.slowerThan = o.slowerThan;
@@ -300,11 +306,19 @@ export class AccessLog {
     e.ms = ms;
     e.now = Date.now();
     if (this.combined) this.lines.utf8(this.combinedLine(e));
-    else if (e === this.queued[this.count]) this.count++;
     else {
-      // An entry of the caller's own, not `entry`'s: the lines queued before it go first.
-      this.formatQueued();
-      this.jsonLine(e);
+      // A queued entry keeps only what its line prints, not the request's headers.
+      if (this.headerFields) {
+        e.referer = rawValue(e.rawHeaders, 'referer');
+        e.userAgent = rawValue(e.rawHeaders, 'user-agent');
+      }
+      e.rawHeaders = undefined;
+      if (e === this.queued[this.count]) this.count++;
+      else {
+        // An entry of the caller's own, not `entry`'s: the lines queued before it go first.
+        this.formatQueued();
+        this.jsonLine(e);
+      }
     }
     if (this.lines.off >= FLUSH_BYTES || this.count >= BATCH_LINES) this.handOver();
     else if (this.timer === undefined) this.timer = setTimeout(this.handOver, FLUSH_MS).unref();
@@ -312,11 +326,7 @@ export class AccessLog {
 
   /** The queued entries' lines, into the batch's bytes; the entries are free again. */
   private formatQueued(): void {
-    for (let i = 0; i < this.count; i++) {
-      const e = this.queued[i]!;
-      this.jsonLine(e);
-      e.rawHeaders = undefined;
-    }
+    for (let i = 0; i < this.count; i++) this.jsonLine(this.queued[i]!);
     this.count = 0;
   }
 
@@ -355,8 +365,8 @@ export class AccessLog {
     b.byte(123); // {
     for (let i = 0; i < f.length; i++) {
       const code = f[i]!;
-      // Referer and User-Agent, looked up once when listed.
-      const header = code === 19 ? rawValue(e.rawHeaders, 'referer') : code === 20 ? rawValue(e.rawHeaders, 'user-agent') : undefined;
+      // Referer and User-Agent (taken from the headers by `write` when listed).
+      const header = code === 19 ? e.referer : code === 20 ? e.userAgent : undefined;
       // Fields without a value this time: nothing at all, not even the key.
       switch (code) {
         case 1: if (e.requestId === undefined) continue; break;
