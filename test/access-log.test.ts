@@ -382,3 +382,23 @@ test('lines wait as entries and are formatted in batches: each keeps its own val
   assert.equal(lines.length, 710);
   lines.forEach((l, i) => assert.deepEqual(l, { path: `/n/${i}`, status: 200 + (i % 7), ms: i }));
 });
+
+test('a batch of long lines is handed over at about 64 KiB, not held until 256 lines or the timer', async () => {
+  const file = tempFile();
+  const log = new AccessLog({ to: file, format: 'json', sample: 1, slowerThan: 0, query: true, fields: ['path'] });
+  const queued = (): number => (log as unknown as { count: number }).count;
+  const long = `/${'p'.repeat(4000)}`;
+  let most = 0;
+  for (let i = 0; i < 100; i++) {
+    const e = log.entry.reset();
+    e.path = e.uri = `${long}/${i}`;
+    log.write(e, 1);
+    most = Math.max(most, queued());
+  }
+  // 4 KiB lines: a batch is handed over after about 16 of them.
+  assert.ok(most > 0 && most <= 17, `up to ${most} long lines waited in a batch`);
+  await log.close();
+  const lines = linesOf(file);
+  assert.equal(lines.length, 100);
+  lines.forEach((l, i) => assert.equal(l.path, `${long}/${i}`));
+});

@@ -230,6 +230,10 @@ export class AccessLog {
    */
   private readonly queued: AccessEntry[] = [];
   private count = 0;
+  /** An estimate of the queued lines' bytes, for the 64 KiB hand-over. */
+  private queuedBytes = 0;
+  /** Hears of failures after the start (a reopen that fails, a line that could not be formatted). */
+  private onError: (err: Error) => void = () => {};
   private readonly fields: Uint8Array;
   /** The JSON fields include Referer or User-Agent. */
   private readonly headerFields: boolean;
@@ -284,6 +288,7 @@ export class AccessLog {
       }
     }
     const log = new AccessLog(o);
+    log.onError = onError;
     log.dest.on('error', onError);
     return log;
   }
@@ -302,17 +307,25 @@ export class AccessLog {
 
   /** Write `e` (this log's `entry`, filled), whose request took `ms`. */
   write(e: AccessEntry, ms: number): void {
-    if (this.closed) return; // a connection cut by the shutdown itself
+    if (this.closed) {
+      e.rawHeaders = undefined; // a connection cut by the shutdown itself: no line
+      return;
+    }
     e.ms = ms;
     e.now = Date.now();
-    if (this.combined) this.lines.utf8(this.combinedLine(e));
-    else {
-      // A queued entry keeps only what its line prints, not the request's headers.
+    if (this.combined) {
+      this.lines.utf8(this.combinedLine(e));
+      e.rawHeaders = undefined;
+    } else {
+      // A queued entry does not keep the request's header list: Referer and User-Agent are taken now.
       if (this.headerFields) {
         e.referer = rawValue(e.rawHeaders, 'referer');
         e.userAgent = rawValue(e.rawHeaders, 'user-agent');
+        this.queuedBytes += (e.referer?.length ?? 0) + (e.userAgent?.length ?? 0);
       }
       e.rawHeaders = undefined;
+      // About what the line will take: a default line is about 300 bytes, the path its main variable.
+      this.queuedBytes += 300 + e.uri.length;
       if (e === this.queued[this.count]) this.count++;
       else {
         // An entry of the caller's own, not `entry`'s: the lines queued before it go first.
@@ -320,14 +333,27 @@ export class AccessLog {
         this.jsonLine(e);
       }
     }
-    if (this.lines.off >= FLUSH_BYTES || this.count >= BATCH_LINES) this.handOver();
+    if (this.lines.off + this.queuedBytes >= FLUSH_BYTES || this.count >= BATCH_LINES) this.handOver();
     else if (this.timer === undefined) this.timer = setTimeout(this.handOver, FLUSH_MS).unref();
   }
 
-  /** The queued entries' lines, into the batch's bytes; the entries are free again. */
+  /**
+   * The queued entries' lines, into the batch's bytes; the entries are free again. A line whose
+   * formatting fails (a bug: every field is typed) is left out, not half-written, and reported.
+   */
   private formatQueued(): void {
-    for (let i = 0; i < this.count; i++) this.jsonLine(this.queued[i]!);
+    const n = this.count;
     this.count = 0;
+    this.queuedBytes = 0;
+    for (let i = 0; i < n; i++) {
+      const start = this.lines.off;
+      try {
+        this.jsonLine(this.queued[i]!);
+      } catch (err) {
+        this.lines.off = start;
+        this.onError(err as Error);
+      }
+    }
   }
 
   /** The time as ISO 8601 in UTC, `"2026-11-30T04:25:13.042Z"`; the part up to the second is kept. */
