@@ -1,13 +1,13 @@
 /**
  * The access log: one line per request, JSON (the configured fields, in order) or nginx's
  * `combined`, handed to a pino destination (sonic-boom) with `sync: false` — the request never
- * waits for the disk. Lines are gathered and handed over every 100 ms (or 64 KiB, or 256 lines): a write per
- * line would cost a system call per request, far more than the line itself. A JSON line waits as
- * its request's entry (entries are reused, batch after batch) and is written with the rest of its
- * batch, straight into the batch's bytes, when the batch is handed over: no object, string or
- * JSON.stringify per request in the usual case, and the formatter runs as one hot loop rather than
- * a little at a time between each request's other work (3% less CPU per request than a line
- * formatted as its request ends, measured side by side).
+ * waits for the disk. Lines are gathered and handed over every 100 ms (or 64 KiB, or 256 lines):
+ * a write per line would cost a system call per request, far more than the line itself. A JSON
+ * line waits as its request's entry (entries are reused, batch after batch) and is written with
+ * the rest of its batch, straight into the batch's bytes, when the batch is handed over: no
+ * object, string or JSON.stringify per request in the usual case, and the formatter runs as one
+ * hot loop rather than a little at a time between each request's other work (3% less CPU per
+ * request than a line formatted as its request ends, measured side by side).
  * `reopen` reopens a log file at its path (logrotate's SIGUSR1).
  */
 import { closeSync, mkdirSync, openSync } from 'node:fs';
