@@ -63,13 +63,16 @@ test('dashboard in chromium: token field, numbers as /metrics has them, a member
   await new Promise<void>((r) => directory.listen(0, '127.0.0.1', r));
   cleanups.push(() => new Promise<void>((r) => directory.close(() => r())));
   const dirPort = (directory.address() as { port: number }).port;
+  // One failed check marks a member down (fall: 1). The checks run in this process, which the
+  // browser's driver keeps busy: a short check timeout would take a healthy member down now and
+  // then. The member taken down below refuses connections, so its check fails at once anyway.
   const h = await startTestHoming(`
 listen: { http: 127.0.0.1:0 }
 admin: { address: 127.0.0.1:0, token: ${TOKEN} }
 pools:
   web:
     members: ['${web[0]!.id}', '${web[1]!.id}']
-    health: { active: { path: /health, interval: ${HEALTH_INTERVAL}ms, timeout: 300ms, fall: 1, rise: 1 } }
+    health: { active: { path: /health, interval: ${HEALTH_INTERVAL}ms, timeout: 5s, fall: 1, rise: 1 } }
   pa: { members: ['${web[0]!.id}'] }
   pb: { members: ['${web[1]!.id}'] }
   s: { members: ['${sessions.backends[0]!.id}', '${sessions.backends[1]!.id}'] }
