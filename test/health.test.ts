@@ -75,6 +75,8 @@ function recorder(): { transitions: Transition[]; onTransition: (m: Member, up: 
 
 const liveIds = (pool: Pool): string[] => pool.live.members.map((m) => m.id);
 
+// Check timeouts are long (5 s) unless the test is about timeouts: a check slowed by a busy box must
+// not mark a healthy member down (refused connections and bad statuses fail at once anyway).
 describe('active health checks', () => {
   test('members start up; fall failures (HTTP 500) mark down, rise successes mark up again', async () => {
     const a = await new Backend().listen();
@@ -127,7 +129,7 @@ describe('active health checks', () => {
     const pool = new Pool('p', [{ host: '127.0.0.1', port: a.port, weight: 1 }]);
     const rec = recorder();
     const tracker = new HealthTracker(pool, rec.onTransition);
-    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 20, timeout: 500, rise: 1, fall: 2 });
+    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 20, timeout: 5000, rise: 1, fall: 2 });
     active.start();
     await waitFor(() => a.hits >= 1, 'a first check');
     await a.close();
@@ -159,7 +161,7 @@ describe('active health checks', () => {
     const a = await new Backend().listen();
     const pool = new Pool('p', [{ host: '127.0.0.1', port: a.port, weight: 1 }]);
     const tracker = new HealthTracker(pool);
-    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 1000, timeout: 500, rise: 1, fall: 1 });
+    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 1000, timeout: 5000, rise: 1, fall: 1 });
     await active.round();
     await active.round();
     assert.equal(a.hits, 2);
@@ -174,7 +176,7 @@ describe('active health checks', () => {
     const a = await new Backend().listen();
     const pool = new Pool('p', [{ host: '127.0.0.1', port: a.port, weight: 1 }]);
     const tracker = new HealthTracker(pool);
-    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 1000, timeout: 500, rise: 1, fall: 1, expectStatus: [204] });
+    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 1000, timeout: 5000, rise: 1, fall: 1, expectStatus: [204] });
     await active.round();
     assert.equal(pool.isUp(a.id), false, '200 is not in expectStatus');
     a.mode = '204';
@@ -192,7 +194,7 @@ describe('active health checks', () => {
     const spec = (b: Backend): { host: string; port: number; weight: number } => ({ host: '127.0.0.1', port: b.port, weight: 1 });
     const pool = new Pool('p', [spec(a)]);
     const tracker = new HealthTracker(pool);
-    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 1000, timeout: 500, rise: 1, fall: 1 });
+    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 1000, timeout: 5000, rise: 1, fall: 1 });
     await active.round();
     assert.equal(bad.hits, 0);
 
@@ -379,7 +381,7 @@ describe('HealthTracker: active and passive combined', () => {
     const pool = new Pool('p', [{ host: '127.0.0.1', port: a.port, weight: 1 }]);
     const clock = new ManualClock();
     const rec = recorder();
-    const health = new PoolHealth(pool, { active: { path: '/health', interval: 60_000, timeout: 500, rise: 1, fall: 1 }, passive: { failures: 2, ejectFor: 5000 } }, { clock, onTransition: rec.onTransition });
+    const health = new PoolHealth(pool, { active: { path: '/health', interval: 60_000, timeout: 5000, rise: 1, fall: 1 }, passive: { failures: 2, ejectFor: 5000 } }, { clock, onTransition: rec.onTransition });
     health.start();
     await waitFor(() => a.hits >= 1, 'the first check, run at start');
     const m = pool.members.get(a.id)!;
@@ -437,7 +439,7 @@ describe('a throw in a health round or a pool listener ends nothing', () => {
     const onCheck = (r: CheckResult): void => {
       if (r.member.id === a.id) throw new Error('metrics exporter broke');
     };
-    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 20, timeout: 500, rise: 1, fall: 1 }, { onCheck, log });
+    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 20, timeout: 5000, rise: 1, fall: 1 }, { onCheck, log });
     await active.round();
     assert.equal(pool.isUp(b.id), false, 'the other member was checked and judged');
     const failed = (): number => lines.filter((l) => l.msg === 'health check outcome could not be applied' && l.member === a.id).length;
@@ -483,7 +485,7 @@ describe('a throw in a health round or a pool listener ends nothing', () => {
     const heard: string[][] = [];
     pool.onChange((p) => void heard.push(liveIds(p)));
     const tracker = new HealthTracker(pool);
-    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 20, timeout: 500, rise: 1, fall: 1 }, { log });
+    const active = new ActiveHealthCheck(tracker, { path: '/', interval: 20, timeout: 5000, rise: 1, fall: 1 }, { log });
     active.start();
     await waitFor(() => a.hits >= 1, 'a first check');
     a.mode = '500';
