@@ -339,7 +339,7 @@ test('a JSON line reads back as exactly what was logged: escapes, non-ASCII, lon
     e.route = tricky[1];
     e.hops = 0;
     e.rawHeaders = ['User-Agent', tricky[3]!, 'Referer', tricky[2]!];
-    log.write(e, ms);
+    log.write(ms);
   }
   await log.close();
   const lines = linesOf(file);
@@ -369,7 +369,7 @@ test('lines wait as entries and are formatted in batches: each keeps its own val
     const e = log.entry.reset();
     e.path = e.uri = `/n/${i}`;
     e.status = 200 + (i % 7);
-    log.write(e, i);
+    log.write(i);
   };
   // More than one batch by count at once, then a few that only the timer hands over.
   for (let i = 0; i < 700; i++) write(i);
@@ -392,7 +392,7 @@ test('a batch of long lines is handed over at about 64 KiB, not held until 256 l
   for (let i = 0; i < 100; i++) {
     const e = log.entry.reset();
     e.path = e.uri = `${long}/${i}`;
-    log.write(e, 1);
+    log.write(1);
     most = Math.max(most, queued());
   }
   // 4 KiB lines: a batch is handed over after about 16 of them.

@@ -300,13 +300,14 @@ export class AccessLog {
     return this.sample >= 1 || Math.random() < this.sample;
   }
 
-  /** The entry the log phase fills for the next line (then hands to `write`). */
+  /** The entry the log phase fills for the next line, then writes with `write`. */
   get entry(): AccessEntry {
     return (this.queued[this.count] ??= new AccessEntry());
   }
 
-  /** Write `e` (this log's `entry`, filled), whose request took `ms`. */
-  write(e: AccessEntry, ms: number): void {
+  /** Write the line of `entry` (filled since it was taken), whose request took `ms`. */
+  write(ms: number): void {
+    const e = this.entry;
     if (this.closed) {
       e.rawHeaders = undefined; // a connection cut by the shutdown itself: no line
       return;
@@ -326,12 +327,7 @@ export class AccessLog {
       e.rawHeaders = undefined;
       // About what the line will take: a default line is about 300 bytes, the path its main variable.
       this.queuedBytes += 300 + e.uri.length;
-      if (e === this.queued[this.count]) this.count++;
-      else {
-        // An entry of the caller's own, not `entry`'s: the lines queued before it go first.
-        this.formatQueued();
-        this.jsonLine(e);
-      }
+      this.count++;
     }
     if (this.lines.off + this.queuedBytes >= FLUSH_BYTES || this.count >= BATCH_LINES) this.handOver();
     else if (this.timer === undefined) this.timer = setTimeout(this.handOver, FLUSH_MS).unref();

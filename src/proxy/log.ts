@@ -66,7 +66,7 @@ export function logEnd(x: Exchange, status: number, bytesIn: number, bytesOut: n
   e.hops = x.hops;
   e.error = x.errorCode;
   e.aborted = aborted;
-  a.write(e, ms);
+  a.write(ms);
 }
 
 /**
@@ -100,5 +100,5 @@ export function logUnrouted(deps: PipelineDeps, c: ClientHead, head: RequestHead
   if (route !== undefined) e.cache = 'bypass';
   e.error = code;
   if (code === undefined) e.aborted = 'client';
-  a.write(e, ms);
+  a.write(ms);
 }
