@@ -155,6 +155,18 @@ export function directPeer(h) {
   return { name: 'direct', label: 'direct to the backend', kind: 'direct', url: h.backend.url, pgids: [], stop: async () => {} };
 }
 
+/**
+ * A floor peer (bench/peers/node-relay.mjs or node-llhttp.mjs): the least a Node process does as
+ * a TCP relay, or as an HTTP proxy on llhttp, on this box. Not proxies anyone would run (no
+ * routing, no limits, one backend connection per client connection): the HTTP section reads
+ * homing's CPU per request against them. Kind `floor`: left out of the churn check.
+ */
+export async function startNodeFloor(h, name, label) {
+  const child = startNode(name, path.join(PEERS_DIR, `${name}.mjs`), [String(h.backend.port)], { logFile: path.join(h.tmp, `${name}.log`) });
+  const port = await readyPort(child, name);
+  return { name, label, kind: 'floor', port, url: `http://127.0.0.1:${port}/bench`, pgids: [child.pid], child, stop: () => stop(child) };
+}
+
 export async function startHttpProxy(h) {
   const name = 'http-proxy';
   if (!existsSync(path.join(REPO, 'node_modules/http-proxy'))) return { name, label: name, skipped: 'node_modules/http-proxy missing (npm install)' };

@@ -1,13 +1,14 @@
 // Section "http": a 1 KiB GET under wrk through homing (1 worker and auto; 1 worker again with the
 // access log on, JSON to a file, for its CPU per request — measured again side by side with
 // homing-1, both under load at once, for its target; 1 worker on each engine, node and fast)
-// against direct to the backend, nginx proxy_pass with upstream keep-alive, and the `http-proxy`
-// package; peers are started once and measured in interleaved rounds; then one c256 pass per proxy
+// against direct to the backend, nginx proxy_pass with upstream keep-alive, the `http-proxy`
+// package, and two floors (what the least a Node process costs here as a TCP relay, and as an
+// HTTP proxy on llhttp with no routing: see bench/peers/node-relay.mjs, node-llhttp.mjs); peers are started once and measured in interleaved rounds; then one c256 pass per proxy
 // peer to check upstream connection churn, and checks the targets in TARGETS (FAST_TARGETS for the
 // fast engine).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { directPeer, httpGet, startHoming, startHttpProxy, startNginx } from './peers.mjs';
+import { directPeer, httpGet, startHoming, startHttpProxy, startNginx, startNodeFloor } from './peers.mjs';
 import { fmtInt, fmtNum, median, table } from './format.mjs';
 import { measureSafe, peerSummary, startPeers, stripRaw, summaryCells } from './harness.mjs';
 import { measureTogether } from './side-by-side.mjs';
@@ -34,6 +35,8 @@ export async function httpSection(h) {
     ['direct', async () => directPeer(h)],
     ['nginx', () => startNginx(h, { keepalive: 512 })],
     ['homing-fast-1', () => startHoming(h, { name: 'homing-fast-1', label: 'homing, engine: fast, workers: 1, hash ring', workers: 1, engine: 'fast' })],
+    ['node-llhttp', () => startNodeFloor(h, 'node-llhttp', 'floor: HTTP/1.1 on Node\'s llhttp, no routing, no header rules (not a usable proxy)')],
+    ['node-relay', () => startNodeFloor(h, 'node-relay', 'floor: TCP relay on Node\'s net, no HTTP (not a usable proxy)')],
     ['homing-1', () => startHoming(h, { name: 'homing-1', label: 'homing, engine: node, workers: 1, hash ring', workers: 1, engine: 'node' })],
     [
       'homing-1-log',
@@ -143,6 +146,8 @@ function summarize(peers, rounds) {
       vsHttpProxy: median(rounds.map((runs) => ratio(runs, p.name, 'http-proxy'))),
       cpuVsHoming1: median(rounds.map((runs) => cpuRatio(runs, p.name, 'homing-1'))),
       cpuVsNginx: median(rounds.map((runs) => cpuRatio(runs, p.name, 'nginx'))),
+      cpuVsLlhttp: median(rounds.map((runs) => cpuRatio(runs, p.name, 'node-llhttp'))),
+      cpuVsRelay: median(rounds.map((runs) => cpuRatio(runs, p.name, 'node-relay'))),
       vsHoming1: median(rounds.map((runs) => ratio(runs, p.name, 'homing-1'))),
     };
   }
@@ -218,6 +223,12 @@ function print(h, r) {
   console.log('  CPU % = the proxy\'s processes (100 = one core); new upstream/1k = backend connections opened per 1000 requests mid-pass;');
   console.log('  homing-1 is engine: node, homing-fast-1 engine: fast (same config otherwise); ÷ homing-1 compares req/s, CPU ÷ … CPU per request;');
   console.log('  other % = box busy minus proxy, backend and wrk (other work on the box: noise).');
+  if (s['node-llhttp'] && s['node-relay']) {
+    console.log('  node-llhttp and node-relay are floors, not proxies: what the least a Node process costs here as an HTTP proxy on llhttp');
+    console.log(`  (${fmtNum(s['node-llhttp'].cpuVsNginx)} × nginx's CPU per request) and as a TCP relay (${fmtNum(s['node-relay'].cpuVsNginx)} ×).`);
+    const f = s['homing-fast-1'];
+    if (f) console.log(`  homing-fast-1: CPU per request ${fmtNum(f.cpuVsLlhttp)} × node-llhttp's, ${fmtNum(f.cpuVsRelay)} × node-relay's.`);
+  }
   if (s['homing-1-log']) console.log(`  homing-1-log: CPU/request ${fmtNum(s['homing-1-log'].cpuVsHoming1)} × homing-1's in the rounds above; its access log has ${fmtInt(r.accessLogLines ?? NaN)} lines.`);
   if (r.accessLog) {
     const a = r.accessLog;
