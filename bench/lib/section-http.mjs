@@ -3,9 +3,9 @@
 // homing-1, both under load at once, for its target; 1 worker on each engine, node and fast)
 // against direct to the backend, nginx proxy_pass with upstream keep-alive, the `http-proxy`
 // package, and two floors (what the least a Node process costs here as a TCP relay, and as an
-// HTTP proxy on llhttp with no routing: see bench/peers/node-relay.mjs, node-llhttp.mjs); peers are started once and measured in interleaved rounds; then one c256 pass per proxy
-// peer to check upstream connection churn, and checks the targets in TARGETS (FAST_TARGETS for the
-// fast engine).
+// HTTP proxy on llhttp with no routing: bench/peers/node-relay.mjs, node-llhttp.mjs); peers are
+// started once and measured in interleaved rounds; then one c256 pass per proxy peer to check
+// upstream connection churn, and checks the targets in TARGETS (FAST_TARGETS for the fast engine).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { directPeer, httpGet, startHoming, startHttpProxy, startNginx, startNodeFloor } from './peers.mjs';
